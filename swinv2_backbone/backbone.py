@@ -1,0 +1,281 @@
+"""The SwinV2 backbone: NCHW feature maps at strides 4, 8, 16, 32 for images of any size."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .blocks import PatchEmbed, SwinV2Stage
+
+__all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'SwinV2Backbone']
+
+# The SwinV2 paper's models. SwinV2-G adds a LayerNorm on the main branch every 6 blocks.
+ARCH_PRESETS: dict[str, dict] = {
+    'tiny': dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    'large': dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+    'giant': dict(embed_dim=512, depths=(2, 2, 42, 4), num_heads=(16, 32, 64, 128),
+                  extra_norm_every_n_blocks=6),
+}
+
+# HF-style names of the maps forward can return; out_indices i means FEATURE_NAMES[i + 1].
+FEATURE_NAMES = ('stem', 'stage1', 'stage2', 'stage3', 'stage4')
+
+
+def _per_stage(value: int | Sequence[int], num_stages: int, name: str) -> tuple[int, ...]:
+    values = (value,) * num_stages if isinstance(value, int) else tuple(value)
+    if len(values) != num_stages or not all(isinstance(v, int) for v in values):
+        raise ValueError(f'{name} must be an int or {num_stages} ints, got {value!r}')
+    return values
+
+
+class SwinV2Backbone(BaseModule):
+    """Swin Transformer V2 (Liu et al., CVPR 2022) as a dense-prediction backbone.
+
+    Args:
+        arch: 'tiny', 'small', 'base', 'large' or 'giant', or a dict with ``embed_dim``,
+            ``depths``, ``num_heads`` and optionally ``extra_norm_every_n_blocks`` (a LayerNorm
+            closing every n-th block, as SwinV2-G has). ``embed_dim``, ``depths`` and ``num_heads`` given
+            explicitly override the preset.
+        window_size: window side, one int or one per stage.
+        pretrained_window_sizes: per stage, the window the CPB was pretrained at (0 = none).
+        out_indices: stages to return, OpenMMLab style (0..3 = stage1..stage4).
+        out_features: maps to return, HF style names (``stem`` = patch-embedding output,
+            ``stage1``..``stage4``). With ``out_indices`` too, both must name the same maps.
+            Default: all four stages.
+        out_norm: apply a LayerNorm to each returned map.
+        patch_size, in_channels: patch embedding.
+        mlp_ratio, qkv_bias: block hyper-parameters.
+        drop_rate, attn_drop_rate, drop_path_rate: regularisation; drop path grows linearly
+            with depth up to ``drop_path_rate``.
+        use_abs_pos_embed: add a learned absolute position embedding to the stem, defined on the
+            ``pretrain_img_size`` grid and bicubically resized to any input.
+        pretrain_img_size: image size the absolute position embedding is defined for.
+        with_cp: gradient checkpointing of every block (less memory, more compute).
+        frozen_stages: -1 freezes nothing; 0 freezes the patch embedding (and absolute position
+            embedding and the ``stem`` output norm); k >= 1 also freezes stages 1..k, each with
+            the patch merging that feeds it and its output norm, so stage k's output is fixed.
+            Frozen parts have ``requires_grad=False`` and stay in eval mode through ``train()``.
+        norm_eval: keep normalisation layers in eval mode during training. SwinV2 has only
+            LayerNorms, which compute the same in both modes; accepted so mmdet/mmseg configs
+            that set it keep working.
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
+
+    When a stage's map is no larger than its window along the shorter side, that stage uses a
+    window equal to the shorter side and no shift, as the official implementation does.
+    """
+
+    def __init__(self, arch: str | dict = 'tiny', embed_dim: int | None = None,
+                 depths: Sequence[int] | None = None, num_heads: Sequence[int] | None = None,
+                 window_size: int | Sequence[int] = 8,
+                 pretrained_window_sizes: Sequence[int] = (0, 0, 0, 0),
+                 out_indices: Sequence[int] | None = None,
+                 out_features: Sequence[str] | None = None, out_norm: bool = True,
+                 patch_size: int = 4, in_channels: int = 3, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
+                 pretrain_img_size: int = 256, with_cp: bool = False, frozen_stages: int = -1,
+                 norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in ARCH_PRESETS:
+                raise ValueError(f'unknown arch {arch!r}; choose from {sorted(ARCH_PRESETS)} '
+                                 'or pass a dict')
+            preset = ARCH_PRESETS[arch]
+        elif isinstance(arch, dict):
+            unknown = set(arch) - {'embed_dim', 'depths', 'num_heads', 'extra_norm_every_n_blocks'}
+            if unknown:
+                raise ValueError(f'unknown arch keys {sorted(unknown)}')
+            preset = arch
+        else:
+            raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
+        embed_dim = embed_dim if embed_dim is not None else preset.get('embed_dim')
+        depths = tuple(depths if depths is not None else preset.get('depths', ()))
+        num_heads = tuple(num_heads if num_heads is not None else preset.get('num_heads', ()))
+        if not isinstance(embed_dim, int) or embed_dim <= 0:
+            raise ValueError(f'embed_dim must be a positive int, got {embed_dim!r}')
+        if len(depths) != len(num_heads) or not depths:
+            raise ValueError(f'depths {depths} and num_heads {num_heads} must be non-empty and '
+                             'of the same length')
+        num_stages = len(depths)
+        windows = _per_stage(window_size, num_stages, 'window_size')
+        if any(w <= 0 for w in windows):
+            raise ValueError(f'window sizes must be positive, got {window_size!r}')
+        pretrained = _per_stage(pretrained_window_sizes, num_stages, 'pretrained_window_sizes')
+        if any(w < 0 for w in pretrained):
+            raise ValueError(f'pretrained_window_sizes must be >= 0, got {pretrained_window_sizes!r}')
+        for name, v in (('patch_size', patch_size), ('in_channels', in_channels)):
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f'{name} must be a positive int, got {v!r}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
+
+        self.depths, self.num_heads = depths, num_heads
+        self.patch_size, self.in_channels = patch_size, in_channels
+        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.feature_names = FEATURE_NAMES[:num_stages + 1]
+        self.num_features = tuple([embed_dim] + [embed_dim * 2**i for i in range(num_stages)])
+        self.out_features = self._resolve_outputs(out_indices, out_features)
+        self.out_indices = tuple(self.feature_names.index(n) - 1 for n in self.out_features)
+        # the output contract: what forward returns, in order
+        self.out_channels = tuple(self.num_features[i + 1] for i in self.out_indices)
+        self.out_strides = tuple(patch_size * 2**max(i, 0) for i in self.out_indices)
+
+        self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size)
+        if use_abs_pos_embed:
+            grid = max(pretrain_img_size // patch_size, 1)
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, grid, grid))
+        else:
+            self.absolute_pos_embed = None
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList(
+            SwinV2Stage(self.num_features[i + 1], depths[i], num_heads[i], windows[i],
+                        pretrained[i], downsample=i > 0, mlp_ratio=mlp_ratio,
+                        qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
+                        drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], with_cp=with_cp,
+                        extra_norm_every=preset.get('extra_norm_every_n_blocks', 0))
+            for i in range(num_stages))
+        self.out_norms = nn.ModuleDict(
+            {name: nn.LayerNorm(self.num_features[self.feature_names.index(name)])
+             for name in self.out_features} if out_norm else {})
+        self._freeze_stages()
+
+    def _resolve_outputs(self, out_indices: Sequence[int] | None,
+                         out_features: Sequence[str] | None) -> tuple[str, ...]:
+        num_stages = len(self.feature_names) - 1
+        names_from_indices = None
+        if out_indices is not None:
+            if isinstance(out_indices, int):
+                out_indices = (out_indices,)
+            bad = [i for i in out_indices if not isinstance(i, int) or not 0 <= i < num_stages]
+            if bad or not out_indices:
+                raise ValueError(f'out_indices must be non-empty, in [0, {num_stages - 1}], got '
+                                 f'{tuple(out_indices)!r}')
+            names_from_indices = [self.feature_names[i + 1] for i in out_indices]
+        if out_features is not None:
+            if isinstance(out_features, str):
+                out_features = (out_features,)
+            bad = [n for n in out_features if n not in self.feature_names]
+            if bad or not out_features:
+                raise ValueError(f'out_features must be non-empty names from '
+                                 f'{self.feature_names}, got {tuple(out_features)!r}')
+            if names_from_indices is not None and set(out_features) != set(names_from_indices):
+                raise ValueError(f'out_indices {tuple(out_indices)} and out_features '
+                                 f'{tuple(out_features)} name different maps')
+            names = list(out_features)
+        else:
+            names = names_from_indices or list(self.feature_names[1:])
+        if len(set(names)) != len(names):
+            raise ValueError(f'outputs listed twice: {tuple(names)}')
+        return tuple(sorted(names, key=self.feature_names.index))
+
+    # ---------------------------------------------------------------- run-time configuration
+    def set_window_size(self, window_size: int | Sequence[int]) -> None:
+        """Change the window of every stage (one int or one per stage) without touching weights.
+
+        The CPB coordinate tables and relative indices are rebuilt for the new windows; the
+        learned CPB MLP keeps its pretrained normalisation (``pretrained_window_sizes``).
+        """
+        windows = _per_stage(window_size, len(self.stages), 'window_size')
+        if any(w <= 0 for w in windows):
+            raise ValueError(f'window sizes must be positive, got {window_size!r}')
+        for stage, w in zip(self.stages, windows):
+            stage.set_window_size(w)
+
+    @property
+    def window_sizes(self) -> tuple[int, ...]:
+        return tuple(stage.window_size for stage in self.stages)
+
+    # ---------------------------------------------------------------- init / freezing
+    def init_weights(self) -> None:
+        """Official SwinV2 init, or the checkpoint named by ``init_cfg``."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.absolute_pos_embed is not None:
+            trunc_normal_(self.absolute_pos_embed, std=0.02)
+        # res-post-norm starts every block as the identity (official _init_respostnorm)
+        for stage in self.stages:
+            for blk in stage.blocks:
+                for norm in (blk.norm1, blk.norm2):
+                    nn.init.zeros_(norm.weight)
+                    nn.init.zeros_(norm.bias)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        mods = [self.patch_embed]
+        names = list(self.feature_names[:self.frozen_stages + 1])
+        mods += list(self.stages[:self.frozen_stages])
+        mods += [self.out_norms[n] for n in names if n in self.out_norms]
+        return mods
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0 and self.absolute_pos_embed is not None:
+            self.absolute_pos_embed.requires_grad = False
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> SwinV2Backbone:
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (nn.LayerNorm, _BatchNorm)):
+                    m.eval()
+        return self
+
+    # ---------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'expected a torch.Tensor, got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError(f'expected a floating-point tensor, got dtype {x.dtype}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'expected {self.in_channels} input channels, got {x.shape[1]} '
+                             f'(shape {tuple(x.shape)})')
+        if min(x.shape[2:]) < self.patch_size:
+            raise ValueError(f'input {tuple(x.shape[2:])} is smaller than one '
+                             f'{self.patch_size}x{self.patch_size} patch')
+
+    def _abs_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        pos = self.absolute_pos_embed
+        if pos.shape[2:] != (h, w):
+            pos = F.interpolate(pos, size=(h, w), mode='bicubic', align_corners=False)
+        return pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, C_in, H, W) -> tuple of (B, out_channels[i], ceil(H/s_i), ceil(W/s_i))."""
+        self._check_input(x)
+        x = self.patch_embed(x)  # (B, h, w, C)
+        if self.absolute_pos_embed is not None:
+            x = x + self._abs_pos_embed(*x.shape[1:3])
+        x = self.pos_drop(x)
+        outs = []
+        last = self.feature_names.index(self.out_features[-1])
+        for i, name in enumerate(self.feature_names[:last + 1]):
+            if i > 0:
+                x = self.stages[i - 1](x)
+            if name in self.out_features:
+                y = self.out_norms[name](x) if name in self.out_norms else x
+                outs.append(y.permute(0, 3, 1, 2).contiguous())  # (B, h, w, C) -> (B, C, h, w)
+        return tuple(outs)

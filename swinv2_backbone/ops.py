@@ -1,0 +1,126 @@
+"""Pure tensor helpers: window partition, padding, shift masks and the CPB coordinate tables.
+
+Nothing here holds state; modules call these and cache what they return.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
+    'relative_coords_table', 'relative_position_index', 'effective_window',
+]
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Cut a map into non-overlapping windows.
+
+    Args:
+        x: (B, H, W, C), H and W multiples of ``window``.
+        window: window side.
+
+    Returns:
+        (B * H/window * W/window, window * window, C)
+    """
+    B, H, W, C = x.shape
+    x = x.view(B, H // window, window, W // window, window, C)
+    # (B, nH, wh, nW, ww, C) -> (B, nH, nW, wh, ww, C) -> (B*nW_total, wh*ww, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, C)
+
+
+def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`.
+
+    Args:
+        windows: (B * H/window * W/window, window * window, C)
+        window: window side.
+        H, W: size of the (padded) map.
+
+    Returns:
+        (B, H, W, C)
+    """
+    C = windows.shape[-1]
+    x = windows.view(-1, H // window, W // window, window, window, C)
+    # (B, nH, nW, wh, ww, C) -> (B, nH, wh, nW, ww, C) -> (B, H, W, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad (B, H, W, C) at the bottom and right so H and W are multiples of ``multiple``."""
+    _, H, W, _ = x.shape
+    pad_h, pad_w = (-H) % multiple, (-W) % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    return x
+
+
+def effective_window(H: int, W: int, window: int, shift: int) -> tuple[int, int]:
+    """Window and shift actually used on an H x W map.
+
+    As in the official SwinV2 (and HF transformers): when the map is no larger than the window
+    along its shorter side, the window shrinks to that side and the shift is dropped.
+    """
+    if min(H, W) <= window:
+        return min(H, W), 0
+    return window, shift
+
+
+def shift_attn_mask(H: int, W: int, window: int, shift: int,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Additive mask that keeps shifted windows from mixing regions that were not adjacent.
+
+    Regions are labelled on the padded (H, W) map exactly as the reference implementations do
+    (pad first, then shift); padded tokens are not masked, as in the references.
+
+    Args:
+        H, W: padded map size, multiples of ``window``.
+        window: window side.
+        shift: shift size (> 0).
+
+    Returns:
+        (num_windows, window*window, window*window) float32 tensor of 0 and -100.
+    """
+    img = torch.zeros(1, H, W, 1, device=device)
+    cnt = 0
+    for hs in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+        for ws in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
+            img[:, hs, ws, :] = cnt
+            cnt += 1
+    labels = window_partition(img, window).squeeze(-1)  # (nW, N)
+    diff = labels.unsqueeze(1) - labels.unsqueeze(2)  # (nW, N, N)
+    return diff.ne(0).float() * -100.0
+
+
+def relative_coords_table(window: int, pretrained_window: int = 0) -> torch.Tensor:
+    """Log-spaced relative coordinates fed to the CPB MLP.
+
+    Offsets in [-(window-1), window-1] are normalised by ``pretrained_window - 1`` (by
+    ``window - 1`` when ``pretrained_window`` is 0), scaled to [-8, 8] and log-spaced.
+    A 1x1 window has only the zero offset; it maps to 0 (the references divide by zero there).
+
+    Returns:
+        (2*window-1, 2*window-1, 2) float32 tensor.
+    """
+    coords = torch.arange(-(window - 1), window, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(coords, coords, indexing='ij'), dim=-1)
+    norm = (pretrained_window if pretrained_window > 0 else window) - 1
+    if norm > 0:
+        table = table / norm
+    table = table * 8
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """For each (query, key) pair in a window, the row of the flattened coordinate table.
+
+    Returns:
+        (window*window, window*window) int64 tensor.
+    """
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                        indexing='ij')).flatten(1)  # (2, N)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (N, N, 2)
+    rel = rel + (window - 1)
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
