@@ -1,10 +1,12 @@
 """Swin Transformer V2 backbone for MMDetection 3.x and MMSegmentation 1.x."""
 from .backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
+from .compat import allow_mmengine_checkpoints
 from .registry import register_all
 
 __version__ = '0.1.0'
 
 REGISTERED_SCOPES = register_all()
+allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'REGISTERED_SCOPES', 'SwinV2Backbone',
            '__version__']

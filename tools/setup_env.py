@@ -83,8 +83,8 @@ def build_mmcv_wheel(version: str, wheel_dir: Path, setuptools_pin: str) -> Path
     with tempfile.TemporaryDirectory(prefix='mmcv-build-') as tmp:
         tmp = Path(tmp)
         log(f'building mmcv {version} with CPU ops from source (about 10 minutes on 2 cores)')
-        # mmcv's setup.py imports pkg_resources, gone from setuptools >= 70; torch wants a newer
-        # one at run time, so setuptools is pinned low only for the build and restored after.
+        # mmcv's build needs setuptools < 70; torch wants >= 77 at run time, so setuptools is
+        # pinned low only for the build and put back to the pin from setup.cfg after.
         pip('install', 'setuptools<70', 'wheel', 'ninja')
         pip('download', '--no-deps', '--no-build-isolation', '--no-binary', ':all:',
             f'mmcv=={version}', '-d', str(tmp))
@@ -132,7 +132,7 @@ def main() -> int:
             log(f'installing cached {wheels[-1]}')
             wheel = wheels[-1]
         else:
-            wheel = build_mmcv_wheel(mmcv_version, wheel_dir, 'setuptools>=77.0.3')
+            wheel = build_mmcv_wheel(mmcv_version, wheel_dir, pins['setuptools'])
         pip('install', '-c', str(constraints), str(wheel))
         if not mmcv_ok(mmcv_version):
             log('mmcv was installed but its compiled ops do not load')
