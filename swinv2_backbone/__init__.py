@@ -1,6 +1,8 @@
 """Swin Transformer V2 backbone for MMDetection 3.x and MMSegmentation 1.x."""
 from .backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
+from .checkpoints import convert_state_dict, detect_format
 from .compat import allow_mmengine_checkpoints
+from .loading import LoadReport, load_pretrained, read_checkpoint, save_checkpoint
 from .registry import register_all
 
 __version__ = '0.1.0'
@@ -8,5 +10,6 @@ __version__ = '0.1.0'
 REGISTERED_SCOPES = register_all()
 allow_mmengine_checkpoints()
 
-__all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'REGISTERED_SCOPES', 'SwinV2Backbone',
-           '__version__']
+__all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
+           '__version__', 'convert_state_dict', 'detect_format', 'load_pretrained',
+           'read_checkpoint', 'save_checkpoint']

@@ -41,8 +41,8 @@ class SwinV2Backbone(BaseModule):
     Args:
         arch: 'tiny', 'small', 'base', 'large' or 'giant', or a dict with ``embed_dim``,
             ``depths``, ``num_heads`` and optionally ``extra_norm_every_n_blocks`` (a LayerNorm
-            closing every n-th block, as SwinV2-G has). ``embed_dim``, ``depths`` and ``num_heads`` given
-            explicitly override the preset.
+            closing every n-th block, as SwinV2-G has). ``embed_dim``, ``depths`` and
+            ``num_heads`` given explicitly override the preset.
         window_size: window side, one int or one per stage.
         pretrained_window_sizes: per stage, the window the CPB was pretrained at (0 = none).
         out_indices: stages to return, OpenMMLab style (0..3 = stage1..stage4).
@@ -109,7 +109,7 @@ class SwinV2Backbone(BaseModule):
             raise ValueError(f'window sizes must be positive, got {window_size!r}')
         pretrained = _per_stage(pretrained_window_sizes, num_stages, 'pretrained_window_sizes')
         if any(w < 0 for w in pretrained):
-            raise ValueError(f'pretrained_window_sizes must be >= 0, got {pretrained_window_sizes!r}')
+            raise ValueError(f'pretrained_window_sizes must be >= 0, got {pretrained}')
         for name, v in (('patch_size', patch_size), ('in_channels', in_channels)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f'{name} must be a positive int, got {v!r}')
@@ -195,10 +195,27 @@ class SwinV2Backbone(BaseModule):
 
     # ---------------------------------------------------------------- init / freezing
     def init_weights(self) -> None:
-        """Official SwinV2 init, or the checkpoint named by ``init_cfg``."""
-        if self.init_cfg is not None:
+        """Official SwinV2 init; then the checkpoint named by ``init_cfg``, if any.
+
+        ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads any supported layout
+        (official, HF, timm, mmpretrain, ours) through :func:`~swinv2_backbone.load_pretrained`;
+        optional keys: ``prefix`` and ``format``. Other init_cfg types go to mmengine.
+        """
+        cfg = self.init_cfg
+        if cfg is not None and not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
             super().init_weights()
             return
+        self._official_init()
+        if cfg is not None:
+            from .loading import load_pretrained
+            unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'format'}
+            if unknown:
+                raise ValueError(f'unsupported Pretrained init_cfg keys {sorted(unknown)}')
+            load_pretrained(self, cfg['checkpoint'], fmt=cfg.get('format', 'auto'),
+                            prefix=cfg.get('prefix', ''))
+        self._is_init = True
+
+    def _official_init(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)

@@ -72,9 +72,10 @@ def _swin_layout(sd: Mapping[str, torch.Tensor], merge_at_end: bool) -> tuple[St
 
 def from_official(sd: Mapping[str, torch.Tensor]) -> tuple[StateDict, list]:
     """Microsoft's SwinV2 release (patch merging at the end of a stage), SimMIM included."""
-    sd = _strip_prefix(sd, 'encoder.')  # SimMIM checkpoints wrap the backbone in `encoder.`
-    dropped = [k for k in sd if k.startswith(('decoder.', 'mask_token'))]
-    out, more = _swin_layout({k: v for k, v in sd.items() if k not in dropped}, True)
+    # SimMIM checkpoints hold the backbone under `encoder.` beside a pixel decoder
+    dropped = [k for k in sd if k.startswith('decoder.') or k.endswith('mask_token')]
+    body = {k.removeprefix('encoder.'): v for k, v in sd.items() if k not in dropped}
+    out, more = _swin_layout(body, True)
     return out, dropped + more
 
 

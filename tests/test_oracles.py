@@ -163,7 +163,8 @@ def test_comparison_detects_a_small_error_in_one_position_bias():
     ref = randomize_(SwinTransformerV2(img_size=256, window_size=8, num_classes=0,
                                        drop_path_rate=0.0, **TINY)).eval()
     sd, _ = from_timm(ref.state_dict())
-    sd['stages.2.blocks.3.attn.cpb_mlp.2.weight'] = sd['stages.2.blocks.3.attn.cpb_mlp.2.weight'] * 1.01
+    key = 'stages.2.blocks.3.attn.cpb_mlp.2.weight'
+    sd[key] = sd[key] * 1.01
     ours, _ = ours_from(sd, 8, (0, 0, 0, 0), out_norm=False)
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():

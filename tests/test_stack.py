@@ -108,7 +108,8 @@ def test_runner_trains_saves_and_resumes_under_weights_only_torch_load(tmp_path)
     first = _runner(tmp_path, max_iters=1)
     first.train()
     ckpt = tmp_path / 'iter_1.pth'
-    assert ckpt.exists() and (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
+    assert ckpt.exists()
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
     saved = torch.load(ckpt, map_location='cpu', weights_only=False)
     assert saved['meta']['iter'] == 1 and 'optimizer' in saved
 
