@@ -2,6 +2,7 @@
 from .backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
 from .checkpoints import convert_state_dict, detect_format
 from .compat import allow_mmengine_checkpoints
+from .optim import SwinV2LayerDecayOptimWrapperConstructor
 from .loading import LoadReport, load_pretrained, read_checkpoint, save_checkpoint
 from .registry import register_all
 
@@ -12,4 +13,4 @@ allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
            '__version__', 'convert_state_dict', 'detect_format', 'load_pretrained',
-           'read_checkpoint', 'save_checkpoint']
+           'read_checkpoint', 'save_checkpoint', 'SwinV2LayerDecayOptimWrapperConstructor']

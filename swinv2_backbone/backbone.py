@@ -134,7 +134,8 @@ class SwinV2Backbone(BaseModule):
         else:
             self.absolute_pos_embed = None
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # drop path grows linearly over all blocks (plain Python: meta-safe)
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList(
             SwinV2Stage(self.num_features[i + 1], depths[i], num_heads[i], windows[i],
                         pretrained[i], downsample=i > 0, mlp_ratio=mlp_ratio,

@@ -1,0 +1,29 @@
+# Cascade Mask R-CNN + FPN, SwinV2-T, window 16, COCO, 3x multi-scale, AdamW.
+# Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
+#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
+# Changes from mmdet's cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py: the SwinV2 backbone,
+# AdamW (lr 1e-4, weight decay 0.05, none on SwinV2-specific parameters) instead of SGD.
+_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py'
+custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SwinV2Backbone',
+        arch='tiny',
+        window_size=16,
+        pretrained_window_sizes=(16, 16, 16, 8),
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+
+optim_wrapper = dict(
+    constructor='SwinV2LayerDecayOptimWrapperConstructor',
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                   weight_decay=0.05),
+    paramwise_cfg=dict(
+        layer_decay_rate=1.0,
+        custom_keys={k: dict(decay_mult=0.0) for k in (
+            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))

@@ -1,0 +1,29 @@
+# Mask R-CNN + FPN, SwinV2-T, window 16, COCO, 3x schedule (36 epochs) with multi-scale
+# training and random crops (mmdet's Swin recipe), AdamW.
+# Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
+#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
+# Changes from mmdet's swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py: the SwinV2 backbone
+# and no weight decay on the SwinV2-specific parameters (as ./mask-rcnn_swinv2-t-w16_fpn_1x_coco.py).
+_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
+custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SwinV2Backbone',
+        arch='tiny',
+        window_size=16,
+        pretrained_window_sizes=(16, 16, 16, 8),
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+
+optim_wrapper = dict(
+    constructor='SwinV2LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        _delete_=True,
+        layer_decay_rate=1.0,
+        custom_keys={k: dict(decay_mult=0.0) for k in (
+            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))

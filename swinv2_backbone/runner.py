@@ -1,0 +1,205 @@
+"""Build an mmengine Runner for an mmdet or mmseg config, after checks that fail early and clearly.
+
+``tools/train.py`` and ``tools/test.py`` are thin wrappers over :func:`build_runner`. Before the
+Runner exists, :func:`preflight` checks what otherwise fails deep inside training: neck/head
+channels against the backbone's declared ``out_channels``, dataset paths, and the backbone's
+``init_cfg`` checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from pathlib import Path
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+__all__ = ['adapt_to_cpu', 'build_runner', 'check_channels', 'host_of', 'load_config',
+           'preflight']
+
+HOSTS = ('mmdet', 'mmseg')
+
+
+def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'config not found: {path}')
+    cfg = Config.fromfile(str(path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def host_of(cfg: Config) -> str:
+    """'mmdet' or 'mmseg', from the config's ``default_scope`` (set by the hosts' bases)."""
+    scope = cfg.get('default_scope')
+    if scope not in HOSTS:
+        raise ValueError(f'config default_scope is {scope!r}; expected one of {HOSTS} '
+                         "(inherit an 'mmdet::' or 'mmseg::' base config)")
+    return scope
+
+
+def _backbone_channels(backbone: dict) -> tuple[int, ...]:
+    from .backbone import SwinV2Backbone
+    kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
+    with torch.device('meta'):  # the contract without allocating any weights
+        return SwinV2Backbone(**kwargs).out_channels
+
+
+def check_channels(cfg: Config) -> None:
+    """Neck / decode-head ``in_channels`` must equal the SwinV2 backbone's ``out_channels``."""
+    model = cfg.model
+    backbone = model.get('backbone', {})
+    if backbone.get('type') != 'SwinV2Backbone':
+        return
+    channels = list(_backbone_channels(backbone))
+    consumers = []
+    if isinstance(model.get('neck'), dict) and 'in_channels' in model.neck:
+        consumers.append(('model.neck', model.neck))
+    for head in ('decode_head', 'auxiliary_head'):
+        heads = model.get(head)
+        for i, h in enumerate(heads if isinstance(heads, list) else [heads]):
+            if isinstance(h, dict) and 'in_channels' in h and 'neck' not in model:
+                consumers.append((f'model.{head}' + (f'[{i}]' if isinstance(heads, list) else ''),
+                                  h))
+    for name, part in consumers:
+        got = part['in_channels']
+        index = part.get('in_index', list(range(len(channels))) if isinstance(got, list) else -1)
+        if isinstance(index, (list, tuple)):
+            if any(not -len(channels) <= i < len(channels) for i in index):
+                raise ValueError(f'{name}.in_index {index} is out of range for the backbone\'s '
+                                 f'{len(channels)} outputs')
+            want = [channels[i] for i in index]
+            got = list(got)
+        else:
+            want = channels[index]
+        if got != want:
+            raise ValueError(f"{name}.in_channels is {got} but the SwinV2 backbone "
+                             f"(arch={backbone.get('arch', 'tiny')!r}, out_indices/out_features "
+                             f'as configured) gives {want}: set {name}.in_channels={want}')
+
+
+def _dataset_paths(dataset: dict) -> list[tuple[str, str]]:
+    """(what, path) pairs a dataset config reads, wrappers unwrapped."""
+    if dataset is None:
+        return []
+    if 'dataset' in dataset:
+        return _dataset_paths(dataset['dataset'])
+    if 'datasets' in dataset:
+        return [p for d in dataset['datasets'] for p in _dataset_paths(d)]
+    root = dataset.get('data_root', '') or ''
+    paths = []
+    if root:
+        paths.append(('data_root', root))
+    if dataset.get('ann_file'):
+        paths.append(('ann_file', osp.join(root, dataset['ann_file'])))
+    for key, prefix in (dataset.get('data_prefix') or {}).items():
+        if prefix:
+            paths.append((f'data_prefix.{key}', osp.join(root, prefix)))
+    return paths
+
+
+def _check_paths(cfg: Config, mode: str) -> None:
+    loaders = ('train_dataloader', 'val_dataloader') if mode == 'train' else ('test_dataloader',)
+    for loader in loaders:
+        if cfg.get(loader) is None or (loader == 'val_dataloader' and not cfg.get('val_cfg')):
+            continue
+        for what, path in _dataset_paths(cfg[loader].get('dataset')):
+            if '://' not in path and not osp.exists(path):
+                raise FileNotFoundError(f'{loader}.dataset.{what} does not exist: {path}')
+    backbone = cfg.model.get('backbone', {})
+    init = backbone.get('init_cfg') or {}
+    ckpt = init.get('checkpoint') if isinstance(init, dict) else None
+    if ckpt and '://' not in str(ckpt) and not osp.exists(ckpt):
+        raise FileNotFoundError(f'model.backbone.init_cfg.checkpoint does not exist: {ckpt} '
+                                '(download the weights the config header names, or set '
+                                'init_cfg=None to train from scratch)')
+    load_from = cfg.get('load_from')
+    if load_from and '://' not in str(load_from) and not osp.exists(load_from):
+        raise FileNotFoundError(f'load_from checkpoint does not exist: {load_from}')
+
+
+def preflight(cfg: Config, mode: str = 'train') -> None:
+    """Raise a clear error for what would otherwise fail inside the Runner."""
+    host_of(cfg)
+    check_channels(cfg)
+    _check_paths(cfg, mode)
+
+
+def _replace_syncbn(node) -> int:
+    """SyncBN -> BN in place (SyncBN cannot run on CPU); returns how many were replaced."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _replace_syncbn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_syncbn(value)
+    return count
+
+
+def adapt_to_cpu(cfg: Config, launcher: str = 'none') -> None:
+    """Without a GPU: SyncBN runs as BN, and distributed runs use gloo and CPU DDP."""
+    if torch.cuda.is_available():
+        return
+    replaced = _replace_syncbn(cfg._cfg_dict)
+    if replaced:
+        print_log(f'no GPU: {replaced} SyncBN layers run as BN', logger='current')
+    if launcher != 'none':
+        _init_cpu_distributed(launcher)
+        cfg.env_cfg = ConfigDict(cfg.get('env_cfg', {}))
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
+
+
+def _init_cpu_distributed(launcher: str) -> None:
+    """Start gloo ourselves: mmengine's own init calls torch.cuda.set_device."""
+    import torch.distributed as dist
+    if launcher != 'pytorch':
+        raise ValueError(f'launcher {launcher!r} needs a GPU; on CPU use --launcher pytorch '
+                         '(tools/dist_train.sh)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+def build_runner(config: str | os.PathLike | Config, mode: str = 'train',
+                 work_dir: str | None = None, resume: str | bool | None = None,
+                 checkpoint: str | None = None, amp: bool = False,
+                 cfg_options: dict | None = None, launcher: str = 'none') -> Runner:
+    """A Runner for ``config`` ready to ``train()`` or ``test()``.
+
+    Args:
+        mode: 'train' or 'test' (decides which datasets must exist).
+        work_dir: default ``work_dirs/<config name>``.
+        resume: True to resume from the latest checkpoint in ``work_dir``, or a path.
+        checkpoint: weights to test (``load_from``).
+        amp: mixed precision (``AmpOptimWrapper``; needs a GPU).
+        launcher: 'none' or 'pytorch' (torchrun); on CPU the gloo backend is used.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config, cfg_options)
+    if isinstance(config, Config) and cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    name = Path(cfg.filename).stem if cfg.filename else 'config'
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join('work_dirs', name)
+    cfg.launcher = launcher
+    if checkpoint:
+        cfg.load_from = checkpoint
+    if resume:
+        cfg.resume = True
+        if isinstance(resume, str):
+            cfg.load_from = resume
+    if amp:
+        if not torch.cuda.is_available():
+            raise ValueError('--amp needs a GPU: mmengine\'s AmpOptimWrapper does not run on '
+                             'CPU')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    adapt_to_cpu(cfg, launcher)
+    preflight(cfg, mode)
+    # the hosts register their modules when their default scope is first used
+    return Runner.from_cfg(cfg)

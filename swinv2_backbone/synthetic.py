@@ -1,0 +1,108 @@
+"""A small synthetic dataset of coloured shapes, written in the real on-disk formats.
+
+COCO instance segmentation (``coco/{train,val}/*.jpg`` + ``coco/annotations/instances_*.json``)
+and its ADE20K-format twin (``ade/images/{training,validation}/*.jpg`` +
+``ade/annotations/{training,validation}/*.png``, 0 = unlabelled as in ADE20K, so classes are
+1..4 on disk and 0..3 after ``reduce_zero_label``) show the same images.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+__all__ = ['CLASSES', 'SEG_CLASSES', 'make_shapes_dataset', 'shapes_cfg_options']
+
+CLASSES = ('circle', 'square', 'triangle')
+SEG_CLASSES = ('background', *CLASSES)
+# a base hue per class, jittered per instance, so colour helps but shape decides at the edges
+BASE_COLOURS = np.array([[220, 60, 50], [50, 170, 70], [60, 90, 220]])
+
+
+def _polygon(kind: int, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    if kind == 0:
+        return [(cx + r * math.cos(a), cy + r * math.sin(a))
+                for a in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
+    if kind == 1:
+        return [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+
+
+def _image(rng: np.random.Generator, size: int, max_objects: int):
+    """One image, its instances [(class, polygon)] and its class-index map."""
+    bg = rng.integers(90, 170, 3)
+    pixels = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(pixels)
+    seg = Image.new('L', (size, size), 1)  # 1 = background on disk (0 is "unlabelled")
+    draw, draw_seg = ImageDraw.Draw(img), ImageDraw.Draw(seg)
+    placed, instances = [], []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _attempt in range(20):
+            r = float(rng.uniform(size * 0.09, size * 0.2))
+            cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+            if all(math.hypot(cx - x, cy - y) > r + q + 3 for x, y, q in placed):
+                break
+        else:
+            continue
+        kind = int(rng.integers(0, len(CLASSES)))
+        poly = _polygon(kind, cx, cy, r)
+        jitter = rng.integers(-40, 40, 3)
+        colour = tuple(int(c) for c in np.clip(BASE_COLOURS[kind] + jitter, 0, 255))
+        draw.polygon(poly, fill=colour)
+        draw_seg.polygon(poly, fill=kind + 2)
+        placed.append((cx, cy, r))
+        instances.append((kind, poly))
+    return img, instances, seg
+
+
+def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: int = 50,
+                        size: int = 128, max_objects: int = 3, seed: int = 0) -> Path:
+    """Write the dataset under ``root`` (created); return ``root``. Deterministic in ``seed``."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split, ade_split, count in (('train', 'training', num_train),
+                                    ('val', 'validation', num_val)):
+        for d in (root / 'coco' / split, root / 'coco' / 'annotations',
+                  root / 'ade' / 'images' / ade_split, root / 'ade' / 'annotations' / ade_split):
+            d.mkdir(parents=True, exist_ok=True)
+        coco = dict(images=[], annotations=[],
+                    categories=[dict(id=i + 1, name=n) for i, n in enumerate(CLASSES)])
+        for i in range(count):
+            img, instances, seg = _image(rng, size, max_objects)
+            name = f'{split}_{i:05d}'
+            img.save(root / 'coco' / split / f'{name}.jpg', quality=95)
+            img.save(root / 'ade' / 'images' / ade_split / f'{name}.jpg', quality=95)
+            seg.save(root / 'ade' / 'annotations' / ade_split / f'{name}.png')
+            coco['images'].append(dict(id=i, file_name=f'{name}.jpg', height=size, width=size))
+            for kind, poly in instances:
+                xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+                box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+                flat = [round(v, 2) for p in poly for v in p]
+                area = 0.5 * abs(sum(xs[j] * ys[j - 1] - xs[j - 1] * ys[j]
+                                     for j in range(len(xs))))
+                coco['annotations'].append(dict(
+                    id=len(coco['annotations']) + 1, image_id=i, category_id=kind + 1,
+                    bbox=[round(v, 2) for v in box], area=round(area, 2), iscrowd=0,
+                    segmentation=[flat]))
+        (root / 'coco' / 'annotations' / f'instances_{split}.json').write_text(json.dumps(coco))
+    return root
+
+
+def shapes_cfg_options(root: str | os.PathLike, host: str) -> dict:
+    """``--cfg-options`` pointing the demo configs' datasets (and COCO metric) at ``root``.
+
+    Args:
+        root: what :func:`make_shapes_dataset` wrote.
+        host: 'mmdet' (the COCO copy) or 'mmseg' (the ADE20K copy).
+    """
+    sub = {'mmdet': 'coco', 'mmseg': 'ade'}[host]
+    opts = {f'{loader}.dataset.data_root': str(Path(root) / sub)
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    if host == 'mmdet':
+        ann = str(Path(root) / 'coco' / 'annotations' / 'instances_val.json')
+        opts['val_evaluator.ann_file'] = opts['test_evaluator.ann_file'] = ann
+    return opts

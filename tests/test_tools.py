@@ -1,0 +1,98 @@
+"""tools/train.py, test.py and dist_train.sh on generated COCO and ADE20K data, with the hosts'
+real runners, datasets, metrics and hooks; and the errors they give before training starts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swinv2_backbone.synthetic import make_shapes_dataset, shapes_cfg_options
+
+ROOT = Path(__file__).resolve().parent.parent
+DET = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py'
+SEG = ROOT / 'configs' / 'demo' / 'upernet_swinv2-nano_shapes.py'
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_shapes_dataset(tmp_path_factory.mktemp('shapes'), num_train=8, num_val=4,
+                               size=64)
+
+
+def options(data, host, iters, **extra):
+    opts = {**shapes_cfg_options(data, host), 'train_cfg.max_iters': iters,
+            'train_cfg.val_interval': 2, 'default_hooks.checkpoint.interval': 1,
+            'default_hooks.logger.interval': 1,
+            'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+            'train_dataloader.persistent_workers': False, 'val_dataloader.num_workers': 0,
+            'val_dataloader.persistent_workers': False, 'test_dataloader.num_workers': 0,
+            'test_dataloader.persistent_workers': False, **extra}
+    return ['--cfg-options', *(f'{k}={v}' for k, v in opts.items())]
+
+
+def run(*args, cwd=None):
+    """Run a tool from another directory than the repository, as users may."""
+    proc = subprocess.run([*args], capture_output=True, text=True, cwd=cwd or '/',
+                          env={**os.environ, 'PYTHONWARNINGS': 'ignore', 'PYTHON': sys.executable})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize('config,host,metric', [(DET, 'mmdet', 'coco/bbox_mAP'),
+                                                (SEG, 'mmseg', 'mIoU')])
+def test_train_validate_checkpoint_and_resume(tmp_path, data, config, host, metric):
+    work = tmp_path / 'work'
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),
+                    '--work-dir', str(work), *options(data, host, 2))
+    assert code == 0, out[-3000:]
+    assert 'Iter(train) [2/2]' in out and metric in out
+    assert (work / 'iter_2.pth').exists()
+
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),
+                    '--work-dir', str(work), '--resume', *options(data, host, 3))
+    assert code == 0, out[-3000:]
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
+    assert (work / 'iter_3.pth').exists()
+
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
+                    str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test'),
+                    *options(data, host, 3))
+    assert code == 0, out[-3000:]
+    assert f"'{metric}':" in out.splitlines()[-1]
+
+
+def test_dist_train_two_cpu_processes_with_gloo(tmp_path, data):
+    work = tmp_path / 'work'
+    code, out = run('bash', str(ROOT / 'tools' / 'dist_train.sh'), str(SEG), '2',
+                    '--work-dir', str(work), *options(data, 'mmseg', 2),
+                    cwd=str(tmp_path))
+    assert code == 0, out[-3000:]
+    assert 'Distributed training: True' in out
+    for rank in (0, 1):
+        assert f'rank {rank}/2: training finished at iteration 2' in out
+    assert 'Iter(train) [2/2]' in out and (work / 'iter_2.pth').exists()
+
+
+@pytest.mark.parametrize('override,message', [
+    ({'model.neck.in_channels': '[32,64,128,512]'},
+     'model.neck.in_channels is [32, 64, 128, 512] but the SwinV2 backbone'),
+    ({'train_dataloader.dataset.data_root': '/nonexistent/coco'},
+     'train_dataloader.dataset.data_root does not exist: /nonexistent/coco'),
+    ({'model.backbone.init_cfg.type': 'Pretrained',
+      'model.backbone.init_cfg.checkpoint': '/no/such/swinv2.pth'},
+     'model.backbone.init_cfg.checkpoint does not exist: /no/such/swinv2.pth'),
+])
+def test_bad_configs_fail_before_training(tmp_path, data, override, message):
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(DET),
+                    '--work-dir', str(tmp_path / 'work'), *options(data, 'mmdet', 2, **override))
+    assert code == 2 and message in out, out[-2000:]
+    assert 'Iter(train)' not in out
+
+
+def test_amp_on_cpu_is_refused_with_a_reason(tmp_path, data):
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--amp',
+                    '--work-dir', str(tmp_path / 'work'), *options(data, 'mmseg', 2))
+    assert code == 2 and '--amp needs a GPU' in out

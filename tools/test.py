@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Evaluate a checkpoint with the config's test dataloader and metric (mmdet or mmseg).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options KEY=VALUE ...]
+                                           [--launcher none|pytorch]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from swinv2_backbone.runner import build_runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        runner = build_runner(args.config, mode='test', work_dir=args.work_dir,
+                              checkpoint=args.checkpoint, cfg_options=args.cfg_options,
+                              launcher=args.launcher)
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    metrics = runner.test()
+    print({k: round(float(v), 4) for k, v in metrics.items()})
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Train a detector or segmenter from an mmdet or mmseg config (the host is the config's scope).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp]
+                                 [--cfg-options KEY=VALUE ...] [--launcher none|pytorch]
+
+Several processes: ``tools/dist_train.sh CONFIG N [args]`` (torchrun; gloo on CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmengine.config import DictAction
+from mmengine.dist import get_dist_info
+
+from swinv2_backbone.runner import build_runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    parser.add_argument('--resume', nargs='?', const=True, default=None,
+                        help='resume from CHECKPOINT, or from the latest one in the work dir')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        runner = build_runner(args.config, mode='train', work_dir=args.work_dir,
+                              resume=args.resume, amp=args.amp, cfg_options=args.cfg_options,
+                              launcher=args.launcher)
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    runner.train()
+    rank, world_size = get_dist_info()
+    print(f'rank {rank}/{world_size}: training finished at iteration {runner.iter}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
