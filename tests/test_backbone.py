@@ -269,3 +269,15 @@ def test_bad_arguments_name_the_problem(kwargs, exc, match):
 def test_set_window_size_rejects_bad_windows():
     with pytest.raises(ValueError, match='must be positive'):
         small().set_window_size(-2)
+
+
+def test_bf16_autocast_gives_finite_features_close_to_fp32():
+    model = small()
+    x = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    for a, b in zip(low, ref):
+        assert torch.isfinite(a).all()
+        assert ((a.float() - b).abs().max() / b.std()).item() < 0.1

@@ -96,3 +96,14 @@ def test_amp_on_cpu_is_refused_with_a_reason(tmp_path, data):
     code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--amp',
                     '--work-dir', str(tmp_path / 'work'), *options(data, 'mmseg', 2))
     assert code == 2 and '--amp needs a GPU' in out
+
+
+def test_get_flops_reports_swinv2_tiny_at_256():
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'get_flops.py'),
+                    str(ROOT / 'configs' / 'mmdet' / 'mask-rcnn_swinv2-t-w16_fpn_1x_coco.py'),
+                    '--shape', '256', '256')
+    assert code == 0, out[-2000:]
+    # the paper's SwinV2-T (window 16, 256 px): 28 M parameters, 6.6 GFLOPs
+    assert 'backbone 27.58 M' in out
+    backbone_gflops = float(out.split('FLOPs: backbone ')[1].split(' G')[0])
+    assert 6.5 < backbone_gflops < 6.8
