@@ -10,7 +10,7 @@ from mmengine.registry import init_default_scope
 from swinv2_backbone.runner import adapt_to_cpu, check_channels, host_of, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / 'configs').rglob('*.py'))
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 
 
 def test_configs_exist_for_both_hosts():
@@ -33,6 +33,12 @@ def test_config_builds_and_predicts(path):
     assert backbone.type == 'SwinV2Backbone'
     assert cfg.custom_imports['imports'] == ['swinv2_backbone']
     check_channels(cfg)
+    if 'demo' not in path.parts:  # the SwinV2 fine-tuning recipe
+        assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+        assert cfg.optim_wrapper.constructor == 'SwinV2LayerDecayOptimWrapperConstructor'
+        keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+        assert {k for k, v in keys.items() if v == dict(decay_mult=0.0)} == {
+            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed'}
     adapt_to_cpu(cfg)
     init_default_scope(host)
     img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)

@@ -3,8 +3,7 @@
 #   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
 # Changes from mmdet's cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py: the SwinV2 backbone,
 # AdamW (lr 1e-4, weight decay 0.05, none on SwinV2-specific parameters) instead of SGD.
-_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py'
-custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+_base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py', '../_base_/swinv2_finetune.py']
 
 model = dict(
     backbone=dict(
@@ -20,10 +19,7 @@ model = dict(
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(
-    constructor='SwinV2LayerDecayOptimWrapperConstructor',
+    constructor={{_base_.swinv2_optim_constructor}},
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=0.05),
-    paramwise_cfg=dict(
-        layer_decay_rate=1.0,
-        custom_keys={k: dict(decay_mult=0.0) for k in (
-            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg={{_base_.swinv2_paramwise_cfg}})

@@ -5,8 +5,7 @@
 #   At 256 px its last stage ran an 8x8 window, hence pretrained_window_sizes (16, 16, 16, 8).
 # Changes from mmdet's swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py: the SwinV2 backbone and no
 # weight decay on the SwinV2-specific parameters (CPB MLP, logit scale, q/v biases).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/swinv2_finetune.py']
 
 model = dict(
     backbone=dict(
@@ -22,12 +21,7 @@ model = dict(
                       checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
-# no weight decay on norms, position-bias MLPs, temperatures, q/v biases, position embeddings;
-# layer-wise lr decay is off (1.0); e.g. 0.9 scales the lr of the block d from the top by 0.9^d
+
 optim_wrapper = dict(
-    constructor='SwinV2LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=1.0,
-        custom_keys={k: dict(decay_mult=0.0) for k in (
-            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    constructor={{_base_.swinv2_optim_constructor}},
+    paramwise_cfg={{_base_.swinv2_paramwise_cfg}})

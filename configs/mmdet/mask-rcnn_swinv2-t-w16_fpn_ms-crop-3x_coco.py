@@ -4,8 +4,7 @@
 #   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
 # Changes from mmdet's swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py: the SwinV2 backbone
 # and no weight decay on the SwinV2-specific parameters (as ./mask-rcnn_swinv2-t-w16_fpn_1x_coco.py).
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
-custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/swinv2_finetune.py']
 
 model = dict(
     backbone=dict(
@@ -21,9 +20,5 @@ model = dict(
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(
-    constructor='SwinV2LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=1.0,
-        custom_keys={k: dict(decay_mult=0.0) for k in (
-            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    constructor={{_base_.swinv2_optim_constructor}},
+    paramwise_cfg={{_base_.swinv2_paramwise_cfg}})

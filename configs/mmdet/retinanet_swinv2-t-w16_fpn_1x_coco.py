@@ -5,8 +5,7 @@
 #   extrapolates to window 16.
 # Changes from mmdet's swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py: the SwinV2 backbone, AdamW
 # (lr 1e-4, weight decay 0.05, none on SwinV2-specific parameters) instead of SGD.
-_base_ = 'mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py'
-custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+_base_ = ['mmdet::swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/swinv2_finetune.py']
 
 model = dict(
     backbone=dict(
@@ -22,10 +21,7 @@ model = dict(
     neck=dict(in_channels=[192, 384, 768]))
 
 optim_wrapper = dict(
-    constructor='SwinV2LayerDecayOptimWrapperConstructor',
+    constructor={{_base_.swinv2_optim_constructor}},
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
                    weight_decay=0.05),
-    paramwise_cfg=dict(
-        layer_decay_rate=1.0,
-        custom_keys={k: dict(decay_mult=0.0) for k in (
-            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg={{_base_.swinv2_paramwise_cfg}})

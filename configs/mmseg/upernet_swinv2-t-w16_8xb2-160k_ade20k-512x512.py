@@ -5,8 +5,7 @@
 # Changes from mmseg's swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py:
 # the SwinV2 backbone (loaded through init_cfg; model.pretrained stays None) and no weight decay
 # on the SwinV2-specific parameters.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/swinv2_finetune.py']
 
 model = dict(
     pretrained=None,
@@ -23,11 +22,7 @@ model = dict(
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150))
 
-# layer_decay_rate 1.0 = off; e.g. 0.9 scales the lr of the block d from the top by 0.9^d
+
 optim_wrapper = dict(
-    constructor='SwinV2LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=1.0,
-        custom_keys={k: dict(decay_mult=0.0) for k in (
-            'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    constructor={{_base_.swinv2_optim_constructor}},
+    paramwise_cfg={{_base_.swinv2_paramwise_cfg}})
