@@ -33,12 +33,18 @@ class WindowAttentionV2(nn.Module):
         qkv_bias: learn q and v biases (SwinV2 has no k bias).
         attn_drop, proj_drop: dropout rates.
         cpb_hidden: hidden width of the CPB MLP.
+        fused: compute attention with ``F.scaled_dot_product_attention`` (temperature folded
+            into the normalised queries, position bias and shift mask as one additive mask)
+            instead of the explicit matmul-softmax-matmul. Both give the same result.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int,
                  pretrained_window_size: int = 0, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, cpb_hidden: int = 512) -> None:
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, cpb_hidden: int = 512,
+                 fused: bool = True) -> None:
         super().__init__()
+        self.fused = fused
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
         self.dim = dim
@@ -71,7 +77,23 @@ class WindowAttentionV2(nn.Module):
                              relative_position_index(window_size).to(device), persistent=False)
 
     def position_bias(self, window: int) -> torch.Tensor:
-        """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window)."""
+        """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window).
+
+        Without autograd in eval mode the result is cached; the key holds the CPB weights'
+        version counters, so loading other weights invalidates it.
+        """
+        key = None
+        if not self.training and not torch.is_grad_enabled():
+            key = (window, self.relative_coords_table.device, torch.is_autocast_enabled('cpu'),
+                   *(p._version for p in self.cpb_mlp.parameters()))
+            if self._bias_cache is not None and self._bias_cache[0] == key:
+                return self._bias_cache[1]
+        bias = self._position_bias(window)
+        if key is not None:
+            self._bias_cache = (key, bias)
+        return bias
+
+    def _position_bias(self, window: int) -> torch.Tensor:
         if window == self.window_size:
             table, index = self.relative_coords_table, self.relative_position_index
         else:  # the map is smaller than the window, which shrinks to it (see effective_window)
@@ -83,6 +105,21 @@ class WindowAttentionV2(nn.Module):
         # (N*N, heads) -> (N, N, heads) -> (heads, N, N)
         bias = bias[index.view(-1)].view(N, N, self.num_heads).permute(2, 0, 1)
         return 16 * torch.sigmoid(bias)
+
+    def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """SDPA with the temperature already in ``q``: (B_, heads, N, d) -> same."""
+        p = self.attn_drop.p if self.training else 0.0
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                                  dropout_p=p, scale=1.0)
+        nW, N = mask.shape[0], mask.shape[1]
+        attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(q.dtype)  # (nW, heads, N, N)
+        # (B*nW, heads, N, d) -> (B, nW, heads, N, d): the mask broadcasts over the batch
+        shape = (-1, nW, self.num_heads, N, q.shape[-1])
+        out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.reshape(shape),
+                                             attn_mask=attn_mask, dropout_p=p, scale=1.0)
+        return out.view(q.shape)
 
     def forward(self, x: torch.Tensor, window: int,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,21 +134,27 @@ class WindowAttentionV2(nn.Module):
             (num_windows*B, N, C)
         """
         B_, N, C = x.shape
-        bias = None
+        qkv_bias = None
         if self.q_bias is not None:
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, bias)
+            qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, qkv_bias)
         # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
         qkv = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-        attn = attn * torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        attn = attn + self.position_bias(window).unsqueeze(0)
-        if mask is not None:
-            nW = mask.shape[0]
-            # (B, nW, heads, N, N) so each window gets its own mask
-            attn = attn.view(-1, nW, self.num_heads, N, N) + mask[None, :, None].to(attn.dtype)
-            attn = attn.view(-1, self.num_heads, N, N)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()  # (heads, 1, 1)
+        bias = self.position_bias(window)  # (heads, N, N)
+        if self.fused:
+            x = self._fused(F.normalize(q, dim=-1) * scale, F.normalize(k, dim=-1), v,
+                            bias, mask)
+        else:
+            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+            attn = attn * scale + bias.unsqueeze(0)
+            if mask is not None:
+                nW = mask.shape[0]
+                # (B, nW, heads, N, N) so each window gets its own mask
+                attn = attn.view(-1, nW, self.num_heads, N, N) + mask[None, :, None].to(attn.dtype)
+                attn = attn.view(-1, self.num_heads, N, N)
+            attn = self.attn_drop(attn.softmax(dim=-1))
+            x = attn @ v
+        x = x.transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
         return self.proj_drop(self.proj(x))

@@ -58,6 +58,8 @@ class SwinV2Backbone(BaseModule):
             ``pretrain_img_size`` grid and bicubically resized to any input.
         pretrain_img_size: image size the absolute position embedding is defined for.
         with_cp: gradient checkpointing of every block (less memory, more compute).
+        fused_attn: attention through ``F.scaled_dot_product_attention`` (default) or the
+            explicit matmul-softmax-matmul of the reference code; the two agree (tested).
         frozen_stages: -1 freezes nothing; 0 freezes the patch embedding (and absolute position
             embedding and the ``stem`` output norm); k >= 1 also freezes stages 1..k, each with
             the patch merging that feeds it and its output norm, so stage k's output is fixed.
@@ -80,7 +82,8 @@ class SwinV2Backbone(BaseModule):
                  patch_size: int = 4, in_channels: int = 3, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
-                 pretrain_img_size: int = 256, with_cp: bool = False, frozen_stages: int = -1,
+                 pretrain_img_size: int = 256, with_cp: bool = False,
+                 fused_attn: bool = True, frozen_stages: int = -1,
                  norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -141,7 +144,8 @@ class SwinV2Backbone(BaseModule):
                         pretrained[i], downsample=i > 0, mlp_ratio=mlp_ratio,
                         qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
                         drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], with_cp=with_cp,
-                        extra_norm_every=preset.get('extra_norm_every_n_blocks', 0))
+                        extra_norm_every=preset.get('extra_norm_every_n_blocks', 0),
+                        fused_attn=fused_attn)
             for i in range(num_stages))
         self.out_norms = nn.ModuleDict(
             {name: nn.LayerNorm(self.num_features[self.feature_names.index(name)])

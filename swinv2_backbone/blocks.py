@@ -57,11 +57,12 @@ class SwinV2Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool,
                  pretrained_window_size: int = 0, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, extra_norm: bool = False) -> None:
+                 drop_path: float = 0.0, extra_norm: bool = False,
+                 fused_attn: bool = True) -> None:
         super().__init__()
         self.shifted = shifted
         self.attn = WindowAttentionV2(dim, num_heads, window_size, pretrained_window_size,
-                                      qkv_bias, attn_drop, drop)
+                                      qkv_bias, attn_drop, drop, fused=fused_attn)
         self.norm1 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -122,7 +123,8 @@ class SwinV2Stage(nn.Module):
                  pretrained_window_size: int = 0, downsample: bool = False,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: list[float] | None = None,
-                 with_cp: bool = False, extra_norm_every: int = 0) -> None:
+                 with_cp: bool = False, extra_norm_every: int = 0,
+                 fused_attn: bool = True) -> None:
         super().__init__()
         drop_path = drop_path or [0.0] * depth
         self.downsample = PatchMerging(dim // 2) if downsample else None
@@ -133,7 +135,8 @@ class SwinV2Stage(nn.Module):
                         pretrained_window_size=pretrained_window_size, mlp_ratio=mlp_ratio,
                         qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop,
                         drop_path=drop_path[i],
-                        extra_norm=bool(extra_norm_every) and (i + 1) % extra_norm_every == 0)
+                        extra_norm=bool(extra_norm_every) and (i + 1) % extra_norm_every == 0,
+                        fused_attn=fused_attn)
             for i in range(depth))
         self._masks: dict[tuple, torch.Tensor] = {}
 

@@ -281,3 +281,40 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
     for a, b in zip(low, ref):
         assert torch.isfinite(a).all()
         assert ((a.float() - b).abs().max() / b.std()).item() < 0.1
+
+
+# ------------------------------------------------------------------ fast path
+def test_fused_and_explicit_attention_agree_in_forward_and_gradients():
+    fused = small(fused_attn=True)
+    explicit = small(fused_attn=False)
+    explicit.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 3, 75, 61)  # padded and shifted windows, a shrunken last stage
+    grads = []
+    for model in (fused, explicit):
+        model.train()
+        outs = model(x)
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        with torch.no_grad():
+            grads[-1]['outputs'] = torch.cat([o.flatten() for o in model.eval()(x)])
+    for name, g in grads[1].items():
+        err = ((grads[0][name] - g).abs().max() / g.abs().max().clamp_min(1e-12)).item()
+        assert err < 1e-5, (name, err)
+
+
+def test_eval_position_bias_cache_follows_new_weights():
+    model = small(fused_attn=True)
+    attn = model.stages[0].blocks[0].attn
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        first = model(x)[0]
+        cached = attn._bias_cache[1]
+        assert attn.position_bias(4) is cached  # reused while the weights are unchanged
+        attn.cpb_mlp[2].weight.mul_(2)  # in place, as load_state_dict does
+        second = model(x)[0]
+    assert attn._bias_cache[1] is not cached
+    assert not torch.allclose(first, second)
+    with torch.no_grad():
+        third = small(fused_attn=True)
+        third.load_state_dict(model.state_dict())
+        assert torch.equal(third(x)[0], second)

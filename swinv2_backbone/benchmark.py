@@ -1,0 +1,154 @@
+"""Side-by-side speed and memory of this package and the reference SwinV2 implementations.
+
+Latency: every implementation is built in one process and timed in interleaved rounds (each
+round runs each model once, in a rotating order), so machine noise hits them alike; medians
+over rounds, warm-up excluded. Peak memory: each implementation in a fresh process of its own
+(``measure_memory``), as the growth of the process's peak resident set over the step.
+FLOPs: traced once (mmengine's FlopAnalyzer counts a multiply-add as one; we report 2x that)
+and set against the machine's fp32 matmul rate measured on a square ``torch.mm``.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ['IMPLEMENTATIONS', 'build', 'matmul_gflops', 'measure_memory', 'model_gflops',
+           'run_benchmark']
+
+TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+
+
+class _Features(nn.Module):
+    """Wraps a model so that ``forward(x)`` returns its four stage maps (a tuple)."""
+
+    def __init__(self, model: nn.Module, fn: Callable) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, x: torch.Tensor):
+        return tuple(self.fn(self.model, x))
+
+
+def _ours(size, window, **kw):
+    from .backbone import SwinV2Backbone
+    return SwinV2Backbone('tiny', window_size=window, out_norm=False, drop_path_rate=0.0, **kw)
+
+
+def _timm(size, window):
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+    model = SwinTransformerV2(img_size=size, window_size=window, num_classes=0,
+                              drop_path_rate=0.0, **TINY)
+    return _Features(model, lambda m, x: m.forward_intermediates(x, intermediates_only=True))
+
+
+def _hf(size, window):
+    from transformers import Swinv2Backbone, Swinv2Config
+    config = Swinv2Config(image_size=size, window_size=window, drop_path_rate=0.0,
+                          embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
+                          out_features=['stage1', 'stage2', 'stage3', 'stage4'])
+    return _Features(Swinv2Backbone(config), lambda m, x: m(x).feature_maps)
+
+
+def _mmpretrain(size, window):
+    from mmpretrain.models import SwinTransformerV2
+    return SwinTransformerV2(arch='tiny', img_size=size, window_size=window,
+                             out_indices=(0, 1, 2, 3), drop_path_rate=0.0, norm_cfg=None)
+
+
+IMPLEMENTATIONS: dict[str, Callable] = {
+    'swinv2_backbone': _ours,
+    'swinv2_backbone (with_cp)': lambda size, window: _ours(size, window, with_cp=True),
+    'timm': _timm,
+    'hf': _hf,
+    'mmpretrain': _mmpretrain,
+}
+
+
+def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
+    return IMPLEMENTATIONS[name](size, window)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """The machine's fp32 matmul rate: median GFLOP/s of an n x n x n ``torch.mm``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
+    """FLOPs of one SwinV2-T forward (2 per multiply-add), in G."""
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(_ours(size, window).eval(), (torch.randn(batch, 3, *size),))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return 2 * analyzer.total() / 1e9
+
+
+def _step(model: nn.Module, x: torch.Tensor, mode: str, dtype: torch.dtype | None) -> None:
+    if mode == 'inference':
+        with torch.inference_mode(), torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
+            model(x)
+    else:
+        with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
+            outs = model(x)
+        sum(o.float().mean() for o in outs).backward()
+
+
+def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: str,
+                  batch: int, rounds: int, warmup: int,
+                  dtype: torch.dtype | None = None, log=print) -> dict[str, list[float]]:
+    """Interleaved timing of ``names``; returns seconds per step, one list per name."""
+    torch.manual_seed(0)
+    models = {}
+    for name in names:
+        log(f'  building {name}')
+        model = build(name, size, window)
+        models[name] = model.train(mode == 'training')
+    x = torch.randn(batch, 3, *size)
+    times = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            t = time.perf_counter()
+            _step(models[name], x, mode, dtype)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t)
+            for p in models[name].parameters():
+                p.grad = None
+        log(f'  round {r + 1}/{warmup + rounds}' + (' (warm-up)' if r < warmup else '') + ': '
+            + ', '.join(f'{n} {times[n][-1] * 1e3:.0f} ms' for n in names if times[n]
+                        and r >= warmup))
+    return times
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,
+                   batch: int) -> float:
+    """Peak resident-set growth (MB) of one step, measured in a fresh process."""
+    code = (
+        'import json, sys, torch\n'
+        'from swinv2_backbone import benchmark as b\n'
+        f'model = b.build({name!r}, {tuple(size)!r}, {window}).train({mode == "training"})\n'
+        f'x = torch.randn({batch}, 3, {size[0]}, {size[1]})\n'
+        'base = b._peak_rss_mb()\n'
+        f'b._step(model, x, {mode!r}, None)\n'
+        'print(json.dumps(b._peak_rss_mb() - base))\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Benchmark SwinV2-T feature extraction: this package beside timm, HF transformers, mmpretrain.
+
+    python tools/benchmark.py [--size H W] [--window 8] [--mode inference|training]
+                              [--batch 1] [--rounds 10] [--warmup 2] [--bf16] [--json FILE]
+                              [--impls NAME ...] [--no-memory]
+
+Latency is the median over interleaved rounds in one process (warm-up excluded); peak memory is
+measured for each implementation in a process of its own. See swinv2_backbone/benchmark.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+from swinv2_backbone import benchmark as bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--window', type=int, default=8)
+    parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--rounds', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--bf16', action='store_true', help='bf16 autocast')
+    parser.add_argument('--threads', type=int, default=None, help='default: all cores')
+    parser.add_argument('--impls', nargs='+', default=[n for n in bench.IMPLEMENTATIONS
+                                                       if 'with_cp' not in n],
+                        choices=list(bench.IMPLEMENTATIONS))
+    parser.add_argument('--no-memory', action='store_true', help='skip the memory processes')
+    parser.add_argument('--json', help='also write the results here')
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(args.size)
+    dtype = torch.bfloat16 if args.bf16 else None
+    print(f'SwinV2-T window {args.window}, input {args.batch}x3x{size[0]}x{size[1]}, '
+          f'{args.mode}, {"bf16 autocast" if args.bf16 else "fp32"}, '
+          f'{torch.get_num_threads()} threads')
+    print('measuring the fp32 matmul rate ...')
+    peak = bench.matmul_gflops()
+    gflops = bench.model_gflops(size, args.window, args.batch)
+    if args.mode == 'training':
+        gflops *= 3  # backward costs about twice the forward
+    print(f'  fp32 matmul: {peak:.1f} GFLOP/s; model: {gflops:.1f} GFLOP per step')
+    times = bench.run_benchmark(args.impls, size, args.window, args.mode, args.batch,
+                                args.rounds, args.warmup, dtype)
+    memory = {}
+    if not args.no_memory:
+        for name in args.impls:
+            print(f'  peak memory of {name} (own process) ...')
+            memory[name] = bench.measure_memory(name, size, args.window, args.mode, args.batch)
+
+    medians = {n: statistics.median(t) for n, t in times.items()}
+    peers = [n for n in args.impls if not n.startswith('swinv2_backbone')]
+    best_peer = min((medians[n] for n in peers), default=None)
+    rows = []
+    header = f'{"implementation":28} {"median ms":>10} {"img/s":>7} {"GFLOP/s":>8} ' \
+             f'{"% matmul":>8} {"peak MB":>8} {"vs best peer":>12}'
+    print('\n' + header + '\n' + '-' * len(header))
+    for name in args.impls:
+        sec = medians[name]
+        row = dict(implementation=name, median_ms=sec * 1e3, images_per_s=args.batch / sec,
+                   gflop_per_s=gflops / sec, matmul_fraction=gflops / sec / peak,
+                   peak_mb=memory.get(name), speedup_vs_best_peer=best_peer / sec
+                   if best_peer else None)
+        rows.append(row)
+        mem = f'{row["peak_mb"]:8.0f}' if row['peak_mb'] is not None else f'{"-":>8}'
+        speed = f'{row["speedup_vs_best_peer"]:11.2f}x' if best_peer else f'{"-":>12}'
+        print(f'{name:28} {row["median_ms"]:10.1f} {row["images_per_s"]:7.2f} '
+              f'{row["gflop_per_s"]:8.1f} {100 * row["matmul_fraction"]:7.1f}% {mem} {speed}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(args=vars(args), matmul_gflops=peak, model_gflop=gflops, rows=rows),
+                      f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
