@@ -107,19 +107,23 @@ class WindowAttentionV2(nn.Module):
         return 16 * torch.sigmoid(bias)
 
     def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                mask: torch.Tensor | None) -> torch.Tensor:
-        """SDPA with the temperature already in ``q``: (B_, heads, N, d) -> same."""
-        p = self.attn_drop.p if self.training else 0.0
+               mask: torch.Tensor | None) -> torch.Tensor:
+        """SDPA with the temperature already in ``q``: (B_, heads, N, d) -> same.
+
+        The additive mask is given as a (B_, heads, N, N) broadcast view where it can be (no
+        copy): 4-D inputs let PyTorch pick its fused CPU kernel.
+        """
+        B_, h, N, _ = q.shape
         if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                                  dropout_p=p, scale=1.0)
-        nW, N = mask.shape[0], mask.shape[1]
-        attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(q.dtype)  # (nW, heads, N, N)
-        # (B*nW, heads, N, d) -> (B, nW, heads, N, d): the mask broadcasts over the batch
-        shape = (-1, nW, self.num_heads, N, q.shape[-1])
-        out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.reshape(shape),
-                                             attn_mask=attn_mask, dropout_p=p, scale=1.0)
-        return out.view(q.shape)
+            attn_mask = bias.unsqueeze(0).expand(B_, h, N, N)
+        else:
+            nW = mask.shape[0]
+            attn_mask = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, N, N)
+            # window w of image b is row b*nW + w (see window_partition)
+            attn_mask = attn_mask.unsqueeze(0).expand(B_ // nW, nW, h, N, N).reshape(B_, h, N, N)
+        p = self.attn_drop.p if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype),
+                                              dropout_p=p, scale=1.0)
 
     def forward(self, x: torch.Tensor, window: int,
                 mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,14 +3,14 @@
 Latency: every implementation is built in one process and timed in interleaved rounds (each
 round runs each model once, in a rotating order), so machine noise hits them alike; medians
 over rounds, warm-up excluded. Peak memory: each implementation in a fresh process of its own
-(``measure_memory``), as the growth of the process's peak resident set over the step.
+(``measure_memory``): the kernel's resident high-water mark is reset before a step and read
+after it (Linux ``clear_refs``), less the resident size before the step.
 FLOPs: traced once (mmengine's FlopAnalyzer counts a multiply-add as one; we report 2x that)
 and set against the machine's fp32 matmul rate measured on a square ``torch.mm``.
 """
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -116,7 +116,8 @@ def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: st
     for name in names:
         log(f'  building {name}')
         model = build(name, size, window)
-        models[name] = model.train(mode == 'training')
+        model.train(mode == 'training')  # mmpretrain's train() returns None: do not chain
+        models[name] = model
     x = torch.randn(batch, 3, *size)
     times = {name: [] for name in names}
     for r in range(warmup + rounds):
@@ -134,21 +135,34 @@ def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: st
     return times
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mb(field: str) -> float:
+    with open('/proc/self/status') as f:
+        line = next(ln for ln in f if ln.startswith(field + ':'))
+    return int(line.split()[1]) / 1024
+
+
+def _step_peak_mb(model: nn.Module, x: torch.Tensor, mode: str) -> float:
+    """Peak resident memory added by one step: Linux's high-water mark, reset just before."""
+    _step(model, x, mode, None)  # warm-up: one-off allocations are not the step's
+    for p in model.parameters():
+        p.grad = None
+    base = _status_mb('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current RSS
+    _step(model, x, mode, None)
+    return _status_mb('VmHWM') - base
 
 
 def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,
                    batch: int) -> float:
-    """Peak resident-set growth (MB) of one step, measured in a fresh process."""
+    """Peak resident-memory growth (MB) of one step, measured in a fresh process."""
     code = (
         'import json, sys, torch\n'
         'from swinv2_backbone import benchmark as b\n'
-        f'model = b.build({name!r}, {tuple(size)!r}, {window}).train({mode == "training"})\n'
+        f'model = b.build({name!r}, {tuple(size)!r}, {window})\n'
+        f'model.train({mode == "training"})\n'
         f'x = torch.randn({batch}, 3, {size[0]}, {size[1]})\n'
-        'base = b._peak_rss_mb()\n'
-        f'b._step(model, x, {mode!r}, None)\n'
-        'print(json.dumps(b._peak_rss_mb() - base))\n')
+        f'print(json.dumps(b._step_peak_mb(model, x, {mode!r})))\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
