@@ -2,8 +2,9 @@
 from .backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
 from .checkpoints import convert_state_dict, detect_format
 from .compat import allow_mmengine_checkpoints
-from .optim import SwinV2LayerDecayOptimWrapperConstructor
+from .extract import build_extractor, extract_features
 from .loading import LoadReport, load_pretrained, read_checkpoint, save_checkpoint
+from .optim import SwinV2LayerDecayOptimWrapperConstructor
 from .registry import register_all
 
 __version__ = '0.1.0'
@@ -12,5 +13,6 @@ REGISTERED_SCOPES = register_all()
 allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
-           '__version__', 'convert_state_dict', 'detect_format', 'load_pretrained',
-           'read_checkpoint', 'save_checkpoint', 'SwinV2LayerDecayOptimWrapperConstructor']
+           'SwinV2LayerDecayOptimWrapperConstructor', '__version__', 'build_extractor',
+           'convert_state_dict', 'detect_format', 'extract_features', 'load_pretrained',
+           'read_checkpoint', 'save_checkpoint']

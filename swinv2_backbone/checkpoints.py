@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 __all__ = ['FORMATS', 'convert_state_dict', 'detect_format', 'from_hf', 'from_mmpretrain',
-           'from_official', 'from_ours', 'from_timm']
+           'from_official', 'from_ours', 'from_timm', 'infer_arch']
 
 StateDict = dict[str, torch.Tensor]
 
@@ -233,3 +233,19 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor],
                          f'{", ".join(FORMATS)}')
     out, dropped = FORMATS[fmt](sd)
     return out, dropped, fmt
+
+
+def infer_arch(sd: Mapping[str, torch.Tensor]) -> dict:
+    """``embed_dim``, ``depths`` and ``num_heads`` of a state dict in our layout."""
+    blocks: dict[int, set[int]] = {}
+    for k in sd:
+        if m := re.match(r'stages\.(\d+)\.blocks\.(\d+)\.', k):
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    if 'patch_embed.proj.weight' not in sd or not blocks:
+        raise ValueError('cannot infer the architecture: no patch embedding or blocks')
+    stages = range(max(blocks) + 1)
+    return dict(
+        embed_dim=int(sd['patch_embed.proj.weight'].shape[0]),
+        depths=tuple(max(blocks[i]) + 1 for i in stages),
+        num_heads=tuple(int(sd[f'stages.{i}.blocks.0.attn.logit_scale'].shape[0])
+                        for i in stages))

@@ -15,6 +15,7 @@ import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from torch import nn
 
 from .checkpoints import convert_state_dict
 
-__all__ = ['LoadReport', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
+__all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
 HF_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',
             'pytorch_model.bin.index.json')
@@ -96,27 +97,38 @@ def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[s
     return tensors
 
 
-def save_checkpoint(state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
-                    meta: dict | None = None) -> None:
-    """Write atomically: a temporary file in the same directory, then rename over ``path``.
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    ``.safetensors`` paths get a safetensors file (``meta`` as string metadata), others a
-    ``torch.save`` of ``{'state_dict': ..., 'meta': ...}``.
+    Whatever fails (the writer, a full disk, an interrupt) leaves ``path`` as it was and no
+    temporary file behind.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
     os.close(fd)
     try:
-        if path.suffix == '.safetensors':
-            from safetensors.torch import save_file
-            tensors = {k: v.contiguous() for k, v in state_dict.items()}
-            save_file(tensors, tmp, metadata={k: str(v) for k, v in (meta or {}).items()})
-        else:
-            torch.save({'state_dict': state_dict, 'meta': meta or {}}, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(state_dict: dict[str, torch.Tensor], path: str | os.PathLike,
+                    meta: dict | None = None) -> None:
+    """Write atomically (:func:`atomic_write`).
+
+    ``.safetensors`` paths get a safetensors file (``meta`` as string metadata), others a
+    ``torch.save`` of ``{'state_dict': ..., 'meta': ...}``.
+    """
+    if Path(path).suffix == '.safetensors':
+        from safetensors.torch import save_file
+        tensors = {k: v.contiguous() for k, v in state_dict.items()}
+        atomic_write(path, lambda tmp: save_file(
+            tensors, tmp, metadata={k: str(v) for k, v in (meta or {}).items()}))
+    else:
+        atomic_write(path, lambda tmp: torch.save({'state_dict': state_dict, 'meta': meta or {}},
+                                                  tmp))
 
 
 def _natural(key: str) -> list:

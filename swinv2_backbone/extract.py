@@ -1,0 +1,298 @@
+"""Feature-pyramid extraction: images in, multi-scale SwinV2 features out, resumable.
+
+:func:`build_extractor` makes a backbone from a config, an arch name or a checkpoint of any
+layout the package loads; :func:`extract_features` runs it over images and writes one file per
+image (``.npz`` or ``.safetensors``, each with its stages' shape, stride and channel metadata) or
+one file for the whole set; :func:`pca_picture` draws what each stage responds to.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from .backbone import FEATURE_NAMES, SwinV2Backbone
+from .checkpoints import convert_state_dict, infer_arch
+from .loading import atomic_write, load_pretrained, read_checkpoint
+
+__all__ = ['ExtractSummary', 'build_extractor', 'extract_features', 'find_images',
+           'pca_picture', 'preprocess']
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
+# what the released checkpoints were trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def find_images(inputs: Iterable[str]) -> list[Path]:
+    """Files, folders (searched recursively) and glob patterns -> sorted unique image paths."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += [p for p in sorted(path.rglob('*')) if p.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f'no image matches {item!r}')
+            found += [Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_SUFFIXES]
+    return list(dict.fromkeys(found))
+
+
+def _parse_resize(resize: str) -> tuple[str, tuple[int, ...]]:
+    kind, _, value = resize.partition(':')
+    try:
+        if kind == 'keep' and not value:
+            return kind, ()
+        if kind == 'short':
+            return kind, (int(value),)
+        if kind == 'fixed':
+            h, w = value.lower().split('x')
+            return kind, (int(h), int(w))
+    except ValueError:
+        pass
+    raise ValueError(f"resize must be 'keep', 'short:N' or 'fixed:HxW', got {resize!r}")
+
+
+def preprocess(img: Image.Image, resize: str = 'keep') -> torch.Tensor:
+    """RGB image -> (3, H, W) float tensor, resized by policy and ImageNet-normalised.
+
+    ``resize``: 'keep' (original size), 'short:N' (shorter side to N, aspect kept) or
+    'fixed:HxW'.
+    """
+    kind, value = _parse_resize(resize)
+    img = img.convert('RGB')
+    if kind == 'short':
+        scale = value[0] / min(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.BICUBIC)
+    elif kind == 'fixed':
+        img = img.resize((value[1], value[0]), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_STD)[:, None, None]
+    return (x - mean) / std
+
+
+def build_extractor(config: str | None = None, arch: str | dict | None = None,
+                    checkpoint: str | None = None, out_features: Iterable[str] | None = None,
+                    window_size: int | tuple[int, ...] | None = None,
+                    pretrained_window_sizes: tuple[int, ...] | None = None,
+                    device: str | None = None) -> SwinV2Backbone:
+    """A SwinV2 backbone in eval mode, from a config, an arch, or a checkpoint alone.
+
+    Args:
+        config: an mmdet/mmseg config whose ``model.backbone`` is a ``SwinV2Backbone``.
+        arch: a preset name, a dict, or 'auto' (read from the checkpoint).
+        checkpoint: weights of any layout :func:`load_pretrained` reads.
+        out_features: maps to keep (default: stage1..stage4).
+        window_size, pretrained_window_sizes: override the config's / defaults.
+        device: default CUDA when available, else CPU.
+    """
+    kwargs: dict = {}
+    if config is not None:
+        from mmengine.config import Config
+        backbone = Config.fromfile(config).model.backbone.to_dict()
+        if backbone.pop('type') != 'SwinV2Backbone':
+            raise ValueError(f'{config}: model.backbone is not a SwinV2Backbone')
+        backbone.pop('_delete_', None)
+        init = backbone.pop('init_cfg', None) or {}
+        checkpoint = checkpoint or init.get('checkpoint')
+        kwargs.update(backbone)
+    sd = None
+    if checkpoint is not None:
+        sd, _, _ = convert_state_dict(read_checkpoint(checkpoint))
+    if arch == 'auto':
+        if sd is None:
+            raise ValueError("arch='auto' needs a checkpoint to read the architecture from")
+        arch = infer_arch(sd)
+    if arch is not None:
+        kwargs['arch'] = arch
+    if window_size is not None:
+        kwargs['window_size'] = window_size
+    if pretrained_window_sizes is not None:
+        kwargs['pretrained_window_sizes'] = pretrained_window_sizes
+    kwargs.pop('out_indices', None)
+    kwargs['out_features'] = tuple(out_features or FEATURE_NAMES[1:])
+    kwargs['drop_path_rate'] = 0.0
+    model = SwinV2Backbone(**kwargs)
+    if sd is not None:
+        load_pretrained(model, sd, strict=True)
+    else:
+        model.init_weights()
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    return model.to(device).eval()
+
+
+def pca_picture(image: Image.Image, feats: dict[str, np.ndarray],
+                strides: dict[str, int]) -> Image.Image:
+    """The image beside each stage's features, the first three principal components of the
+    channels shown as RGB, upsampled to the image size, titled with stage name and stride."""
+    w, h = image.size
+    panels = [('input', image.convert('RGB'))]
+    for name, f in feats.items():
+        c = f.shape[0]
+        x = torch.from_numpy(f.astype(np.float32)).reshape(c, -1).T  # (h*w, C)
+        x = x - x.mean(0)
+        _, _, v = torch.linalg.svd(x, full_matrices=False)
+        rgb = x @ v[:3].T if v.shape[0] >= 3 else x[:, :3]
+        lo, hi = rgb.quantile(0.01, dim=0), rgb.quantile(0.99, dim=0)
+        rgb = ((rgb - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
+        grid = (rgb.T.reshape(-1, *f.shape[1:]) * 255).byte().permute(1, 2, 0).numpy()
+        pic = Image.fromarray(np.ascontiguousarray(grid)).resize((w, h), Image.NEAREST)
+        panels.append((f'{name}  stride {strides[name]}  {c} ch', pic))
+    sheet = Image.new('RGB', (len(panels) * (w + 6), h + 18), 'white')
+    draw = ImageDraw.Draw(sheet)
+    for i, (title, pic) in enumerate(panels):
+        sheet.paste(pic, (i * (w + 6), 18))
+        draw.text((i * (w + 6) + 2, 3), title, fill='black')
+    return sheet
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, 'wb') as f:
+            np.savez(f, **arrays, meta=np.array(json.dumps(meta)))
+    atomic_write(path, write)
+
+
+def _write_safetensors(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    from safetensors.numpy import save_file
+    atomic_write(path, lambda tmp: save_file(
+        {k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp,
+        metadata={'meta': json.dumps(meta)}))
+
+
+WRITERS = {'npz': _write_npz, 'safetensors': _write_safetensors}
+
+
+@dataclass
+class ExtractSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    shapes: dict[str, tuple] = field(default_factory=dict)
+
+    def table(self) -> str:
+        rate = len(self.done) / self.seconds if self.seconds else 0.0
+        rows = [('images done', len(self.done)), ('skipped (already done)', len(self.skipped)),
+                ('failed', len(self.failed)), ('time', f'{self.seconds:.1f} s'),
+                ('images/s', f'{rate:.2f}')]
+        rows += [(f'{name} shape (last image)', 'x'.join(map(str, shape)))
+                 for name, shape in self.shapes.items()]
+        width = max(len(r[0]) for r in rows)
+        lines = [f'{k:{width}}  {v}' for k, v in rows]
+        lines += [f'failed: {path}: {why}' for path, why in self.failed.items()]
+        return '\n'.join(lines)
+
+
+def _output_path(image: Path, root: Path | None, out_dir: Path, suffix: str) -> Path:
+    rel = image.relative_to(root) if root and image.is_relative_to(root) else Path(image.name)
+    return out_dir / rel.with_suffix(suffix)
+
+
+def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
+                     out_dir: str | os.PathLike, fmt: str = 'npz', resize: str = 'keep',
+                     fp16: bool = False, batch_size: int = 4, vis: bool = False,
+                     single_file: str | os.PathLike | None = None,
+                     progress: bool = True) -> ExtractSummary:
+    """Run ``model`` over ``images``; write each image's pyramid under ``out_dir``.
+
+    Per-image outputs mirror the input folders, named after the image. An image whose output
+    exists is skipped (a rerun resumes). An unreadable image is reported and skipped. Every file
+    is written atomically. With ``single_file``, everything goes into that one file instead
+    (keys ``<index>/<stage>``), written at the end.
+    """
+    if fmt not in WRITERS:
+        raise ValueError(f'format must be one of {sorted(WRITERS)}, got {fmt!r}')
+    _parse_resize(resize)
+    images = [Path(p) for p in images]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parents = {p.parent for p in images}
+    root = Path(os.path.commonpath([str(p.resolve()) for p in parents])) if images else None
+    device = next(model.parameters()).device
+    strides = dict(zip(model.out_features, model.out_strides))
+    channels = dict(zip(model.out_features, model.out_channels))
+    summary = ExtractSummary()
+    collected: dict[str, np.ndarray] = {}
+    index: list[dict] = []
+    start = time.perf_counter()
+
+    todo = []
+    for image in images:
+        target = _output_path(image.resolve(), root, out_dir, f'.{fmt}')
+        if single_file is None and target.exists():
+            summary.skipped.append(str(image))
+        else:
+            todo.append((image, target))
+    bar = None
+    if progress and todo:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(todo))
+
+    def flush(batch):
+        x = torch.stack([t for _, _, t, _ in batch]).to(device)
+        with torch.inference_mode():
+            outs = model(x)
+        for i, (image, target, tensor, pil) in enumerate(batch):
+            dtype = np.float16 if fp16 else np.float32
+            arrays = {name: out[i].float().cpu().numpy().astype(dtype)
+                      for name, out in zip(model.out_features, outs)}
+            meta = dict(image=str(image), image_size=[pil.height, pil.width],
+                        input_size=list(tensor.shape[1:]), resize=resize,
+                        stages={n: dict(shape=list(a.shape), stride=strides[n],
+                                        channels=channels[n]) for n, a in arrays.items()})
+            summary.shapes = {n: a.shape for n, a in arrays.items()}
+            if single_file is not None:
+                k = len(index)
+                collected.update({f'{k:06d}/{n}': a for n, a in arrays.items()})
+                index.append(meta)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                WRITERS[fmt](target, arrays, meta)
+            if vis:
+                pic = pca_picture(pil.resize(tuple(reversed(tensor.shape[1:]))), arrays, strides)
+                pic_path = (Path(single_file).parent / f'{Path(image).stem}_features.png'
+                            if single_file is not None else target.with_suffix('.png'))
+                atomic_write(pic_path, lambda tmp: pic.save(tmp, format='PNG'))
+            summary.done.append(str(image))
+            if bar:
+                bar.update()
+
+    batch: list = []
+    for image, target in todo:
+        try:
+            with Image.open(image) as im:
+                im.load()
+                pil = im.convert('RGB')
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            summary.failed[str(image)] = f'{type(e).__name__}: {e}'
+            if bar:
+                bar.update()
+            continue
+        tensor = preprocess(pil, resize)
+        if batch and (len(batch) == batch_size or batch[0][2].shape != tensor.shape):
+            flush(batch)
+            batch = []
+        batch.append((image, target, tensor, pil))
+    if batch:
+        flush(batch)
+    if single_file is not None and index:
+        meta = dict(images=index)
+        WRITERS[fmt](Path(single_file), collected, meta)
+    if bar:
+        print()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,122 @@
+"""Feature-pyramid extraction: shapes follow the contract, reruns resume, bad images are
+skipped, pictures are written, failed writes leave nothing behind."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from swinv2_backbone import SwinV2Backbone, save_checkpoint
+from swinv2_backbone.extract import build_extractor, extract_features, find_images
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCH = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))
+SIZES = {'a.png': (64, 48), 'sub/b.jpg': (37, 90), 'sub/c.png': (100, 100)}
+
+
+@pytest.fixture()
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'images'
+    for name, (h, w) in SIZES.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    return folder
+
+
+def model(**kw):
+    return build_extractor(arch=ARCH, window_size=4, device='cpu', **kw)
+
+
+def test_outputs_follow_the_declared_contract(tmp_path, images):
+    m = model(out_features=['stem', 'stage2', 'stage4'])
+    summary = extract_features(m, find_images([str(images)]), tmp_path / 'out', progress=False)
+    assert len(summary.done) == 3 and list(summary.failed) == [str(images / 'broken.jpg')]
+    for name, (h, w) in SIZES.items():
+        data = np.load(tmp_path / 'out' / Path(name).with_suffix('.npz'))
+        meta = json.loads(str(data['meta']))
+        assert meta['image_size'] == [h, w]
+        for stage, c, s in zip(m.out_features, m.out_channels, m.out_strides):
+            assert data[stage].shape == (c, -(-h // s), -(-w // s))
+            assert data[stage].dtype == np.float32
+            assert meta['stages'][stage] == dict(shape=list(data[stage].shape), stride=s,
+                                                 channels=c)
+
+
+def test_rerun_skips_finished_images_and_keeps_their_files(tmp_path, images):
+    out = tmp_path / 'out'
+    extract_features(model(), find_images([str(images)]), out, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob('*.npz')}
+    (out / 'a.npz').unlink()
+    summary = extract_features(model(), find_images([str(images)]), out, progress=False)
+    assert summary.done == [str(images / 'a.png')]
+    assert sorted(summary.skipped) == sorted(str(images / n) for n in ('sub/b.jpg', 'sub/c.png'))
+    for p, t in before.items():
+        if p.name != 'a.npz':
+            assert p.stat().st_mtime_ns == t
+
+
+def test_safetensors_float16_and_resize_policies(tmp_path, images):
+    from safetensors.numpy import load_file
+    m = model()
+    extract_features(m, [images / 'sub' / 'b.jpg'], tmp_path / 'st', fmt='safetensors',
+                     fp16=True, resize='short:64', progress=False)
+    data = load_file(tmp_path / 'st' / 'b.safetensors')
+    assert data['stage1'].dtype == np.float16 and data['stage1'].shape == (16, 16, 39)
+    extract_features(m, [images / 'a.png'], tmp_path / 'fx', resize='fixed:32x96',
+                     progress=False)
+    assert np.load(tmp_path / 'fx' / 'a.npz')['stage4'].shape == (128, 1, 3)
+    with pytest.raises(ValueError, match="'short:N'"):
+        extract_features(m, [images / 'a.png'], tmp_path / 'x', resize='half')
+
+
+def test_single_file_holds_every_image(tmp_path, images):
+    extract_features(model(), find_images([str(images / '*.png'), str(images / 'sub')]),
+                     tmp_path / 'out', single_file=tmp_path / 'all.npz', progress=False)
+    data = np.load(tmp_path / 'all.npz')
+    meta = json.loads(str(data['meta']))
+    assert [Path(m['image']).name for m in meta['images']] == ['a.png', 'b.jpg', 'c.png']
+    assert data['000001/stage1'].shape == (16, 10, 23)
+
+
+def test_vis_writes_a_picture_of_each_stage(tmp_path, images):
+    extract_features(model(), [images / 'a.png'], tmp_path / 'out', vis=True, progress=False)
+    pic = Image.open(tmp_path / 'out' / 'a.png')
+    assert pic.size == (5 * (48 + 6), 64 + 18)  # input + 4 stages, titled
+    assert len(set(pic.getdata())) > 50  # not blank
+
+
+def test_failed_writes_leave_no_partial_files(tmp_path, images, monkeypatch):
+    from swinv2_backbone import extract
+
+    def half_then_fail(f, **arrays):
+        f.write(b'PK\x03\x04 half an archive')
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(extract.np, 'savez', half_then_fail)
+    out = tmp_path / 'out'
+    with pytest.raises(OSError, match='No space left'):
+        extract_features(model(), [images / 'a.png'], out, progress=False)
+    assert [p for p in out.rglob('*') if p.is_file()] == []
+
+
+def test_cli_with_a_checkpoint_and_auto_arch(tmp_path, images):
+    src = SwinV2Backbone(arch=ARCH, window_size=4)
+    src.init_weights()
+    save_checkpoint(src.state_dict(), tmp_path / 'w.pth')
+    run = subprocess.run([sys.executable, str(ROOT / 'tools' / 'extract_features.py'),
+                          str(images), '--out', str(tmp_path / 'out'), '--arch', 'auto',
+                          '--checkpoint', str(tmp_path / 'w.pth'), '--window', '4'],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r'^images done +3$', run.stdout, re.M)
+    assert re.search(r'^failed +1$', run.stdout, re.M)
+    assert 'broken.jpg' in run.stdout
+    assert (tmp_path / 'out' / 'sub' / 'c.npz').exists()
