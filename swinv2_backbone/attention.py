@@ -83,7 +83,9 @@ class WindowAttentionV2(nn.Module):
         version counters, so loading other weights invalidates it.
         """
         key = None
-        if not self.training and not torch.is_grad_enabled():
+        # a compiled graph computes it in place (the version counters are not traceable)
+        if not self.training and not torch.is_grad_enabled() and \
+                not torch.compiler.is_compiling():
             key = (window, self.relative_coords_table.device, torch.is_autocast_enabled('cpu'),
                    *(p._version for p in self.cpb_mlp.parameters()))
             if self._bias_cache is not None and self._bias_cache[0] == key:

@@ -142,10 +142,8 @@ def _status_mb(field: str) -> float:
 
 
 def _step_peak_mb(model: nn.Module, x: torch.Tensor, mode: str) -> float:
-    """Peak resident memory added by one step: Linux's high-water mark, reset just before."""
-    _step(model, x, mode, None)  # warm-up: one-off allocations are not the step's
-    for p in model.parameters():
-        p.grad = None
+    """Peak resident memory added by the first step: Linux's high-water mark, reset just
+    before. (After a warm-up step the allocator's cache hides most of it.)"""
     base = _status_mb('VmRSS')
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # resets VmHWM to the current RSS

@@ -318,3 +318,34 @@ def test_eval_position_bias_cache_follows_new_weights():
         third = small(fused_attn=True)
         third.load_state_dict(model.state_dict())
         assert torch.equal(third(x)[0], second)
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_compiles_as_one_graph_without_breaks(train):
+    import torch._dynamo as dynamo
+    model = small(drop_path_rate=0.1).train(train)
+    with torch.set_grad_enabled(train):
+        explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, \
+        [b.reason for b in explained.break_reasons]
+
+
+def test_compiled_model_matches_eager_at_several_sizes():
+    model = small()
+    compiled = torch.compile(model, backend='eager', fullgraph=True)
+    with torch.no_grad():
+        for size in ((64, 64), (70, 90)):
+            x = torch.randn(1, 3, *size)
+            for a, b in zip(compiled(x), model(x)):
+                torch.testing.assert_close(a, b)
+
+
+def test_bf16_stays_finite_at_the_papers_largest_resolution():
+    model = SwinV2Backbone(arch=dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8)),
+                           window_size=16, pretrained_window_sizes=(8, 8, 8, 8))
+    randomize_(model).eval()
+    x = torch.randn(1, 3, 1536, 1536)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+    assert [o.shape[-1] for o in outs] == [384, 192, 96, 48]
+    assert all(torch.isfinite(o).all() for o in outs)
