@@ -7,19 +7,31 @@ channels against the backbone's declared ``out_channels``, dataset paths, and th
 """
 from __future__ import annotations
 
+import argparse
 import os
 import os.path as osp
 from pathlib import Path
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-__all__ = ['adapt_to_cpu', 'build_runner', 'check_channels', 'host_of', 'load_config',
-           'preflight']
+__all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels', 'host_of',
+           'load_config', 'preflight']
 
 HOSTS = ('mmdet', 'mmseg')
+
+
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share."""
+    parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
+                        help=argparse.SUPPRESS)  # set by older launchers
 
 
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:

@@ -9,21 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmengine.config import DictAction
-
-from swinv2_backbone.runner import build_runner
+from swinv2_backbone.runner import add_runner_args, build_runner
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
+    add_runner_args(parser)
     args = parser.parse_args(argv)
     try:
         runner = build_runner(args.config, mode='test', work_dir=args.work_dir,

@@ -11,25 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmengine.config import DictAction
 from mmengine.dist import get_dist_info
 
-from swinv2_backbone.runner import build_runner
+from swinv2_backbone.runner import add_runner_args, build_runner
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
-    parser.add_argument('--work-dir', help='default: work_dirs/<config name>')
     parser.add_argument('--resume', nargs='?', const=True, default=None,
                         help='resume from CHECKPOINT, or from the latest one in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                        help='override config entries, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0,
-                        help=argparse.SUPPRESS)
+    add_runner_args(parser)
     args = parser.parse_args(argv)
     try:
         runner = build_runner(args.config, mode='train', work_dir=args.work_dir,
