@@ -6,6 +6,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.registry import init_default_scope
 from torch import nn
 
+from .attention import WindowAttentionV2
 from .runner import adapt_to_cpu, host_of, load_config
 
 __all__ = ['model_complexity']
@@ -37,6 +38,9 @@ def model_complexity(config: str, height: int, width: int) -> dict:
     init_default_scope(host)
     registry = __import__(f'{host}.registry', fromlist=['MODELS']).MODELS
     model = registry.build(cfg.model).eval()
+    for m in model.modules():
+        if isinstance(m, WindowAttentionV2):
+            m.fused = False  # the same arithmetic, in ops FlopAnalyzer counts (it skips SDPA)
     features = _Features(model)
     x = torch.randn(1, 3, height, width)
     flops = FlopAnalyzer(features, (x,))

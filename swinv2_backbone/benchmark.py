@@ -91,7 +91,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
 def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
     """FLOPs of one SwinV2-T forward (2 per multiply-add), in G."""
     from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(_ours(size, window).eval(), (torch.randn(batch, 3, *size),))
+    # the explicit attention path: the same arithmetic in ops FlopAnalyzer counts (not SDPA)
+    model = _ours(size, window, fused_attn=False).eval()
+    analyzer = FlopAnalyzer(model, (torch.randn(batch, 3, *size),))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return 2 * analyzer.total() / 1e9

@@ -170,4 +170,4 @@ def test_comparison_detects_a_small_error_in_one_position_bias():
     with torch.no_grad():
         errs = [rel_err(a, b) for a, b in
                 zip(ours(x), ref.forward_intermediates(x, intermediates_only=True))]
-    assert errs[1] == 0 and errs[2] > TOL and errs[3] > TOL
+    assert errs[1] < TOL and errs[2] > TOL and errs[3] > TOL  # stage 2 is before the change
