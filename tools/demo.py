@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='demo_out', help='output directory')
     parser.add_argument('--det-iters', type=int, default=400)
-    parser.add_argument('--seg-iters', type=int, default=300)
+    parser.add_argument('--seg-iters', type=int, default=600)
     parser.add_argument('--num-train', type=int, default=200)
     parser.add_argument('--num-val', type=int, default=50)
     args = parser.parse_args(argv)
