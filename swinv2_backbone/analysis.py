@@ -46,7 +46,8 @@ def model_complexity(config: str, height: int, width: int) -> dict:
     flops = FlopAnalyzer(features, (x,))
     flops.unsupported_ops_warnings(False)
     flops.uncalled_modules_warnings(False)
-    by_module = flops.by_module()
+    with torch.no_grad():  # traced without autograd: no custom autograd functions to hide ops
+        by_module = flops.by_module()
     return dict(
         host=host, input=(3, height, width),
         params_total=_count(model), params_backbone=_count(model.backbone),

@@ -9,7 +9,7 @@ from torch import nn
 
 from .ops import relative_coords_table, relative_position_index
 
-__all__ = ['WindowAttentionV2']
+__all__ = ['CosineAttention', 'WindowAttentionV2', 'attend', 'normalize_qk_']
 
 # Upper bound of the learned temperature: exp(logit_scale) <= 100, as in the paper.
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
@@ -108,25 +108,6 @@ class WindowAttentionV2(nn.Module):
         bias = bias[index.view(-1)].view(N, N, self.num_heads).permute(2, 0, 1)
         return 16 * torch.sigmoid(bias)
 
-    def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        """SDPA with the temperature already in ``q``: (B_, heads, N, d) -> same.
-
-        The additive mask is given as a (B_, heads, N, N) broadcast view where it can be (no
-        copy): 4-D inputs let PyTorch pick its fused CPU kernel.
-        """
-        B_, h, N, _ = q.shape
-        if mask is None:
-            attn_mask = bias.unsqueeze(0).expand(B_, h, N, N)
-        else:
-            nW = mask.shape[0]
-            attn_mask = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, N, N)
-            # window w of image b is row b*nW + w (see window_partition)
-            attn_mask = attn_mask.unsqueeze(0).expand(B_ // nW, nW, h, N, N).reshape(B_, h, N, N)
-        p = self.attn_drop.p if self.training else 0.0
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype),
-                                              dropout_p=p, scale=1.0)
-
     def forward(self, x: torch.Tensor, window: int,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attend within windows.
@@ -143,24 +124,152 @@ class WindowAttentionV2(nn.Module):
         qkv_bias = None
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()  # (heads, 1, 1)
+        bias = self.position_bias(window)  # (heads, N, N)
+        dropout = self.training and self.attn_drop.p > 0
+        if self.fused and not dropout:
+            if torch.is_grad_enabled():
+                x = CosineAttention.apply(x, self.qkv.weight, qkv_bias, scale.view(-1), bias,
+                                          mask, self.num_heads)
+            else:  # nothing to save for backward: normalise in place, fold the scale into q
+                qkv = F.linear(x, self.qkv.weight, qkv_bias).view(B_, N, 3, self.num_heads, -1)
+                normalize_qk_(qkv, scale.view(1, 1, -1, 1))
+                x = attend(*(qkv[:, :, i].transpose(1, 2) for i in range(3)), bias, mask)
+            return self.proj_drop(self.proj(x))
         qkv = F.linear(x, self.qkv.weight, qkv_bias)
         # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
         qkv = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()  # (heads, 1, 1)
-        bias = self.position_bias(window)  # (heads, N, N)
-        if self.fused:
-            x = self._fused(F.normalize(q, dim=-1) * scale, F.normalize(k, dim=-1), v,
-                            bias, mask)
-        else:
-            attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
-            attn = attn * scale + bias.unsqueeze(0)
-            if mask is not None:
-                nW = mask.shape[0]
-                # (B, nW, heads, N, N) so each window gets its own mask
-                attn = attn.view(-1, nW, self.num_heads, N, N) + mask[None, :, None].to(attn.dtype)
-                attn = attn.view(-1, self.num_heads, N, N)
-            attn = self.attn_drop(attn.softmax(dim=-1))
-            x = attn @ v
-        x = x.transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * scale + bias.unsqueeze(0)
+        if mask is not None:
+            nW = mask.shape[0]
+            # (B, nW, heads, N, N) so each window gets its own mask
+            attn = attn.view(-1, nW, self.num_heads, N, N) + mask[None, :, None].to(attn.dtype)
+            attn = attn.view(-1, self.num_heads, N, N)
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        x = (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
         return self.proj_drop(self.proj(x))
+
+
+# F.normalize's epsilon: a norm below it is replaced by it
+NORM_EPS = 1e-12
+# windows * heads * N * N elements of attention recomputed at a time in the backward pass
+BACKWARD_CHUNK = 1 << 20
+
+
+def normalize_qk_(qkv: torch.Tensor, q_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalise q and k of a (B_, N, 3, heads, d) qkv tensor in place (as ``F.normalize``).
+
+    Args:
+        qkv: the tensor, updated in place.
+        q_scale: (1, 1, heads, 1) factor folded into q as well (the attention temperature).
+
+    Returns:
+        (B_, N, 2, heads, 1) inverse norms of q and k (the norm clamped at ``NORM_EPS``).
+    """
+    qk = qkv[:, :, :2]
+    inv = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min_(NORM_EPS).reciprocal_()
+    if q_scale is None:
+        qk.mul_(inv)
+    else:
+        factor = inv.clone()
+        factor[:, :, 0].mul_(q_scale.to(inv.dtype))
+        qk.mul_(factor)
+    return inv
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+           mask: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(q k^T + bias + mask) v`` with ``F.scaled_dot_product_attention``.
+
+    Args:
+        q, k, v: (B_, heads, N, d), the temperature already in q; B_ = B * num_windows.
+        bias: (heads, N, N) position bias.
+        mask: (num_windows, N, N) shift mask, or None.
+
+    Returns:
+        (B_, N, heads * d)
+    """
+    B_, h, N, d = q.shape
+    if mask is None:  # one bias for every window: a broadcast view, no copy
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0).expand(B_, h, N, N), scale=1.0)
+        return out.transpose(1, 2).reshape(B_, N, h * d)  # the kernel writes (B_, N, h, d)
+    nW = mask.shape[0]
+    attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(q.dtype)  # (nW, heads, N, N)
+    if B_ == nW:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
+        return out.transpose(1, 2).reshape(B_, N, h * d)
+    # window w of image b is row b*nW + w: one call per image rather than a per-image copy of
+    # the (nW, heads, N, N) mask
+    out = q.new_empty(B_, N, h, d)
+    for i in range(0, B_, nW):
+        part = F.scaled_dot_product_attention(q[i:i + nW], k[i:i + nW], v[i:i + nW],
+                                              attn_mask=attn_mask, scale=1.0)
+        out[i:i + nW] = part.transpose(1, 2)
+    return out.view(B_, N, h * d)
+
+
+class CosineAttention(torch.autograd.Function):
+    """qkv projection + scaled cosine attention, with a backward pass that saves little.
+
+    Forward: ``qkv = x W^T + b``; q and k normalised in place; ``attend`` with the temperature
+    applied to q. Saved for backward: x, the normalised q/k with v (the qkv buffer itself),
+    the inverse norms and the output; not the (windows, heads, N, N) attention, which backward
+    recomputes for a few windows at a time (``BACKWARD_CHUNK``). Gradients reach x, W, b, the
+    temperature and the position bias (hence the CPB MLP); the shift mask is a constant.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                scale: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
+                num_heads: int) -> torch.Tensor:
+        B_, N, C = x.shape
+        qkv = F.linear(x, weight, qkv_bias).view(B_, N, 3, num_heads, -1)
+        inv = normalize_qk_(qkv)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each (B_, heads, N, d)
+        # the temperature goes into a copy of q: qkv keeps the unit vectors backward needs
+        out = attend(q * scale.to(q.dtype).view(1, -1, 1, 1), k, v, bias, mask)
+        ctx.save_for_backward(x, weight, qkv, inv, scale, bias, mask, out)
+        ctx.has_bias = qkv_bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, weight, qkv, inv, scale, bias, mask, out = ctx.saved_tensors
+        B_, N, _, h, d = qkv.shape
+        dt = qkv.dtype
+        g = grad_out.to(dt).view(B_, N, h, d).transpose(1, 2)  # (B_, heads, N, d)
+        o = out.view(B_, N, h, d).transpose(1, 2)
+        s = scale.to(dt).view(1, h, 1, 1)
+        dqkv = torch.empty_like(qkv)  # (B_, N, 3, heads, d)
+        dbias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+        dscale = torch.zeros(h, dtype=torch.float32, device=bias.device)
+        step = max(1, BACKWARD_CHUNK // (h * N * N))
+        for i in range(0, B_, step):
+            j = min(i + step, B_)
+            qh, kh, v = (qkv[i:j, :, t].transpose(1, 2) for t in range(3))  # (n, heads, N, d)
+            qs = qh * s
+            logits = qs @ kh.transpose(-2, -1) + bias.to(dt)  # (n, heads, N, N)
+            if mask is not None:
+                rows = torch.arange(i, j, device=mask.device) % mask.shape[0]
+                logits = logits + mask.index_select(0, rows).unsqueeze(1).to(dt)
+            p = logits.softmax(-1)
+            gc = g[i:j]
+            # softmax backward: dS = P * (dP - rowsum(dO * O))
+            dlogits = p * (gc @ v.transpose(-2, -1) - (gc * o[i:j]).sum(-1, keepdim=True))
+            dbias += dlogits.sum(0, dtype=torch.float32)
+            dqkv[i:j, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
+            dqs = dlogits @ kh
+            dscale += (dqs * qh).sum((0, 2, 3), dtype=torch.float32)
+            # through the normalisation y = x / |x|: dx = (dy - y (y . dy)) / |x|
+            for t, (y, dy) in enumerate(((qh, dqs * s), (kh, dlogits.transpose(-2, -1) @ qs))):
+                dx = (dy - y * (y * dy).sum(-1, keepdim=True)) * inv[i:j, :, t].transpose(1, 2)
+                dqkv[i:j, :, t] = dx.transpose(1, 2)
+        dqkv = dqkv.view(B_ * N, -1)  # (B_*N, 3C)
+        need = ctx.needs_input_grad
+        dx = (dqkv @ weight.to(dt)).view(x.shape) if need[0] else None
+        dw = dqkv.t() @ x.reshape(B_ * N, -1).to(dt) if need[1] else None
+        db = dqkv.sum(0) if need[2] and ctx.has_bias else None
+        return dx, dw, db, dscale, dbias, None, None

@@ -96,7 +96,8 @@ def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
     analyzer = FlopAnalyzer(model, (torch.randn(batch, 3, *size),))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    return 2 * analyzer.total() / 1e9
+    with torch.no_grad():  # traced without autograd: no custom autograd functions to hide ops
+        return 2 * analyzer.total() / 1e9
 
 
 def _step(model: nn.Module, x: torch.Tensor, mode: str, dtype: torch.dtype | None) -> None:

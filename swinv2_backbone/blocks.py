@@ -1,19 +1,43 @@
 """SwinV2 building blocks: patch embedding, res-post-norm block, patch merging, stage.
 
-All of them work on channels-last maps (B, H, W, C).
+Patch embedding, merging and stages take and return channels-last maps (B, H, W, C). Inside a
+stage the tokens stay in window order (see :func:`window_layout`): blocks take (B, L, C).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from torch import nn
 
 from .attention import WindowAttentionV2
-from .ops import (effective_window, pad_to_multiple, shift_attn_mask, window_partition,
-                  window_reverse)
+from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
-__all__ = ['PatchEmbed', 'Mlp', 'SwinV2Block', 'PatchMerging', 'SwinV2Stage']
+__all__ = ['GeluLinear', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block', 'SwinV2Stage']
+
+# Without autograd a block runs this many tokens at a time (whole windows), updating its input
+# in place: the chunk's intermediates stay in cache and no large buffer is allocated.
+INFERENCE_CHUNK_TOKENS = 2048
+# Shapes whose masks and layouts a stage keeps (multi-scale training sees many shapes).
+SHAPE_CACHE_SIZE = 8
+
+
+def _cached(cache: OrderedDict, key: tuple, build: Callable[[], object]):
+    """``cache[key]``, built on a miss; the least recently used entries beyond
+    ``SHAPE_CACHE_SIZE`` are dropped."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    # plain tensors even when first built under inference_mode, so training can reuse them
+    with torch.inference_mode(False), torch.no_grad():
+        cache[key] = value = build()
+    while len(cache) > SHAPE_CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
 
 
 class PatchEmbed(nn.Module):
@@ -35,8 +59,12 @@ class PatchEmbed(nn.Module):
         return self.norm(self.proj(x).permute(0, 2, 3, 1))  # (B, C, h, w) -> (B, h, w, C)
 
 
-class Mlp(nn.Sequential):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout."""
+class Mlp(nn.Module):
+    """fc1 -> GELU -> dropout -> fc2 -> dropout.
+
+    Without dropout, training saves only the fc1 output (:class:`GeluLinear` recomputes the
+    GELU in backward) and inference applies the GELU in place.
+    """
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
@@ -46,12 +74,48 @@ class Mlp(nn.Sequential):
         self.fc2 = nn.Linear(hidden, dim)
         self.drop2 = nn.Dropout(drop)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)
+        if self.training and self.drop1.p > 0:
+            return self.drop2(self.fc2(self.drop1(self.act(x))))
+        if torch.is_grad_enabled():
+            return GeluLinear.apply(x, self.fc2.weight, self.fc2.bias)
+        return self.fc2(torch.ops.aten.gelu_(x))  # x is ours: no autograd here
+
+
+class GeluLinear(torch.autograd.Function):
+    """``linear(gelu(h), W, b)`` that saves h alone and recomputes ``gelu(h)`` in backward
+    (the usual graph keeps both, each 4x the block's width)."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(hidden, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(hidden), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        hidden, weight = ctx.saved_tensors
+        grad = grad.to(hidden.dtype)
+        need = ctx.needs_input_grad
+        dh = dw = db = None
+        if need[0]:
+            dh = torch.ops.aten.gelu_backward(grad @ weight.to(hidden.dtype), hidden)
+        if need[1]:
+            dw = grad.reshape(-1, grad.shape[-1]).t() @ \
+                F.gelu(hidden).reshape(-1, hidden.shape[-1])
+        if need[2] and ctx.has_bias:
+            db = grad.reshape(-1, grad.shape[-1]).sum(0)
+        return dh, dw, db
+
 
 class SwinV2Block(nn.Module):
     """Res-post-norm Swin block: ``x + norm1(attn(x))`` then ``x + norm2(mlp(x))``.
 
-    The map is zero-padded to a window multiple first, then cyclically shifted (when this block
-    shifts), as the official code, HF transformers, mmdet and mmpretrain do.
+    It works on tokens already in its window order (:func:`window_layout`): the stage pads,
+    shifts and partitions the map (one gather), as the official code, HF transformers, mmdet
+    and mmpretrain do with pad, roll and partition.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool,
@@ -70,28 +134,42 @@ class SwinV2Block(nn.Module):
         # SwinV2-G closes every 6th block with a norm on the main branch too
         self.norm3 = nn.LayerNorm(dim) if extra_norm else None
 
-    def forward(self, x: torch.Tensor, window: int, shift: int,
-                mask: torch.Tensor | None) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C).
+    def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, L, C) -> (B, L, C): L = num_windows * window^2 tokens in window order.
 
         Args:
-            window, shift: as given by :func:`effective_window` for this map.
-            mask: shift mask for the padded map (used only when this block shifts).
+            window: window side.
+            mask: (num_windows, N, N) shift mask for a shifted layout, else None.
+
+        When no gradient is needed, ``x`` is updated in place, ``INFERENCE_CHUNK_TOKENS`` at a
+        time, and returned.
         """
-        B, H, W, C = x.shape
-        shift = shift if self.shifted else 0
-        y = pad_to_multiple(x, window)
-        Hp, Wp = y.shape[1:3]
-        if shift:
-            y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
-        y = self.attn(window_partition(y, window), window, mask if shift else None)
-        y = window_reverse(y, window, Hp, Wp)
-        if shift:
-            y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
-        y = y[:, :H, :W, :]
-        x = x + self.drop_path(self.norm1(y))
-        x = x + self.drop_path(self.norm2(self.mlp(x)))
-        return self.norm3(x) if self.norm3 is not None else x
+        B, L, C = x.shape
+        N = window * window
+        if torch.is_grad_enabled() and (x.requires_grad or
+                                        any(p.requires_grad for p in self.parameters())):
+            return self._windows(x, window, mask, inplace=False)
+        per = max(1, INFERENCE_CHUNK_TOKENS // N)  # windows per chunk
+        if torch.compiler.is_compiling():
+            per = L // N
+        for b in range(B):
+            for w in range(0, L // N, per):
+                self._windows(x[b:b + 1, w * N:(w + per) * N], window,
+                              None if mask is None else mask[w:w + per], inplace=True)
+        return x
+
+    def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
+                 inplace: bool) -> torch.Tensor:
+        """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window."""
+        B, L, C = x.shape
+        y = self.attn(x.view(-1, window * window, C), window, mask).view(B, L, C)
+        y = self.drop_path(self.norm1(y))
+        x = x.add_(y) if inplace else x + y
+        y = self.drop_path(self.norm2(self.mlp(x)))
+        x = x.add_(y) if inplace else x + y
+        if self.norm3 is not None:
+            x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)
+        return x
 
 
 class PatchMerging(nn.Module):
@@ -138,12 +216,14 @@ class SwinV2Stage(nn.Module):
                         extra_norm=bool(extra_norm_every) and (i + 1) % extra_norm_every == 0,
                         fused_attn=fused_attn)
             for i in range(depth))
-        self._masks: dict[tuple, torch.Tensor] = {}
+        self._masks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._layouts: OrderedDict[tuple, dict] = OrderedDict()
 
     def set_window_size(self, window_size: int) -> None:
         """Use ``window_size`` from now on; learned weights are untouched."""
         self.window_size = window_size
         self._masks.clear()
+        self._layouts.clear()
         for blk in self.blocks:
             blk.attn.set_window_size(window_size)
 
@@ -151,23 +231,53 @@ class SwinV2Stage(nn.Module):
                    device: torch.device) -> torch.Tensor:
         """Cached :func:`shift_attn_mask` for an H x W (unpadded) map."""
         Hp, Wp = H + (-H) % window, W + (-W) % window
-        key = (Hp, Wp, window, shift, str(device))
-        if key not in self._masks:
-            # a plain tensor even when first built under inference_mode, so training can reuse it
-            with torch.inference_mode(False), torch.no_grad():
-                self._masks[key] = shift_attn_mask(Hp, Wp, window, shift, device)
-        return self._masks[key]
+        return _cached(self._masks, (Hp, Wp, window, shift, str(device)),
+                       lambda: shift_attn_mask(Hp, Wp, window, shift, device))
+
+    def layouts(self, H: int, W: int, window: int, shift: int, device: torch.device) -> dict:
+        """Cached gather indices between the row-major map and the window orders.
+
+        Keys: ``('to', a, b)``: from order a (None = the row-major map) to the window order
+        of shift b; ``('back', a)``: from order a to the map; ``('pad', a)``: positions of
+        order a that hold padding (None without padding).
+        """
+        def build() -> dict:
+            orders = {s: window_layout(H, W, window, s) for s in {0, shift}}
+            index = {}
+            for b, (source, position, pad) in orders.items():
+                index['pad', b] = pad.to(device) if pad.numel() else None
+                source = source.clamp(max=H * W - 1)  # padding is zeroed after the gather
+                index['to', None, b] = source.to(device)
+                for a, (_, before, _) in orders.items():
+                    index['to', a, b] = before[source].to(device)
+                index['back', b] = position.to(device)
+            return index
+        return _cached(self._layouts, (H, W, window, shift, str(device)), build)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C/2 or C) -> (B, H', W', C); H' = ceil(H/2) when downsampling."""
         if self.downsample is not None:
             x = self.downsample(x)
-        H, W = x.shape[1:3]
+        B, H, W, C = x.shape
         window, shift = effective_window(H, W, self.window_size, self.window_size // 2)
         mask = self.shift_mask(H, W, window, shift, x.device) if shift else None
+        index = self.layouts(H, W, window, shift, x.device)
+        x = x.reshape(B, H * W, C)
+        order = None
         for blk in self.blocks:
+            s = shift if blk.shifted else 0
+            fresh = s != order
+            if fresh:
+                x = x.index_select(1, index['to', order, s])
+                order = s
+            pad = index['pad', s]
+            if pad is not None:  # the attention must see zero padding
+                # in place unless autograd may still need the previous block's output
+                fill = fresh or not torch.is_grad_enabled()
+                x = x.index_fill_(1, pad, 0) if fill else x.index_fill(1, pad, 0)
+            m = mask if s else None
             if self.with_cp and x.requires_grad:
-                x = cp.checkpoint(blk, x, window, shift, mask, use_reentrant=False)
+                x = cp.checkpoint(blk, x, window, m, use_reentrant=False)
             else:
-                x = blk(x, window, shift, mask)
-        return x
+                x = blk(x, window, m)
+        return x.index_select(1, index['back', order]).view(B, H, W, C)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
-    'relative_coords_table', 'relative_position_index', 'effective_window',
+    'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
 ]
 
 
@@ -66,6 +66,33 @@ def effective_window(H: int, W: int, window: int, shift: int) -> tuple[int, int]
     if min(H, W) <= window:
         return min(H, W), 0
     return window, shift
+
+
+def window_layout(H: int, W: int, window: int,
+                  shift: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each token of the padded, shifted, partitioned map comes from.
+
+    The reference code zero-pads an H x W map to window multiples, rolls it by ``-shift`` and
+    cuts it into windows (:func:`window_partition`). This gives the same token order as one
+    index, so a single gather replaces pad + roll + partition (and another one the way back).
+    Only fixed-shape ops, so it traces under ``torch.compile``.
+
+    Returns:
+        source: (Hp*Wp,) int64; position j of the window layout (window j // window^2, offset
+            j % window^2) holds token ``source[j]`` of the row-major H*W map, or the value
+            H*W where it holds padding.
+        position: (H*W,) int64; the layout position of each token of the map (its inverse).
+        pad: (Hp*Wp - H*W,) int64; the layout positions that hold padding.
+    """
+    Hp, Wp = H + (-H) % window, W + (-W) % window
+    grid = torch.arange(Hp * Wp).view(1, Hp, Wp, 1)
+    grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2)) if shift else grid
+    cell = window_partition(grid, window).reshape(-1)  # padded-grid cell at each position
+    row, col = cell // Wp, cell % Wp
+    source = torch.where((row < H) & (col < W), row * W + col, H * W)
+    # each token appears once, padding (H*W) last: sorting gives tokens 0..H*W-1, then padding
+    order = torch.argsort(source, stable=True)
+    return source, order[:H * W], order[H * W:]
 
 
 def shift_attn_mask(H: int, W: int, window: int, shift: int,

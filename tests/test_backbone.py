@@ -55,25 +55,64 @@ def test_batch_invariance_each_image_gives_its_own_features():
                 torch.testing.assert_close(b[i:i + 1], a, rtol=1e-5, atol=1e-5)
 
 
-def test_padding_is_applied_before_the_shift():
-    """A 9x9 map with window 4 pads to 12x12 and only then rolls: the zero padding ends up
-    between the rolled rows, exactly as the reference pads. Checked against a hand-built block:
-    zero-pad, roll, attend, roll back, crop."""
-    from swinv2_backbone.ops import shift_attn_mask, window_partition, window_reverse
-    model = small(out_indices=(0,))
-    blk = model.stages[0].blocks[0]
-    blk.shifted = True
-    x = torch.randn(1, 9, 9, 32)
+def _reference_block(blk, x, window, shift, mask):
+    """The reference code's block on a (B, H, W, C) map: zero-pad, roll, partition, attend,
+    reverse, roll back, crop, then the two post-norm residuals."""
+    from swinv2_backbone.ops import pad_to_multiple, window_partition, window_reverse
+    H, W = x.shape[1:3]
+    y = pad_to_multiple(x, window)
+    Hp, Wp = y.shape[1:3]
+    y = torch.roll(y, (-shift, -shift), (1, 2))
+    y = blk.attn(window_partition(y, window), window, mask if shift else None)
+    y = torch.roll(window_reverse(y, window, Hp, Wp), (shift, shift), (1, 2))[:, :H, :W]
+    x = x + blk.norm1(y)
+    return x + blk.norm2(blk.mlp(x))
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_stage_gathers_match_pad_roll_partition(grad):
+    """A 9x9 map with window 4 pads to 12x12 and only then rolls, so zero padding ends up
+    between the rolled rows (as the references pad). The stage's single gathers between
+    window orders (plain, shifted, back to the map) must give exactly that, with and without
+    autograd (in-place chunked inference vs the training path)."""
+    from swinv2_backbone.ops import shift_attn_mask
+    model = small()
+    stage = model.stages[1]  # plain then shifted block, 2 heads
+    stage.downsample = None
+    x = torch.randn(2, 9, 9, 64, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        got = stage(x)
     with torch.no_grad():
-        got = blk(x, 4, 2, shift_attn_mask(12, 12, 4, 2))
-        y = torch.zeros(1, 12, 12, 32)
-        y[:, :9, :9] = x
-        y = torch.roll(y, (-2, -2), (1, 2))
-        y = blk.attn(window_partition(y, 4), 4, shift_attn_mask(12, 12, 4, 2))
-        y = torch.roll(window_reverse(y, 4, 12, 12), (2, 2), (1, 2))[:, :9, :9]
-        want = x + blk.norm1(y)
-        want = want + blk.norm2(blk.mlp(want))
-    torch.testing.assert_close(got, want)
+        want = _reference_block(stage.blocks[0], x, 4, 0, None)
+        want = _reference_block(stage.blocks[1], want, 4, 2, shift_attn_mask(12, 12, 4, 2))
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_chunks_give_the_training_path_result(monkeypatch):
+    """Inference runs a few windows at a time, in place; the result must not depend on it."""
+    from swinv2_backbone import blocks
+    model = small()
+    x = torch.randn(2, 3, 70, 90)
+    with torch.no_grad():
+        whole = model(x)
+        monkeypatch.setattr(blocks, 'INFERENCE_CHUNK_TOKENS', 16)  # one window per chunk
+        chunked = model(x)
+    with torch.enable_grad():
+        trained = model(x.requires_grad_())
+    for a, b, c in zip(whole, chunked, trained):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, c.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_shape_caches_are_bounded():
+    from swinv2_backbone import blocks
+    model = small()
+    with torch.no_grad():
+        for w in range(40, 40 + 4 * (blocks.SHAPE_CACHE_SIZE + 3), 4):
+            model(torch.randn(1, 3, 64, w))
+    for stage in model.stages:
+        assert len(stage._layouts) <= blocks.SHAPE_CACHE_SIZE
+        assert len(stage._masks) <= blocks.SHAPE_CACHE_SIZE
 
 
 def test_small_map_shrinks_window_and_drops_shift():
