@@ -133,6 +133,7 @@ class WindowAttentionV2(nn.Module):
                                           mask, self.num_heads)
             else:  # nothing to save for backward: normalise in place, fold the scale into q
                 qkv = F.linear(x, self.qkv.weight, qkv_bias).view(B_, N, 3, self.num_heads, -1)
+                qkv = qkv.float() if qkv.dtype in LOW_PRECISION else qkv
                 normalize_qk_(qkv, scale.view(1, 1, -1, 1))
                 x = attend(*(qkv[:, :, i].transpose(1, 2) for i in range(3)), bias, mask)
             return self.proj_drop(self.proj(x))
@@ -152,10 +153,16 @@ class WindowAttentionV2(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+# Under autocast the cosine logits are computed in float32: the temperature (up to 100)
+# multiplies their rounding error, which in bfloat16 is 2^-9 of a unit.
+LOW_PRECISION = (torch.float16, torch.bfloat16)
 # F.normalize's epsilon: a norm below it is replaced by it
 NORM_EPS = 1e-12
-# windows * heads * N * N elements of attention recomputed at a time in the backward pass
-BACKWARD_CHUNK = 1 << 20
+# The autograd functions below work a few windows at a time: at most this many tokens, and at
+# most this many (windows * heads * N * N) attention logits. Nothing of the size of a whole
+# stage is allocated besides what is saved for backward.
+TRAIN_CHUNK_TOKENS = 4096
+TRAIN_CHUNK_LOGITS = 1 << 20
 
 
 def normalize_qk_(qkv: torch.Tensor, q_scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -211,14 +218,28 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     return out.view(B_, N, h * d)
 
 
+def _window_chunks(num: int, heads: int, N: int):
+    """Window ranges [i, j) of at most TRAIN_CHUNK_TOKENS tokens / TRAIN_CHUNK_LOGITS logits."""
+    step = max(1, min(TRAIN_CHUNK_TOKENS // N, TRAIN_CHUNK_LOGITS // (heads * N * N)))
+    return [(i, min(i + step, num)) for i in range(0, num, step)]
+
+
+def _mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None:
+    """Shift-mask rows of windows i..j-1 of the batch (window w of image b is row b*nW + w)."""
+    if mask is None:
+        return None
+    return mask.index_select(0, torch.arange(i, j, device=mask.device) % mask.shape[0])
+
+
 class CosineAttention(torch.autograd.Function):
     """qkv projection + scaled cosine attention, with a backward pass that saves little.
 
-    Forward: ``qkv = x W^T + b``; q and k normalised in place; ``attend`` with the temperature
-    applied to q. Saved for backward: x, the normalised q/k with v (the qkv buffer itself),
-    the inverse norms and the output; not the (windows, heads, N, N) attention, which backward
-    recomputes for a few windows at a time (``BACKWARD_CHUNK``). Gradients reach x, W, b, the
-    temperature and the position bias (hence the CPB MLP); the shift mask is a constant.
+    Forward, a few windows at a time: ``qkv = x W^T + b``; q and k normalised into a head-major
+    buffer (3, B_, heads, N, d) that every later matmul reads without copies; ``attend`` with
+    the temperature applied to q. Saved for backward: x, that buffer, the inverse norms and the
+    output; not the (windows, heads, N, N) attention, which backward recomputes chunk by chunk.
+    Gradients reach x, W, b, the temperature and the position bias (hence the CPB MLP); the
+    shift mask is a constant.
     """
 
     @staticmethod
@@ -226,11 +247,27 @@ class CosineAttention(torch.autograd.Function):
                 scale: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None,
                 num_heads: int) -> torch.Tensor:
         B_, N, C = x.shape
-        qkv = F.linear(x, weight, qkv_bias).view(B_, N, 3, num_heads, -1)
-        inv = normalize_qk_(qkv)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each (B_, heads, N, d)
-        # the temperature goes into a copy of q: qkv keeps the unit vectors backward needs
-        out = attend(q * scale.to(q.dtype).view(1, -1, 1, 1), k, v, bias, mask)
+        h = num_heads
+        qkv = out = inv = None
+        # detached, so PyTorch picks its flash kernel (it has no gradient for a mask)
+        bias = bias.detach()
+        for i, j in _window_chunks(B_, h, N):
+            # (n, N, 3C) -> (3, n, heads, N, d), a view
+            raw = F.linear(x[i:j], weight, qkv_bias).view(j - i, N, 3, h, -1)
+            ctx.linear_dtype = raw.dtype  # the projection's gradients are computed in it
+            raw = raw.permute(2, 0, 3, 1, 4)
+            raw = raw.float() if raw.dtype in LOW_PRECISION else raw
+            if qkv is None:
+                qkv = raw.new_empty(3, B_, *raw.shape[2:])
+                inv = raw.new_empty(2, B_, h, N, 1)
+                out = raw.new_empty(B_, N, C)
+            norm = torch.linalg.vector_norm(raw[:2], dim=-1, keepdim=True)
+            torch.reciprocal(norm.clamp_min_(NORM_EPS), out=inv[:, i:j])
+            torch.mul(raw[:2], inv[:, i:j], out=qkv[:2, i:j])  # unit q and k
+            qkv[2, i:j] = raw[2]
+            # the temperature goes into a copy of q: qkv keeps the unit vectors for backward
+            q = qkv[0, i:j] * scale.detach().to(qkv.dtype).view(1, -1, 1, 1)
+            out[i:j] = attend(q, qkv[1, i:j], qkv[2, i:j], bias, _mask_rows(mask, i, j))
         ctx.save_for_backward(x, weight, qkv, inv, scale, bias, mask, out)
         ctx.has_bias = qkv_bias is not None
         return out
@@ -238,38 +275,51 @@ class CosineAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, weight, qkv, inv, scale, bias, mask, out = ctx.saved_tensors
-        B_, N, _, h, d = qkv.shape
+        _, B_, h, N, d = qkv.shape
         dt = qkv.dtype
-        g = grad_out.to(dt).view(B_, N, h, d).transpose(1, 2)  # (B_, heads, N, d)
-        o = out.view(B_, N, h, d).transpose(1, 2)
+        need = ctx.needs_input_grad
+        g = grad_out.to(dt).view(B_, N, h, d)
+        lin = ctx.linear_dtype
+        w = weight.to(lin)
         s = scale.to(dt).view(1, h, 1, 1)
-        dqkv = torch.empty_like(qkv)  # (B_, N, 3, heads, d)
+        dx = torch.empty(x.shape, dtype=lin, device=x.device) if need[0] else None
+        dw = torch.zeros(weight.shape, dtype=lin, device=x.device) if need[1] else None
+        db = torch.zeros(weight.shape[0], dtype=lin, device=x.device) \
+            if need[2] and ctx.has_bias else None
         dbias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
         dscale = torch.zeros(h, dtype=torch.float32, device=bias.device)
-        step = max(1, BACKWARD_CHUNK // (h * N * N))
-        for i in range(0, B_, step):
-            j = min(i + step, B_)
-            qh, kh, v = (qkv[i:j, :, t].transpose(1, 2) for t in range(3))  # (n, heads, N, d)
+        for i, j in _window_chunks(B_, h, N):
+            qh, kh, v = qkv[:, i:j]  # each (n, heads, N, d), contiguous
+            gc = g[i:j].transpose(1, 2).contiguous()  # (n, heads, N, d)
+            # softmax backward needs rowsum(dO * O) per query: (n, heads, N, 1)
+            rowdot = (g[i:j] * out[i:j].to(dt).view(-1, N, h, d)).sum(-1)
+            rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
             qs = qh * s
-            logits = qs @ kh.transpose(-2, -1) + bias.to(dt)  # (n, heads, N, N)
+            p = qs @ kh.transpose(-2, -1)  # (n, heads, N, N)
+            p += bias.to(dt)
             if mask is not None:
-                rows = torch.arange(i, j, device=mask.device) % mask.shape[0]
-                logits = logits + mask.index_select(0, rows).unsqueeze(1).to(dt)
-            p = logits.softmax(-1)
-            gc = g[i:j]
+                p += _mask_rows(mask, i, j).unsqueeze(1).to(dt)
+            p = p.softmax(-1)
+            dqkv = torch.empty(j - i, N, 3, h, d, dtype=dt, device=qkv.device)
+            dqkv[:, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
             # softmax backward: dS = P * (dP - rowsum(dO * O))
-            dlogits = p * (gc @ v.transpose(-2, -1) - (gc * o[i:j]).sum(-1, keepdim=True))
+            dlogits = (gc @ v.transpose(-2, -1)).sub_(rowdot).mul_(p)
+            del p
             dbias += dlogits.sum(0, dtype=torch.float32)
-            dqkv[i:j, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
-            dqs = dlogits @ kh
-            dscale += (dqs * qh).sum((0, 2, 3), dtype=torch.float32)
-            # through the normalisation y = x / |x|: dx = (dy - y (y . dy)) / |x|
-            for t, (y, dy) in enumerate(((qh, dqs * s), (kh, dlogits.transpose(-2, -1) @ qs))):
-                dx = (dy - y * (y * dy).sum(-1, keepdim=True)) * inv[i:j, :, t].transpose(1, 2)
-                dqkv[i:j, :, t] = dx.transpose(1, 2)
-        dqkv = dqkv.view(B_ * N, -1)  # (B_*N, 3C)
-        need = ctx.needs_input_grad
-        dx = (dqkv @ weight.to(dt)).view(x.shape) if need[0] else None
-        dw = dqkv.t() @ x.reshape(B_ * N, -1).to(dt) if need[1] else None
-        db = dqkv.sum(0) if need[2] and ctx.has_bias else None
+            dqs = dlogits @ kh  # d(loss)/d(s * q_unit)
+            dk = dlogits.transpose(-2, -1) @ qs  # d(loss)/d(k_unit)
+            # through y = x / |x|: dx = (dy - y (y . dy)) / |x|; for q, dy = s * dqs, and
+            # (q_unit . dqs) summed is also the temperature's gradient
+            dot = (qh * dqs).sum(-1, keepdim=True)
+            dscale += dot.sum((0, 2, 3), dtype=torch.float32)
+            dqkv[:, :, 0] = ((dqs - qh * dot) * (s * inv[0, i:j])).transpose(1, 2)
+            dot = (kh * dk).sum(-1, keepdim=True)
+            dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
+            dqkv = dqkv.view((j - i) * N, -1).to(lin)  # (n*N, 3C)
+            if dx is not None:
+                torch.mm(dqkv, w, out=dx[i:j].view((j - i) * N, -1))
+            if dw is not None:
+                dw.addmm_(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(lin))
+            if db is not None:
+                db += dqkv.sum(0)
         return dx, dw, db, dscale, dbias, None, None

@@ -17,7 +17,7 @@ from torch import nn
 from .attention import WindowAttentionV2
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
-__all__ = ['GeluLinear', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block', 'SwinV2Stage']
+__all__ = ['GeluMlp', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block', 'SwinV2Stage']
 
 # Without autograd a block runs this many tokens at a time (whole windows), updating its input
 # in place: the chunk's intermediates stay in cache and no large buffer is allocated.
@@ -62,8 +62,8 @@ class PatchEmbed(nn.Module):
 class Mlp(nn.Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout.
 
-    Without dropout, training saves only the fc1 output (:class:`GeluLinear` recomputes the
-    GELU in backward) and inference applies the GELU in place.
+    Without dropout, training goes through :class:`GeluMlp` (saves only the fc1 output) and
+    inference applies the GELU in place.
     """
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
@@ -75,39 +75,64 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(x)
         if self.training and self.drop1.p > 0:
-            return self.drop2(self.fc2(self.drop1(self.act(x))))
+            return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
         if torch.is_grad_enabled():
-            return GeluLinear.apply(x, self.fc2.weight, self.fc2.bias)
-        return self.fc2(torch.ops.aten.gelu_(x))  # x is ours: no autograd here
+            y = GeluMlp.apply(x.reshape(-1, x.shape[-1]), self.fc1.weight, self.fc1.bias,
+                              self.fc2.weight, self.fc2.bias)
+            return y.view(x.shape)
+        return self.fc2(torch.ops.aten.gelu_(self.fc1(x)))  # ours: no autograd here
 
 
-class GeluLinear(torch.autograd.Function):
-    """``linear(gelu(h), W, b)`` that saves h alone and recomputes ``gelu(h)`` in backward
-    (the usual graph keeps both, each 4x the block's width)."""
+# GeluMlp works on this many rows at a time (see TRAIN_CHUNK_TOKENS in attention.py)
+MLP_CHUNK_ROWS = 4096
+
+
+class GeluMlp(torch.autograd.Function):
+    """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only.
+
+    The GELU output, its gradient and the fc1-output gradient exist for ``MLP_CHUNK_ROWS``
+    rows at a time (the usual graph keeps the GELU output too and builds each gradient whole,
+    every one 4x the block's width); backward recomputes the GELU.
+    """
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(hidden, weight)
-        ctx.has_bias = bias is not None
-        return F.linear(F.gelu(hidden), weight, bias)
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None,
+                w2: torch.Tensor, b2: torch.Tensor | None) -> torch.Tensor:
+        hidden = F.linear(x, w1, b1)
+        dt = hidden.dtype  # bf16 under autocast
+        w2c = w2.to(dt)
+        b2c = b2.to(dt) if b2 is not None else None
+        y = hidden.new_empty(x.shape[0], w2.shape[0])
+        for r in range(0, x.shape[0], MLP_CHUNK_ROWS):
+            y[r:r + MLP_CHUNK_ROWS] = F.linear(F.gelu(hidden[r:r + MLP_CHUNK_ROWS]), w2c, b2c)
+        ctx.save_for_backward(x, w1, w2, hidden)
+        ctx.has_bias = b1 is not None, b2 is not None
+        return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        hidden, weight = ctx.saved_tensors
-        grad = grad.to(hidden.dtype)
+        x, w1, w2, hidden = ctx.saved_tensors
+        dt = hidden.dtype
         need = ctx.needs_input_grad
-        dh = dw = db = None
-        if need[0]:
-            dh = torch.ops.aten.gelu_backward(grad @ weight.to(hidden.dtype), hidden)
-        if need[1]:
-            dw = grad.reshape(-1, grad.shape[-1]).t() @ \
-                F.gelu(hidden).reshape(-1, hidden.shape[-1])
-        if need[2] and ctx.has_bias:
-            db = grad.reshape(-1, grad.shape[-1]).sum(0)
-        return dh, dw, db
+        grad, w1c, w2c = grad.to(dt), w1.to(dt), w2.to(dt)
+        dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
+        dw1 = torch.zeros(w1.shape, dtype=dt, device=x.device) if need[1] else None
+        db1 = hidden.new_zeros(hidden.shape[1]) if need[2] and ctx.has_bias[0] else None
+        dw2 = torch.zeros(w2.shape, dtype=dt, device=x.device) if need[3] else None
+        db2 = grad.sum(0) if need[4] and ctx.has_bias[1] else None
+        for r in range(0, x.shape[0], MLP_CHUNK_ROWS):
+            h, g = hidden[r:r + MLP_CHUNK_ROWS], grad[r:r + MLP_CHUNK_ROWS]
+            if dw2 is not None:
+                dw2.addmm_(g.t(), F.gelu(h))
+            dh = torch.ops.aten.gelu_backward(g @ w2c, h)
+            if dx is not None:
+                torch.mm(dh, w1c, out=dx[r:r + MLP_CHUNK_ROWS])
+            if dw1 is not None:
+                dw1.addmm_(dh.t(), x[r:r + MLP_CHUNK_ROWS].to(dt))
+            if db1 is not None:
+                db1 += dh.sum(0)
+        return dx, dw1, db1, dw2, db2
 
 
 class SwinV2Block(nn.Module):

@@ -323,7 +323,16 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
 
 
 # ------------------------------------------------------------------ fast path
-def test_fused_and_explicit_attention_agree_in_forward_and_gradients():
+@pytest.mark.parametrize('chunked', [False, True])
+def test_fused_and_explicit_attention_agree_in_forward_and_gradients(chunked, monkeypatch):
+    """The fused path (CosineAttention and GeluMlp autograd functions, their own backward)
+    against plain autograd through the reference's explicit ops: outputs, every parameter's
+    gradient and the input's gradient, with the functions' chunks whole or a few rows."""
+    from swinv2_backbone import attention, blocks
+    if chunked:  # chunk edges fall inside images and windows do not divide evenly
+        monkeypatch.setattr(attention, 'TRAIN_CHUNK_TOKENS', 48)
+        monkeypatch.setattr(attention, 'TRAIN_CHUNK_LOGITS', 100)
+        monkeypatch.setattr(blocks, 'MLP_CHUNK_ROWS', 40)
     fused = small(fused_attn=True)
     explicit = small(fused_attn=False)
     explicit.load_state_dict(fused.state_dict())
@@ -331,14 +340,45 @@ def test_fused_and_explicit_attention_agree_in_forward_and_gradients():
     grads = []
     for model in (fused, explicit):
         model.train()
-        outs = model(x)
+        xg = x.clone().requires_grad_()
+        outs = model(xg)
         sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        grads[-1]['input'] = xg.grad
         with torch.no_grad():
             grads[-1]['outputs'] = torch.cat([o.flatten() for o in model.eval()(x)])
     for name, g in grads[1].items():
         err = ((grads[0][name] - g).abs().max() / g.abs().max().clamp_min(1e-12)).item()
         assert err < 1e-5, (name, err)
+
+
+def test_cosine_attention_backward_passes_gradcheck(monkeypatch):
+    """Finite differences in float64 against CosineAttention's hand-written backward, for x,
+    the qkv weight and bias, the temperature and the position bias, with a shift mask and
+    chunks of 3 windows over 2 images of 4 windows."""
+    from swinv2_backbone import attention
+    monkeypatch.setattr(attention, 'TRAIN_CHUNK_TOKENS', 12)
+    torch.manual_seed(0)
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    x = torch.randn(8, 4, 6, **kw)  # 2 images x 4 windows of 2x2, 6 channels, 2 heads
+    weight = torch.randn(18, 6, **kw)
+    qkv_bias = torch.randn(18, **kw)
+    scale = torch.rand(2, **kw) * 5 + 1
+    bias = torch.randn(2, 4, 4, **kw)
+    mask = (torch.rand(4, 4, 4) > 0.7).double() * -100
+    assert torch.autograd.gradcheck(
+        lambda *a: attention.CosineAttention.apply(*a, mask, 2),
+        (x, weight, qkv_bias, scale, bias))
+
+
+def test_gelu_mlp_backward_passes_gradcheck(monkeypatch):
+    from swinv2_backbone import blocks
+    monkeypatch.setattr(blocks, 'MLP_CHUNK_ROWS', 3)
+    torch.manual_seed(0)
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    args = (torch.randn(7, 4, **kw), torch.randn(16, 4, **kw), torch.randn(16, **kw),
+            torch.randn(4, 16, **kw), torch.randn(4, **kw))
+    assert torch.autograd.gradcheck(blocks.GeluMlp.apply, args)
 
 
 def test_eval_position_bias_cache_follows_new_weights():
