@@ -9,7 +9,16 @@ from torch import nn
 from .attention import WindowAttentionV2
 from .runner import adapt_to_cpu, host_of, load_config
 
-__all__ = ['model_complexity']
+__all__ = ['flop_analyzer', 'model_complexity']
+
+
+def flop_analyzer(model: nn.Module, inputs: tuple) -> FlopAnalyzer:
+    """mmengine's FlopAnalyzer without its warnings. Trace it without autograd
+    (``torch.no_grad``) so that no custom autograd function hides ops."""
+    analyzer = FlopAnalyzer(model, inputs)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer
 
 
 class _Features(nn.Module):
@@ -43,9 +52,7 @@ def model_complexity(config: str, height: int, width: int) -> dict:
             m.fused = False  # the same arithmetic, in ops FlopAnalyzer counts (it skips SDPA)
     features = _Features(model)
     x = torch.randn(1, 3, height, width)
-    flops = FlopAnalyzer(features, (x,))
-    flops.unsupported_ops_warnings(False)
-    flops.uncalled_modules_warnings(False)
+    flops = flop_analyzer(features, (x,))
     with torch.no_grad():  # traced without autograd: no custom autograd functions to hide ops
         by_module = flops.by_module()
     return dict(

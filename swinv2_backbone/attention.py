@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import linear
 from .ops import relative_coords_table, relative_position_index
 
 __all__ = ['CosineAttention', 'WindowAttentionV2', 'attend', 'normalize_qk_']
@@ -132,11 +133,11 @@ class WindowAttentionV2(nn.Module):
                 x = CosineAttention.apply(x, self.qkv.weight, qkv_bias, scale.view(-1), bias,
                                           mask, self.num_heads)
             else:  # nothing to save for backward: normalise in place, fold the scale into q
-                qkv = F.linear(x, self.qkv.weight, qkv_bias).view(B_, N, 3, self.num_heads, -1)
+                qkv = linear(x, self.qkv.weight, qkv_bias).view(B_, N, 3, self.num_heads, -1)
                 qkv = qkv.float() if qkv.dtype in LOW_PRECISION else qkv
                 normalize_qk_(qkv, scale.view(1, 1, -1, 1))
                 x = attend(*(qkv[:, :, i].transpose(1, 2) for i in range(3)), bias, mask)
-            return self.proj_drop(self.proj(x))
+            return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))
         qkv = F.linear(x, self.qkv.weight, qkv_bias)
         # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
         qkv = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
@@ -253,7 +254,7 @@ class CosineAttention(torch.autograd.Function):
         bias = bias.detach()
         for i, j in _window_chunks(B_, h, N):
             # (n, N, 3C) -> (3, n, heads, N, d), a view
-            raw = F.linear(x[i:j], weight, qkv_bias).view(j - i, N, 3, h, -1)
+            raw = linear(x[i:j], weight, qkv_bias).view(j - i, N, 3, h, -1)
             ctx.linear_dtype = raw.dtype  # the projection's gradients are computed in it
             raw = raw.permute(2, 0, 3, 1, 4)
             raw = raw.float() if raw.dtype in LOW_PRECISION else raw
@@ -317,9 +318,9 @@ class CosineAttention(torch.autograd.Function):
             dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
             dqkv = dqkv.view((j - i) * N, -1).to(lin)  # (n*N, 3C)
             if dx is not None:
-                torch.mm(dqkv, w, out=dx[i:j].view((j - i) * N, -1))
+                dx[i:j] = linear(dqkv, w.t()).view(j - i, N, -1)
             if dw is not None:
-                dw.addmm_(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(lin))
+                dw += linear(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(lin).t())
             if db is not None:
                 db += dqkv.sum(0)
         return dx, dw, db, dscale, dbias, None, None

@@ -15,6 +15,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import nn
 
 from .attention import WindowAttentionV2
+from .linear import linear
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
 __all__ = ['GeluMlp', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block', 'SwinV2Stage']
@@ -81,7 +82,8 @@ class Mlp(nn.Module):
             y = GeluMlp.apply(x.reshape(-1, x.shape[-1]), self.fc1.weight, self.fc1.bias,
                               self.fc2.weight, self.fc2.bias)
             return y.view(x.shape)
-        return self.fc2(torch.ops.aten.gelu_(self.fc1(x)))  # ours: no autograd here
+        return linear(linear(x, self.fc1.weight, self.fc1.bias, gelu=True), self.fc2.weight,
+                      self.fc2.bias)
 
 
 # GeluMlp works on this many rows at a time (see TRAIN_CHUNK_TOKENS in attention.py)
@@ -99,13 +101,13 @@ class GeluMlp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None,
                 w2: torch.Tensor, b2: torch.Tensor | None) -> torch.Tensor:
-        hidden = F.linear(x, w1, b1)
+        hidden = linear(x, w1, b1)
         dt = hidden.dtype  # bf16 under autocast
         w2c = w2.to(dt)
         b2c = b2.to(dt) if b2 is not None else None
         y = hidden.new_empty(x.shape[0], w2.shape[0])
         for r in range(0, x.shape[0], MLP_CHUNK_ROWS):
-            y[r:r + MLP_CHUNK_ROWS] = F.linear(F.gelu(hidden[r:r + MLP_CHUNK_ROWS]), w2c, b2c)
+            y[r:r + MLP_CHUNK_ROWS] = linear(F.gelu(hidden[r:r + MLP_CHUNK_ROWS]), w2c, b2c)
         ctx.save_for_backward(x, w1, w2, hidden)
         ctx.has_bias = b1 is not None, b2 is not None
         return y
@@ -124,12 +126,12 @@ class GeluMlp(torch.autograd.Function):
         for r in range(0, x.shape[0], MLP_CHUNK_ROWS):
             h, g = hidden[r:r + MLP_CHUNK_ROWS], grad[r:r + MLP_CHUNK_ROWS]
             if dw2 is not None:
-                dw2.addmm_(g.t(), F.gelu(h))
-            dh = torch.ops.aten.gelu_backward(g @ w2c, h)
+                dw2 += linear(g.t(), F.gelu(h).t())
+            dh = torch.ops.aten.gelu_backward(linear(g, w2c.t()), h)
             if dx is not None:
-                torch.mm(dh, w1c, out=dx[r:r + MLP_CHUNK_ROWS])
+                dx[r:r + MLP_CHUNK_ROWS] = linear(dh, w1c.t())
             if dw1 is not None:
-                dw1.addmm_(dh.t(), x[r:r + MLP_CHUNK_ROWS].to(dt))
+                dw1 += linear(dh.t(), x[r:r + MLP_CHUNK_ROWS].to(dt).t())
             if db1 is not None:
                 db1 += dh.sum(0)
         return dx, dw1, db1, dw2, db2
@@ -212,7 +214,7 @@ class PatchMerging(nn.Module):
         x = pad_to_multiple(x, 2)
         # channel order (row, col) = (0,0), (1,0), (0,1), (1,1): the official layout
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
-        return self.norm(self.reduction(x))
+        return self.norm(linear(x, self.reduction.weight))
 
 
 class SwinV2Stage(nn.Module):
