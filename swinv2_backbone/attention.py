@@ -134,7 +134,6 @@ class WindowAttentionV2(nn.Module):
                                           mask, self.num_heads)
             else:  # nothing to save for backward: normalise in place, fold the scale into q
                 qkv = linear(x, self.qkv.weight, qkv_bias).view(B_, N, 3, self.num_heads, -1)
-                qkv = qkv.float() if qkv.dtype in LOW_PRECISION else qkv
                 normalize_qk_(qkv, scale.view(1, 1, -1, 1))
                 x = attend(*(qkv[:, :, i].transpose(1, 2) for i in range(3)), bias, mask)
             return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))
@@ -154,9 +153,6 @@ class WindowAttentionV2(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-# Under autocast the cosine logits are computed in float32: the temperature (up to 100)
-# multiplies their rounding error, which in bfloat16 is 2^-9 of a unit.
-LOW_PRECISION = (torch.float16, torch.bfloat16)
 # F.normalize's epsilon: a norm below it is replaced by it
 NORM_EPS = 1e-12
 # The autograd functions below work a few windows at a time: at most this many tokens, and at
@@ -255,9 +251,7 @@ class CosineAttention(torch.autograd.Function):
         for i, j in _window_chunks(B_, h, N):
             # (n, N, 3C) -> (3, n, heads, N, d), a view
             raw = linear(x[i:j], weight, qkv_bias).view(j - i, N, 3, h, -1)
-            ctx.linear_dtype = raw.dtype  # the projection's gradients are computed in it
             raw = raw.permute(2, 0, 3, 1, 4)
-            raw = raw.float() if raw.dtype in LOW_PRECISION else raw
             if qkv is None:
                 qkv = raw.new_empty(3, B_, *raw.shape[2:])
                 inv = raw.new_empty(2, B_, h, N, 1)
@@ -280,12 +274,11 @@ class CosineAttention(torch.autograd.Function):
         dt = qkv.dtype
         need = ctx.needs_input_grad
         g = grad_out.to(dt).view(B_, N, h, d)
-        lin = ctx.linear_dtype
-        w = weight.to(lin)
+        w = weight.to(dt)
         s = scale.to(dt).view(1, h, 1, 1)
-        dx = torch.empty(x.shape, dtype=lin, device=x.device) if need[0] else None
-        dw = torch.zeros(weight.shape, dtype=lin, device=x.device) if need[1] else None
-        db = torch.zeros(weight.shape[0], dtype=lin, device=x.device) \
+        dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
+        dw = torch.zeros(weight.shape, dtype=dt, device=x.device) if need[1] else None
+        db = torch.zeros(weight.shape[0], dtype=dt, device=x.device) \
             if need[2] and ctx.has_bias else None
         dbias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
         dscale = torch.zeros(h, dtype=torch.float32, device=bias.device)
@@ -316,11 +309,11 @@ class CosineAttention(torch.autograd.Function):
             dqkv[:, :, 0] = ((dqs - qh * dot) * (s * inv[0, i:j])).transpose(1, 2)
             dot = (kh * dk).sum(-1, keepdim=True)
             dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
-            dqkv = dqkv.view((j - i) * N, -1).to(lin)  # (n*N, 3C)
+            dqkv = dqkv.view((j - i) * N, -1).to(dt)  # (n*N, 3C)
             if dx is not None:
                 dx[i:j] = linear(dqkv, w.t()).view(j - i, N, -1)
             if dw is not None:
-                dw += linear(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(lin).t())
+                dw += linear(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(dt).t())
             if db is not None:
                 db += dqkv.sum(0)
         return dx, dw, db, dscale, dbias, None, None

@@ -6,7 +6,8 @@ over rounds, warm-up excluded. Peak memory: each implementation in a fresh proce
 (``measure_memory``): the kernel's resident high-water mark is reset before a step and read
 after it (Linux ``clear_refs``), less the resident size before the step.
 FLOPs: traced once (mmengine's FlopAnalyzer counts a multiply-add as one; we report 2x that)
-and set against the machine's fp32 matmul rate measured on a square ``torch.mm``.
+and set against the machine's fp32 matmul rates measured on a square ``torch.mm`` and on
+oneDNN's GEMM (see linear.py: on AMD processors the second is about twice the first).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
-__all__ = ['IMPLEMENTATIONS', 'build', 'matmul_gflops', 'measure_memory', 'model_gflops',
-           'run_benchmark']
+__all__ = ['FP32', 'IMPLEMENTATIONS', 'bf16_error', 'build', 'matmul_gflops', 'measure_memory',
+           'model_gflops', 'run_benchmark']
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -72,20 +74,51 @@ IMPLEMENTATIONS: dict[str, Callable] = {
 }
 
 
+# ``NAME (fp32)``: implementation NAME run in float32 even when the others run under autocast
+FP32 = ' (fp32)'
+
+
 def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
-    return IMPLEMENTATIONS[name](size, window)
+    return IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """The machine's fp32 matmul rate: median GFLOP/s of an n x n x n ``torch.mm``."""
+def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> float:
+    """A fp32 matmul rate of this machine: median GFLOP/s of an n x n x n product.
+
+    ``backend='mm'`` times ``torch.mm`` (MKL on x86: what fp32 ``nn.Linear`` runs on);
+    ``'onednn'`` times oneDNN's GEMM (see linear.py), the faster of the two on AMD processors.
+    """
+    from .linear import ONEDNN, _OP
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+    if backend == 'onednn' and not ONEDNN:
+        raise RuntimeError('this PyTorch has no oneDNN linear op')
+    run = partial(_OP, a, b, None, 'none', [], '') if backend == 'onednn' else \
+        partial(torch.mm, a, b)
+    run()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        torch.mm(a, b)
+        run()
         times.append(time.perf_counter() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def bf16_error(size: tuple[int, int], window: int, seed: int = 0) -> list[dict[str, float]]:
+    """Per stage, |bf16-autocast features - fp32 features| relative to the fp32 features' std
+    (max, mean and root-mean-square), this package, random weights."""
+    torch.manual_seed(seed)
+    model = _ours(size, window).eval()
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    rows = []
+    for r, lo in zip(ref, low):
+        diff = (lo.float() - r).abs() / r.std()
+        rows.append(dict(max=diff.max().item(), mean=diff.mean().item(),
+                         rms=diff.pow(2).mean().sqrt().item()))
+    return rows
 
 
 def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
@@ -125,7 +158,7 @@ def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: st
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             t = time.perf_counter()
-            _step(models[name], x, mode, dtype)
+            _step(models[name], x, mode, None if name.endswith(FP32) else dtype)
             if r >= warmup:
                 times[name].append(time.perf_counter() - t)
             for p in models[name].parameters():

@@ -2,6 +2,7 @@
 real runners, datasets, metrics and hooks; and the errors they give before training starts."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,29 @@ def test_get_flops_reports_swinv2_tiny_at_256():
     assert 'backbone 27.58 M' in out
     backbone_gflops = float(out.split('FLOPs: backbone ')[1].split(' G')[0])
     assert 6.5 < backbone_gflops < 6.8
+
+
+def test_benchmark_tool_reports_every_implementation_and_bf16(tmp_path):
+    """tools/benchmark.py end to end at a small size: a row per implementation (ours in fp32 as
+    well under --bf16), both matmul rates, the bf16 speed ratio and error per stage."""
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--size', '64', '96', '--rounds', '2',
+         '--warmup', '1', '--bf16', '--impls', 'swinv2_backbone', 'timm', '--no-memory',
+         '--json', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    names = [r['implementation'] for r in result['rows']]
+    assert names == ['swinv2_backbone', 'swinv2_backbone (fp32)', 'timm']
+    assert all(r['median_ms'] > 0 for r in result['rows'])
+    assert result['matmul_gflops']['mm'] > 0 and result['matmul_gflops']['onednn'] > 0
+    assert result['bf16_speedup_over_own_fp32'] > 0
+    assert len(result['bf16_error']) == 4
+    for e in result['bf16_error']:  # bf16 keeps about 3 significant digits
+        assert 0 < e['mean'] <= e['rms'] <= e['max'] < 0.5
+    assert 'bf16 autocast:' in proc.stdout
+
+
+def test_memory_of_a_step_is_measured_in_its_own_process():
+    from swinv2_backbone import benchmark
+    assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0

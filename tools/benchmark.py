@@ -5,6 +5,8 @@
                               [--batch 1] [--rounds 10] [--warmup 2] [--bf16] [--json FILE]
                               [--impls NAME ...] [--no-memory]
 
+With --bf16 our own fp32 runs in the same rounds, and the bf16 features are compared with fp32.
+
 Latency is the median over interleaved rounds in one process (warm-up excluded); peak memory is
 measured for each implementation in a process of its own. See swinv2_backbone/benchmark.py.
 """
@@ -14,10 +16,12 @@ import argparse
 import json
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 
 from swinv2_backbone import benchmark as bench
+from swinv2_backbone.loading import atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,16 +44,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     size = tuple(args.size)
     dtype = torch.bfloat16 if args.bf16 else None
+    impls = list(args.impls)
+    if args.bf16 and 'swinv2_backbone' in impls:  # our own fp32, timed in the same rounds
+        impls.insert(impls.index('swinv2_backbone') + 1, 'swinv2_backbone' + bench.FP32)
     print(f'SwinV2-T window {args.window}, input {args.batch}x3x{size[0]}x{size[1]}, '
           f'{args.mode}, {"bf16 autocast" if args.bf16 else "fp32"}, '
           f'{torch.get_num_threads()} threads')
-    print('measuring the fp32 matmul rate ...')
-    peak = bench.matmul_gflops()
+    print('measuring the fp32 matmul rates ...')
+    rates = {backend: bench.matmul_gflops(backend=backend) for backend in ('mm', 'onednn')}
     gflops = bench.model_gflops(size, args.window, args.batch)
     if args.mode == 'training':
         gflops *= 3  # backward costs about twice the forward
-    print(f'  fp32 matmul: {peak:.1f} GFLOP/s; model: {gflops:.1f} GFLOP per step')
-    times = bench.run_benchmark(args.impls, size, args.window, args.mode, args.batch,
+    print(f'  fp32 matmul: torch.mm {rates["mm"]:.1f} GFLOP/s, oneDNN {rates["onednn"]:.1f} '
+          f'GFLOP/s; model: {gflops:.1f} GFLOP per step')
+    times = bench.run_benchmark(impls, size, args.window, args.mode, args.batch,
                                 args.rounds, args.warmup, dtype)
     memory = {}
     if not args.no_memory:
@@ -58,27 +66,35 @@ def main(argv: list[str] | None = None) -> int:
             memory[name] = bench.measure_memory(name, size, args.window, args.mode, args.batch)
 
     medians = {n: statistics.median(t) for n, t in times.items()}
-    peers = [n for n in args.impls if not n.startswith('swinv2_backbone')]
+    peers = [n for n in impls if not n.startswith('swinv2_backbone')]
     best_peer = min((medians[n] for n in peers), default=None)
     rows = []
     header = f'{"implementation":28} {"median ms":>10} {"img/s":>7} {"GFLOP/s":>8} ' \
-             f'{"% matmul":>8} {"peak MB":>8} {"vs best peer":>12}'
+             f'{"% mm":>6} {"% oneDNN":>8} {"peak MB":>8} {"vs best peer":>12}'
     print('\n' + header + '\n' + '-' * len(header))
-    for name in args.impls:
+    for name in impls:
         sec = medians[name]
         row = dict(implementation=name, median_ms=sec * 1e3, images_per_s=args.batch / sec,
-                   gflop_per_s=gflops / sec, matmul_fraction=gflops / sec / peak,
+                   gflop_per_s=gflops / sec, mm_fraction=gflops / sec / rates['mm'],
+                   onednn_fraction=gflops / sec / rates['onednn'],
                    peak_mb=memory.get(name), speedup_vs_best_peer=best_peer / sec
                    if best_peer else None)
         rows.append(row)
         mem = f'{row["peak_mb"]:8.0f}' if row['peak_mb'] is not None else f'{"-":>8}'
         speed = f'{row["speedup_vs_best_peer"]:11.2f}x' if best_peer else f'{"-":>12}'
         print(f'{name:28} {row["median_ms"]:10.1f} {row["images_per_s"]:7.2f} '
-              f'{row["gflop_per_s"]:8.1f} {100 * row["matmul_fraction"]:7.1f}% {mem} {speed}')
+              f'{row["gflop_per_s"]:8.1f} {100 * row["mm_fraction"]:5.1f}% '
+              f'{100 * row["onednn_fraction"]:7.1f}% {mem} {speed}')
+    result = dict(args=vars(args), matmul_gflops=rates, model_gflop=gflops, rows=rows)
+    if args.bf16 and 'swinv2_backbone' in impls:
+        result['bf16_speedup_over_own_fp32'] = ratio = \
+            medians['swinv2_backbone' + bench.FP32] / medians['swinv2_backbone']
+        result['bf16_error'] = errors = bench.bf16_error(size, args.window)
+        print(f'\nbf16 autocast: {ratio:.2f}x our fp32 speed; |bf16 - fp32| / std(fp32) per '
+              'stage (max / mean / rms): ' + ', '.join(
+                  f'{e["max"]:.1e} / {e["mean"]:.1e} / {e["rms"]:.1e}' for e in errors))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), matmul_gflops=peak, model_gflop=gflops, rows=rows),
-                      f, indent=1)
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return 0
 
 
