@@ -36,7 +36,9 @@ class WindowAttentionV2(nn.Module):
         cpb_hidden: hidden width of the CPB MLP.
         fused: compute attention with ``F.scaled_dot_product_attention`` (temperature folded
             into the normalised queries, position bias and shift mask as one additive mask)
-            instead of the explicit matmul-softmax-matmul. Both give the same result.
+            instead of the explicit matmul-softmax-matmul. Both give the same result. Under
+            autograd the fused path is :class:`CosineAttention` (its own lean backward); with
+            attention dropout active in training the explicit path is used.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int,
