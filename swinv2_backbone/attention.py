@@ -10,7 +10,7 @@ from torch import nn
 from .linear import linear
 from .ops import relative_coords_table, relative_position_index
 
-__all__ = ['CosineAttention', 'WindowAttentionV2', 'attend', 'normalize_qk_']
+__all__ = ['CosineAttention', 'WindowAttentionV2', 'attend', 'inverse_norm', 'normalize_qk_']
 
 # Upper bound of the learned temperature: exp(logit_scale) <= 100, as in the paper.
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
@@ -164,25 +164,18 @@ TRAIN_CHUNK_TOKENS = 4096
 TRAIN_CHUNK_LOGITS = 1 << 20
 
 
-def normalize_qk_(qkv: torch.Tensor, q_scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalise q and k of a (B_, N, 3, heads, d) qkv tensor in place (as ``F.normalize``).
+def inverse_norm(t: torch.Tensor) -> torch.Tensor:
+    """``1 / max(|t|, NORM_EPS)`` over the last dim, kept: what ``F.normalize`` divides by."""
+    return torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min_(NORM_EPS).reciprocal_()
 
-    Args:
-        qkv: the tensor, updated in place.
-        q_scale: (1, 1, heads, 1) factor folded into q as well (the attention temperature).
 
-    Returns:
-        (B_, N, 2, heads, 1) inverse norms of q and k (the norm clamped at ``NORM_EPS``).
-    """
+def normalize_qk_(qkv: torch.Tensor, q_scale: torch.Tensor) -> None:
+    """Normalise q and k of a (B_, N, 3, heads, d) qkv tensor in place (as ``F.normalize``)
+    and multiply q by ``q_scale``, (1, 1, heads, 1): the attention temperature."""
     qk = qkv[:, :, :2]
-    inv = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min_(NORM_EPS).reciprocal_()
-    if q_scale is None:
-        qk.mul_(inv)
-    else:
-        factor = inv.clone()
-        factor[:, :, 0].mul_(q_scale.to(inv.dtype))
-        qk.mul_(factor)
-    return inv
+    factor = inverse_norm(qk)  # (B_, N, 2, heads, 1)
+    factor[:, :, 0].mul_(q_scale.to(factor.dtype))
+    qk.mul_(factor)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
@@ -247,7 +240,7 @@ class CosineAttention(torch.autograd.Function):
                 num_heads: int) -> torch.Tensor:
         B_, N, C = x.shape
         h = num_heads
-        qkv = out = inv = None
+        qkv = out = inv = s = None
         # detached, so PyTorch picks its flash kernel (it has no gradient for a mask)
         bias = bias.detach()
         for i, j in _window_chunks(B_, h, N):
@@ -258,13 +251,13 @@ class CosineAttention(torch.autograd.Function):
                 qkv = raw.new_empty(3, B_, *raw.shape[2:])
                 inv = raw.new_empty(2, B_, h, N, 1)
                 out = raw.new_empty(B_, N, C)
-            norm = torch.linalg.vector_norm(raw[:2], dim=-1, keepdim=True)
-            torch.reciprocal(norm.clamp_min_(NORM_EPS), out=inv[:, i:j])
+                s = scale.detach().to(raw.dtype).view(1, -1, 1, 1)
+            inv[:, i:j] = inverse_norm(raw[:2])
             torch.mul(raw[:2], inv[:, i:j], out=qkv[:2, i:j])  # unit q and k
             qkv[2, i:j] = raw[2]
             # the temperature goes into a copy of q: qkv keeps the unit vectors for backward
-            q = qkv[0, i:j] * scale.detach().to(qkv.dtype).view(1, -1, 1, 1)
-            out[i:j] = attend(q, qkv[1, i:j], qkv[2, i:j], bias, _mask_rows(mask, i, j))
+            out[i:j] = attend(qkv[0, i:j] * s, qkv[1, i:j], qkv[2, i:j], bias,
+                              _mask_rows(mask, i, j))
         ctx.save_for_backward(x, weight, qkv, inv, scale, bias, mask, out)
         ctx.has_bias = qkv_bias is not None
         return out
@@ -278,6 +271,7 @@ class CosineAttention(torch.autograd.Function):
         g = grad_out.to(dt).view(B_, N, h, d)
         w = weight.to(dt)
         s = scale.to(dt).view(1, h, 1, 1)
+        bias_dt = bias.to(dt)
         dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
         dw = torch.zeros(weight.shape, dtype=dt, device=x.device) if need[1] else None
         db = torch.zeros(weight.shape[0], dtype=dt, device=x.device) \
@@ -288,11 +282,11 @@ class CosineAttention(torch.autograd.Function):
             qh, kh, v = qkv[:, i:j]  # each (n, heads, N, d), contiguous
             gc = g[i:j].transpose(1, 2).contiguous()  # (n, heads, N, d)
             # softmax backward needs rowsum(dO * O) per query: (n, heads, N, 1)
-            rowdot = (g[i:j] * out[i:j].to(dt).view(-1, N, h, d)).sum(-1)
+            rowdot = (g[i:j] * out[i:j].view(-1, N, h, d)).sum(-1)
             rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
             qs = qh * s
             p = qs @ kh.transpose(-2, -1)  # (n, heads, N, N)
-            p += bias.to(dt)
+            p += bias_dt
             if mask is not None:
                 p += _mask_rows(mask, i, j).unsqueeze(1).to(dt)
             p = p.softmax(-1)
@@ -311,7 +305,7 @@ class CosineAttention(torch.autograd.Function):
             dqkv[:, :, 0] = ((dqs - qh * dot) * (s * inv[0, i:j])).transpose(1, 2)
             dot = (kh * dk).sum(-1, keepdim=True)
             dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
-            dqkv = dqkv.view((j - i) * N, -1).to(dt)  # (n*N, 3C)
+            dqkv = dqkv.view((j - i) * N, -1)  # (n*N, 3C)
             if dx is not None:
                 dx[i:j] = linear(dqkv, w.t()).view(j - i, N, -1)
             if dw is not None:
