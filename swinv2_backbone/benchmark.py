@@ -11,6 +11,8 @@ oneDNN's GEMM (see linear.py: on AMD processors the second is about twice the fi
 """
 from __future__ import annotations
 
+import copy
+
 import json
 import statistics
 import subprocess
@@ -103,22 +105,34 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> floa
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def bf16_error(size: tuple[int, int], window: int, seed: int = 0) -> list[dict[str, float]]:
-    """Per stage, |bf16-autocast features - fp32 features| relative to the fp32 features' std
-    (max, mean and root-mean-square), this package, random weights."""
+def bf16_error(size: tuple[int, int], window: int,
+               seed: int = 0) -> dict[str, list[dict[str, float]]]:
+    """Per stage, |features - fp32 features| relative to the fp32 features' std (max, mean and
+    root-mean-square), this package, random weights, for
+
+    - ``autocast``: bf16 autocast;
+    - ``bf16_weights``: float32 arithmetic with only the GEMM weight matrices rounded to bf16,
+      an error any computation with bf16 weights has at least.
+    """
     torch.manual_seed(seed)
     model = _ours(size, window).eval()
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in rounded.named_parameters():
+            if p.dim() == 2 and 'cpb_mlp' not in name:  # the blocks' and mergings' linears
+                p.copy_(p.bfloat16())
     x = torch.randn(1, 3, *size)
     with torch.inference_mode():
         ref = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             low = model(x)
-    rows = []
-    for r, lo in zip(ref, low):
-        diff = (lo.float() - r).abs() / r.std()
-        rows.append(dict(max=diff.max().item(), mean=diff.mean().item(),
-                         rms=diff.pow(2).mean().sqrt().item()))
-    return rows
+        floor = rounded(x)
+
+    def rows(outs):
+        diffs = [(o.float() - r).abs() / r.std() for o, r in zip(outs, ref)]
+        return [dict(max=d.max().item(), mean=d.mean().item(),
+                     rms=d.pow(2).mean().sqrt().item()) for d in diffs]
+    return dict(autocast=rows(low), bf16_weights=rows(floor))
 
 
 def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:

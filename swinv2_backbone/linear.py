@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ['OneDnnLinear', 'linear', 'onednn_applies']
+import weakref
+
+__all__ = ['OneDnnLinear', 'bf16_inference', 'linear', 'onednn_applies']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
@@ -28,6 +30,34 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (ONEDNN and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
             and not torch.jit.is_tracing())  # the tracer (FlopAnalyzer) cannot record the op
+
+
+def bf16_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` is inference (no autograd) under CPU bf16 autocast, with oneDNN present:
+    then :func:`linear` runs a bf16 GEMM on cached bf16 weights, and the attention computes
+    in float32 (see ``WindowAttentionV2``)."""
+    return (ONEDNN and x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and torch.is_autocast_enabled('cpu')
+            and torch.get_autocast_dtype('cpu') == torch.bfloat16
+            and not torch.jit.is_tracing())
+
+
+# id(weight) -> (weak reference, (version, data pointer), bf16 copy)
+_BF16_WEIGHTS: dict[int, tuple] = {}
+
+
+def bf16_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A bf16 copy of ``weight``, kept while the weight lives and rebuilt when it changes
+    (its version counter or storage). Autocast instead casts every weight on every forward."""
+    key = id(weight)
+    state = (weight._version, weight.data_ptr())
+    entry = _BF16_WEIGHTS.get(key)
+    if entry is None or entry[0]() is not weight or entry[1] != state:
+        ref = weakref.ref(weight, lambda _, key=key: _BF16_WEIGHTS.pop(key, None))
+        with torch.autocast('cpu', enabled=False):
+            entry = (ref, state, weight.detach().to(torch.bfloat16))
+        _BF16_WEIGHTS[key] = entry
+    return entry[2]
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -48,6 +78,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     Returns:
         (..., out)
     """
+    if bf16_inference(x):  # bias stays float32: oneDNN adds it to the float32 accumulator
+        return _onednn(x.to(torch.bfloat16), bf16_weight(weight), bias, gelu)
     if not onednn_applies(x, weight):
         y = F.linear(x, weight, bias)
         return F.gelu(y) if gelu else y

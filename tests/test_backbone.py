@@ -1,6 +1,7 @@
 """SwinV2Backbone behaviour: contract, any input size, windows, freezing, registration, errors."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -319,7 +320,53 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
             low = model(x)
     for a, b in zip(low, ref):
         assert torch.isfinite(a).all()
-        assert ((a.float() - b).abs().max() / b.std()).item() < 0.1
+        err = (a.float() - b).abs() / b.std()
+        assert err.max().item() < 0.1 and err.pow(2).mean().sqrt().item() < 2e-2
+
+
+def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
+    """Under bf16 autocast without autograd only the GEMMs round to bf16. With bf16-exact
+    weights and input and the largest temperature (100), one attention is then less than half
+    as far from float32 as autocast's bf16 attention (the autograd path) is."""
+    from swinv2_backbone.attention import WindowAttentionV2
+    torch.manual_seed(0)
+    attn = WindowAttentionV2(64, 4, 8).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(0, 0.5).copy_(p.bfloat16())
+        attn.logit_scale.fill_(math.log(100))
+    x = torch.randn(6, 64, 64).bfloat16().float()
+    with torch.no_grad():
+        ref = attn(x, 8)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert attn.position_bias(8).dtype == torch.float32
+            ours = attn(x, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        bf16 = attn(x.requires_grad_(), 8).detach()
+
+    def rms(out):
+        return ((out.float() - ref) / ref.std()).pow(2).mean().sqrt().item()
+    assert 0 < rms(ours) < 0.5 * rms(bf16)
+
+
+@pytest.mark.parametrize('images', [1, 3])
+def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images, monkeypatch):
+    """attend (bmm, softmax, bmm a few windows at a time) against
+    F.scaled_dot_product_attention, with the shift mask of several images and chunk edges
+    inside images."""
+    from swinv2_backbone import attention
+    monkeypatch.setattr(attention, 'CHUNK_LOGITS', 3 * 2 * 16 * 16)  # 3 windows per chunk
+    torch.manual_seed(0)
+    nW, h, N, d = 4, 2, 16, 8
+    q, k, v = (torch.randn(images * nW, h, N, d) for _ in range(3))
+    bias, mask = torch.randn(h, N, N), torch.randn(nW, N, N)
+    for m in (None, mask):
+        full = bias if m is None else bias + m.repeat(images, 1, 1).unsqueeze(1)
+        want = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=full.expand(images * nW, h, N, N), scale=1.0)
+        got = attention.attend(q, k, v, bias, m)
+        torch.testing.assert_close(got, want.transpose(1, 2).reshape(images * nW, N, h * d),
+                                   rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ fast path
@@ -331,7 +378,7 @@ def test_fused_and_explicit_attention_agree_in_forward_and_gradients(chunked, mo
     from swinv2_backbone import attention, blocks
     if chunked:  # chunk edges fall inside images and windows do not divide evenly
         monkeypatch.setattr(attention, 'TRAIN_CHUNK_TOKENS', 48)
-        monkeypatch.setattr(attention, 'TRAIN_CHUNK_LOGITS', 100)
+        monkeypatch.setattr(attention, 'CHUNK_LOGITS', 100)
         monkeypatch.setattr(blocks, 'MLP_CHUNK_ROWS', 40)
     fused = small(fused_attn=True)
     explicit = small(fused_attn=False)

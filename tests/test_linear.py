@@ -39,3 +39,40 @@ def test_onednn_is_skipped_where_it_does_not_apply():
     assert not lin.onednn_applies(x.double(), w.double())
     torch.testing.assert_close(lin.linear(x.double(), w.double()), F.linear(x, w).double(),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not lin.ONEDNN, reason='this PyTorch has no oneDNN linear op')
+@pytest.mark.parametrize('gelu', [False, True])
+def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
+    """Under bf16 autocast without autograd: bf16 output, equal to float32 arithmetic on the
+    bf16-rounded input and weight (oneDNN accumulates in float32); the float32 bias is kept."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 37, 64), torch.randn(48, 64) * 0.2, torch.randn(48)
+    want = F.linear(x.bfloat16().float(), w.bfloat16().float(), b)
+    want = F.gelu(want) if gelu else want
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert lin.bf16_inference(x)
+        got = lin.linear(x, w, b, gelu=gelu)
+    assert got.dtype == torch.bfloat16
+    # the output is rounded to bf16 once: relative error below 2^-8
+    torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-3)
+    assert not torch.equal(got.float(), F.linear(x, w, b))  # really computed in bf16
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not lin.bf16_inference(x.requires_grad_())  # autograd: autocast's F.linear
+
+
+def test_bf16_weights_are_cached_until_the_weight_changes_or_dies():
+    w = torch.nn.Parameter(torch.randn(16, 8))
+    first = lin.bf16_weight(w)
+    assert first.dtype == torch.bfloat16 and torch.equal(first, w.detach().bfloat16())
+    assert lin.bf16_weight(w) is first  # cached
+    with torch.no_grad():
+        w.mul_(2)  # in place, as load_state_dict copies weights
+    second = lin.bf16_weight(w)
+    assert second is not first and torch.equal(second, w.detach().bfloat16())
+    w.data = torch.randn(16, 8)  # new storage
+    assert torch.equal(lin.bf16_weight(w), w.detach().bfloat16())
+    key = id(w)
+    assert key in lin._BF16_WEIGHTS
+    del w
+    assert key not in lin._BF16_WEIGHTS  # dropped with the weight

@@ -125,10 +125,11 @@ def test_benchmark_tool_reports_every_implementation_and_bf16(tmp_path):
     assert all(r['median_ms'] > 0 for r in result['rows'])
     assert result['matmul_gflops']['mm'] > 0 and result['matmul_gflops']['onednn'] > 0
     assert result['bf16_speedup_over_own_fp32'] > 0
-    assert len(result['bf16_error']) == 4
-    for e in result['bf16_error']:  # bf16 keeps about 3 significant digits
-        assert 0 < e['mean'] <= e['rms'] <= e['max'] < 0.5
-    assert 'bf16 autocast:' in proc.stdout
+    for key in ('autocast', 'bf16_weights'):
+        assert len(result['bf16_error'][key]) == 4
+        for e in result['bf16_error'][key]:  # bf16 keeps about 3 significant digits
+            assert 0 < e['mean'] <= e['rms'] <= e['max'] < 0.5
+    assert 'bf16 autocast:' in proc.stdout and 'bf16-rounded weights' in proc.stdout
 
 
 def test_memory_of_a_step_is_measured_in_its_own_process():

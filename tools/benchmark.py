@@ -90,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         result['bf16_speedup_over_own_fp32'] = ratio = \
             medians['swinv2_backbone' + bench.FP32] / medians['swinv2_backbone']
         result['bf16_error'] = errors = bench.bf16_error(size, args.window)
-        print(f'\nbf16 autocast: {ratio:.2f}x our fp32 speed; |bf16 - fp32| / std(fp32) per '
-              'stage (max / mean / rms): ' + ', '.join(
-                  f'{e["max"]:.1e} / {e["mean"]:.1e} / {e["rms"]:.1e}' for e in errors))
+        print(f'\nbf16 autocast: {ratio:.2f}x our fp32 speed. |x - fp32| / std(fp32) per stage '
+              '(max / mean / rms):')
+        for key, label in (('autocast', 'bf16 autocast'),
+                           ('bf16_weights', 'fp32 with bf16-rounded weights')):
+            print(f'  {label:31}' + ', '.join(
+                f'{e["max"]:.1e} / {e["mean"]:.1e} / {e["rms"]:.1e}' for e in errors[key]))
     if args.json:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return 0
