@@ -209,7 +209,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     """``softmax(q k^T + bias + mask) v`` in each window and head.
 
     Args:
-        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q.
+        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q. On CPU,
+            ``q`` is overwritten (it is used as scratch space).
         bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
 
@@ -229,14 +230,18 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
         return out.transpose(1, 2).reshape(B_, N, h * d)
     out = q.new_empty(B_, N, h, d)
     step = max(1, CHUNK_LOGITS // (h * N * N))
+    buffer = q.new_empty(min(step, B_) * h, N, N)  # one logits buffer, updated in place
     for i in range(0, B_, step):
         j = min(i + step, B_)
-        logits = torch.bmm(q[i:j].view(-1, N, d), k[i:j].view(-1, N, d).transpose(1, 2))
-        logits = logits.view(j - i, h, N, N).add_(bias)
+        logits = buffer[:(j - i) * h]
+        torch.bmm(q[i:j].view(-1, N, d), k[i:j].view(-1, N, d).transpose(1, 2), out=logits)
+        logits.view(j - i, h, N, N).add_(bias)
         if mask is not None:
-            logits += _mask_rows(mask, i, j).unsqueeze(1)
-        p = logits.softmax(-1).view(-1, N, N)
-        out[i:j] = torch.bmm(p, v[i:j].view(-1, N, d)).view(j - i, h, N, d).transpose(1, 2)
+            logits.view(j - i, h, N, N).add_(_mask_rows(mask, i, j).unsqueeze(1))
+        torch.softmax(logits, -1, out=logits)
+        # q[i:j] is not read again: it takes the (n * heads, N, d) product
+        o = torch.bmm(logits, v[i:j].view(-1, N, d), out=q[i:j].view(-1, N, d))
+        out[i:j] = o.view(j - i, h, N, d).transpose(1, 2)
     return out.view(B_, N, h * d)
 
 
