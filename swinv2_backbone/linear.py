@@ -8,18 +8,20 @@ with MKL, and the results agree to float rounding. oneDNN also fuses the bias an
 (erf) GELU into the GEMM.
 
 :func:`linear` takes the oneDNN path for float32 CPU tensors outside autocast and falls back to
-``F.linear`` everywhere else (other devices and dtypes, autocast, jit tracing, a PyTorch
-without the op).
+``F.linear`` everywhere else (other devices and dtypes, autocast with autograd, jit tracing, a
+PyTorch without the op).
 Under autograd it goes through :class:`OneDnnLinear`, whose backward uses oneDNN too.
+Under CPU bf16 autocast without autograd (:func:`bf16_inference`) it runs oneDNN's bf16 GEMM on
+a cached bf16 copy of the weight (:func:`bf16_weight`).
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
 
-import weakref
-
-__all__ = ['OneDnnLinear', 'bf16_inference', 'linear', 'onednn_applies']
+__all__ = ['OneDnnLinear', 'bf16_inference', 'bf16_weight', 'linear', 'onednn_applies']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
@@ -39,7 +41,8 @@ def bf16_inference(x: torch.Tensor) -> bool:
     return (ONEDNN and x.device.type == 'cpu' and not torch.is_grad_enabled()
             and torch.is_autocast_enabled('cpu')
             and torch.get_autocast_dtype('cpu') == torch.bfloat16
-            and not torch.jit.is_tracing())
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())  # compiled: autocast casts, no Python cache
 
 
 # id(weight) -> (weak reference, (version, data pointer), bf16 copy)
@@ -78,7 +81,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     Returns:
         (..., out)
     """
-    if bf16_inference(x):  # bias stays float32: oneDNN adds it to the float32 accumulator
+    if bf16_inference(x):  # the bias stays float32 (oneDNN takes it so)
         return _onednn(x.to(torch.bfloat16), bf16_weight(weight), bias, gelu)
     if not onednn_applies(x, weight):
         y = F.linear(x, weight, bias)

@@ -456,6 +456,16 @@ def test_compiles_as_one_graph_without_breaks(train):
         [b.reason for b in explained.break_reasons]
 
 
+def test_compiles_as_one_graph_under_bf16_autocast_inference():
+    """bf16 autocast inference, as used with compile, traces without graph breaks too."""
+    import torch._dynamo as dynamo
+    model = small().eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, \
+        [b.reason for b in explained.break_reasons]
+
+
 def test_compiled_model_matches_eager_at_several_sizes():
     # dynamic=False: a new size recompiles (symbolic sizes send dynamo into minutes of sympy)
     model = small()
