@@ -87,11 +87,13 @@ class WindowAttentionV2(nn.Module):
         version counters, so loading other weights invalidates it.
         """
         key = None
-        # a compiled graph computes it in place (the version counters are not traceable)
+        params = list(self.cpb_mlp.parameters())
+        # not cached in a compiled graph (version counters are not traceable), nor for weights
+        # made under inference_mode (they have no version counter)
         if not self.training and not torch.is_grad_enabled() and \
-                not torch.compiler.is_compiling():
+                not torch.compiler.is_compiling() and not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device,
-                   *(p._version for p in self.cpb_mlp.parameters()))
+                   *(p._version for p in params))
             if self._bias_cache is not None and self._bias_cache[0] == key:
                 return self._bias_cache[1]
         # float32 under autocast too: bf16 rounds 16 * sigmoid by up to 0.03

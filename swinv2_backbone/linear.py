@@ -51,7 +51,10 @@ _BF16_WEIGHTS: dict[int, tuple] = {}
 
 def bf16_weight(weight: torch.Tensor) -> torch.Tensor:
     """A bf16 copy of ``weight``, kept while the weight lives and rebuilt when it changes
-    (its version counter or storage). Autocast instead casts every weight on every forward."""
+    (its version counter or storage). Autocast instead casts every weight on every forward.
+    A weight made under inference_mode has no version counter, and is cast every time."""
+    if weight.is_inference():
+        return weight.to(torch.bfloat16)
     key = id(weight)
     state = (weight._version, weight.data_ptr())
     entry = _BF16_WEIGHTS.get(key)

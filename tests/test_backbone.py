@@ -324,6 +324,42 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
         assert err.max().item() < 0.1 and err.pow(2).mean().sqrt().item() < 2e-2
 
 
+def test_a_model_made_under_inference_mode_runs_like_any_other():
+    """Its weights have no version counters, which the bias and bf16-weight caches read."""
+    model = small()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.inference_mode():
+        twin = small()
+        twin.load_state_dict(model.state_dict())
+        for bf16 in (False, True):
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                for a, b in zip(twin(x), model(x)):
+                    torch.testing.assert_close(a, b)
+
+
+def test_bf16_autocast_training_gives_gradients_close_to_fp32():
+    """A training step under bf16 autocast (the autograd functions in bf16): every parameter's
+    gradient points the same way as in float32."""
+    torch.manual_seed(0)
+    model = small(drop_path_rate=0.0).train()
+    x = torch.randn(2, 3, 70, 90)
+    weights = None
+    grads = []
+    for bf16 in (False, True):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            outs = model(x)
+        # random weights: the plain mean of a layer-norm output has no gradient upstream
+        weights = weights or [torch.randn(o.shape) for o in outs]
+        sum((o.float() * w).sum() for o, w in zip(outs, weights)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, want in grads[0].items():
+        got = grads[1][name]
+        assert torch.isfinite(got).all(), name
+        cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert cos.item() > 0.95, (name, cos.item())
+
+
 def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     """Under bf16 autocast without autograd only the GEMMs round to bf16. With bf16-exact
     weights and input and the largest temperature (100), one attention is then less than half
