@@ -11,17 +11,15 @@ with MKL, and the results agree to float rounding. oneDNN also fuses the bias an
 ``F.linear`` everywhere else (other devices and dtypes, autocast with autograd, jit tracing, a
 PyTorch without the op).
 Under autograd it goes through :class:`OneDnnLinear`, whose backward uses oneDNN too.
-Under CPU bf16 autocast without autograd (:func:`bf16_inference`) it runs oneDNN's bf16 GEMM on
-a cached bf16 copy of the weight (:func:`bf16_weight`).
+Under CPU bf16 autocast without autograd (:func:`bf16_inference`) it runs oneDNN's bf16 GEMM,
+with the bias and the GELU fused into it.
 """
 from __future__ import annotations
-
-import weakref
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ['OneDnnLinear', 'bf16_inference', 'bf16_weight', 'linear', 'onednn_applies']
+__all__ = ['OneDnnLinear', 'bf16_inference', 'linear', 'onednn_applies']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
@@ -36,34 +34,12 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def bf16_inference(x: torch.Tensor) -> bool:
     """Whether ``x`` is inference (no autograd) under CPU bf16 autocast, with oneDNN present:
-    then :func:`linear` runs a bf16 GEMM on cached bf16 weights, and the attention computes
-    in float32 (see ``WindowAttentionV2``)."""
+    then :func:`linear` runs oneDNN's bf16 GEMM, and the attention computes in float32 (see
+    ``WindowAttentionV2``)."""
     return (ONEDNN and x.device.type == 'cpu' and not torch.is_grad_enabled()
             and torch.is_autocast_enabled('cpu')
             and torch.get_autocast_dtype('cpu') == torch.bfloat16
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())  # compiled: autocast casts, no Python cache
-
-
-# id(weight) -> (weak reference, (version, data pointer), bf16 copy)
-_BF16_WEIGHTS: dict[int, tuple] = {}
-
-
-def bf16_weight(weight: torch.Tensor) -> torch.Tensor:
-    """A bf16 copy of ``weight``, kept while the weight lives and rebuilt when it changes
-    (its version counter or storage). Autocast instead casts every weight on every forward.
-    A weight made under inference_mode has no version counter, and is cast every time."""
-    if weight.is_inference():
-        return weight.to(torch.bfloat16)
-    key = id(weight)
-    state = (weight._version, weight.data_ptr())
-    entry = _BF16_WEIGHTS.get(key)
-    if entry is None or entry[0]() is not weight or entry[1] != state:
-        ref = weakref.ref(weight, lambda _, key=key: _BF16_WEIGHTS.pop(key, None))
-        with torch.autocast('cpu', enabled=False):
-            entry = (ref, state, weight.detach().to(torch.bfloat16))
-        _BF16_WEIGHTS[key] = entry
-    return entry[2]
+            and not torch.jit.is_tracing())
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -85,7 +61,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         (..., out)
     """
     if bf16_inference(x):  # the bias stays float32 (oneDNN takes it so)
-        return _onednn(x.to(torch.bfloat16), bf16_weight(weight), bias, gelu)
+        return _onednn(x.to(torch.bfloat16), weight.to(torch.bfloat16), bias, gelu)
     if not onednn_applies(x, weight):
         y = F.linear(x, weight, bias)
         return F.gelu(y) if gelu else y

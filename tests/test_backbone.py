@@ -325,7 +325,7 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
 
 
 def test_a_model_made_under_inference_mode_runs_like_any_other():
-    """Its weights have no version counters, which the bias and bf16-weight caches read."""
+    """Its weights have no version counters, which the position-bias cache reads."""
     model = small()
     x = torch.randn(1, 3, 64, 48)
     with torch.inference_mode():

@@ -59,20 +59,3 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
     assert not torch.equal(got.float(), F.linear(x, w, b))  # really computed in bf16
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert not lin.bf16_inference(x.requires_grad_())  # autograd: autocast's F.linear
-
-
-def test_bf16_weights_are_cached_until_the_weight_changes_or_dies():
-    w = torch.nn.Parameter(torch.randn(16, 8))
-    first = lin.bf16_weight(w)
-    assert first.dtype == torch.bfloat16 and torch.equal(first, w.detach().bfloat16())
-    assert lin.bf16_weight(w) is first  # cached
-    with torch.no_grad():
-        w.mul_(2)  # in place, as load_state_dict copies weights
-    second = lin.bf16_weight(w)
-    assert second is not first and torch.equal(second, w.detach().bfloat16())
-    w.data = torch.randn(16, 8)  # new storage
-    assert torch.equal(lin.bf16_weight(w), w.detach().bfloat16())
-    key = id(w)
-    assert key in lin._BF16_WEIGHTS
-    del w
-    assert key not in lin._BF16_WEIGHTS  # dropped with the weight
