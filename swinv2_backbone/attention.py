@@ -207,24 +207,27 @@ def _mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-           mask: torch.Tensor | None) -> torch.Tensor:
+           mask: torch.Tensor | None, sdpa: bool | None = None) -> torch.Tensor:
     """``softmax(q k^T + bias + mask) v`` in each window and head.
 
     Args:
-        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q. On CPU,
+        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q. Without SDPA,
             ``q`` is overwritten (it is used as scratch space).
         bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
+        sdpa: use ``F.scaled_dot_product_attention``; None: everywhere but on CPU.
 
     Returns:
         (B_, N, heads * d)
 
     On CPU this is bmm, softmax, bmm, ``CHUNK_LOGITS`` logits at a time: for 64-token
     windows 1.5-2x faster than ``F.scaled_dot_product_attention``'s flash kernel, and equal
-    to it within float rounding. Elsewhere it is that function.
+    to it within float rounding. Elsewhere (GPUs) it is that function.
     """
     B_, h, N, d = q.shape
-    if q.device.type != 'cpu':
+    if sdpa is None:
+        sdpa = q.device.type != 'cpu'
+    if sdpa:
         attn_mask = bias.unsqueeze(0) if mask is None else \
             bias + _mask_rows(mask, 0, B_).unsqueeze(1)
         out = F.scaled_dot_product_attention(

@@ -385,11 +385,12 @@ def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     assert 0 < rms(ours) < 0.5 * rms(bf16)
 
 
+@pytest.mark.parametrize('sdpa', [False, True])
 @pytest.mark.parametrize('images', [1, 3])
-def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images, monkeypatch):
-    """attend (bmm, softmax, bmm a few windows at a time) against
-    F.scaled_dot_product_attention, with the shift mask of several images and chunk edges
-    inside images."""
+def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images, sdpa, monkeypatch):
+    """attend against F.scaled_dot_product_attention, with the shift mask of several images:
+    its CPU path (bmm, softmax, bmm a few windows at a time, chunk edges inside images) and
+    the path GPUs take (SDPA with the bias and mask rows combined)."""
     from swinv2_backbone import attention
     monkeypatch.setattr(attention, 'CHUNK_LOGITS', 3 * 2 * 16 * 16)  # 3 windows per chunk
     torch.manual_seed(0)
@@ -400,7 +401,7 @@ def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images, monkeypatch):
         full = bias if m is None else bias + m.repeat(images, 1, 1).unsqueeze(1)
         want = torch.nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=full.expand(images * nW, h, N, N), scale=1.0)
-        got = attention.attend(q, k, v, bias, m)
+        got = attention.attend(q.clone(), k, v, bias, m, sdpa=sdpa)
         torch.testing.assert_close(got, want.transpose(1, 2).reshape(images * nW, N, h * d),
                                    rtol=1e-5, atol=1e-5)
 
