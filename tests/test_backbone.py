@@ -407,12 +407,18 @@ def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images, sdpa, monkeyp
 
 
 # ------------------------------------------------------------------ fast path
-@pytest.mark.parametrize('chunked', [False, True])
-def test_fused_and_explicit_attention_agree_in_forward_and_gradients(chunked, monkeypatch):
+@pytest.mark.parametrize('chunked,sdpa', [(False, False), (True, False), (True, True)])
+def test_fused_and_explicit_attention_agree_in_forward_and_gradients(chunked, sdpa,
+                                                                     monkeypatch):
     """The fused path (CosineAttention and GeluMlp autograd functions, their own backward)
     against plain autograd through the reference's explicit ops: outputs, every parameter's
-    gradient and the input's gradient, with the functions' chunks whole or a few rows."""
+    gradient and the input's gradient, with the functions' chunks whole or a few rows, and
+    with attention through SDPA as on GPUs."""
+    from functools import partial
+
     from swinv2_backbone import attention, blocks
+    if sdpa:
+        monkeypatch.setattr(attention, 'attend', partial(attention.attend, sdpa=True))
     if chunked:  # chunk edges fall inside images and windows do not divide evenly
         monkeypatch.setattr(attention, 'TRAIN_CHUNK_TOKENS', 48)
         monkeypatch.setattr(attention, 'CHUNK_LOGITS', 100)
