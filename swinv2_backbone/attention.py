@@ -282,7 +282,10 @@ class CosineAttention(torch.autograd.Function):
             raw = raw.permute(2, 0, 3, 1, 4)
             if qkv is None:
                 qkv = raw.new_empty(3, B_, *raw.shape[2:])
-                inv = raw.new_empty(2, B_, h, N, 1)
+                # float32: 1 / NORM_EPS overflows fp16, and 0 * inf would put NaN into the
+                # unit k of zero padding (k has no bias)
+                inv = torch.empty(2, B_, h, N, 1, device=raw.device,
+                                  dtype=torch.promote_types(raw.dtype, torch.float32))
                 out = raw.new_empty(B_, N, C)
                 s = scale.detach().to(raw.dtype).view(1, -1, 1, 1)
             inv[:, i:j] = inverse_norm(raw[:2])
@@ -298,6 +301,11 @@ class CosineAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, weight, qkv, inv, scale, bias, mask, out = ctx.saved_tensors
+        # a vector whose norm was clamped at NORM_EPS (the zero padding) gets no gradient,
+        # where F.normalize's is dy / NORM_EPS: that overflows fp16, and it only ever meets
+        # zero inputs (its share of the weight gradient is 0) and padding (whose gradient the
+        # stage discards)
+        inv = inv.masked_fill(inv > 0.5 / NORM_EPS, 0)
         _, B_, h, N, d = qkv.shape
         dt = qkv.dtype
         need = ctx.needs_input_grad
