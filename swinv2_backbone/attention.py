@@ -97,7 +97,9 @@ class WindowAttentionV2(nn.Module):
             if self._bias_cache is not None and self._bias_cache[0] == key:
                 return self._bias_cache[1]
         # float32 under autocast too: bf16 rounds 16 * sigmoid by up to 0.03
-        with torch.autocast(self.relative_coords_table.device.type, enabled=False):
+        device = self.relative_coords_table.device.type
+        with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) \
+                else nullcontext():
             bias = self._position_bias(window)
         if key is not None:
             self._bias_cache = (key, bias)

@@ -324,6 +324,24 @@ def test_bf16_autocast_gives_finite_features_close_to_fp32():
         assert err.max().item() < 0.1 and err.pow(2).mean().sqrt().item() < 2e-2
 
 
+def test_runs_off_cpu_on_the_meta_device():
+    """No GPU here: the meta device takes the paths other devices take (F.linear, SDPA,
+    CosineAttention off CPU) and fails on any tensor left on the CPU."""
+    model = small().to('meta')
+    x = torch.randn(2, 3, 70, 90, device='meta')
+    want = [(2, 32, 18, 23), (2, 64, 9, 12), (2, 128, 5, 6), (2, 256, 3, 3)]
+    for train in (False, True):
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            outs = model(x)
+        assert [tuple(o.shape) for o in outs] == want
+        assert all(o.device.type == 'meta' for o in outs)
+        if train:
+            sum(o.sum() for o in outs).backward()
+            assert all(p.grad is not None and p.grad.device.type == 'meta'
+                       for p in model.parameters())
+
+
 def test_a_model_made_under_inference_mode_runs_like_any_other():
     """Its weights have no version counters, which the position-bias cache reads."""
     model = small()
