@@ -12,7 +12,6 @@ oneDNN's GEMM (see linear.py: on AMD processors the second is about twice the fi
 from __future__ import annotations
 
 import copy
-
 import json
 import statistics
 import subprocess
@@ -111,8 +110,8 @@ def bf16_error(size: tuple[int, int], window: int,
     root-mean-square), this package, random weights, for
 
     - ``autocast``: bf16 autocast;
-    - ``bf16_weights``: float32 arithmetic with only the GEMM weight matrices rounded to bf16,
-      an error any computation with bf16 weights has at least.
+    - ``bf16_weights``: float32 arithmetic with only the GEMM weight matrices rounded to bf16:
+      the error that keeping the weights in bf16 causes by itself.
     """
     torch.manual_seed(seed)
     model = _ours(size, window).eval()
