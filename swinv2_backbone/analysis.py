@@ -49,7 +49,7 @@ def model_complexity(config: str, height: int, width: int) -> dict:
     model = registry.build(cfg.model).eval()
     for m in model.modules():
         if isinstance(m, WindowAttentionV2):
-            m.fused = False  # the same arithmetic, in ops FlopAnalyzer counts (it skips SDPA)
+            m.fused = False  # the same arithmetic in plain ops, which FlopAnalyzer counts
     features = _Features(model)
     x = torch.randn(1, 3, height, width)
     flops = flop_analyzer(features, (x,))

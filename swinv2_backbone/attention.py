@@ -35,11 +35,13 @@ class WindowAttentionV2(nn.Module):
         qkv_bias: learn q and v biases (SwinV2 has no k bias).
         attn_drop, proj_drop: dropout rates.
         cpb_hidden: hidden width of the CPB MLP.
-        fused: compute attention with ``F.scaled_dot_product_attention`` (temperature folded
-            into the normalised queries, position bias and shift mask as one additive mask)
-            instead of the explicit matmul-softmax-matmul. Both give the same result. Under
-            autograd the fused path is :class:`CosineAttention` (its own lean backward); with
-            attention dropout active in training the explicit path is used.
+        fused: the fast path instead of the reference code's explicit ops (``F.normalize``,
+            matmul, softmax, matmul). q and k are normalised in one pass with the temperature
+            folded into q, and :func:`attend` runs the attention: bmm-softmax-bmm into reused
+            buffers on CPU, ``F.scaled_dot_product_attention`` elsewhere. Both paths give the
+            same result. Under autograd the fast path is :class:`CosineAttention` (its own
+            lean backward); with attention dropout active in training the explicit path is
+            used.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int,

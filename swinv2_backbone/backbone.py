@@ -58,8 +58,8 @@ class SwinV2Backbone(BaseModule):
             ``pretrain_img_size`` grid and bicubically resized to any input.
         pretrain_img_size: image size the absolute position embedding is defined for.
         with_cp: gradient checkpointing of every block (less memory, more compute).
-        fused_attn: attention through ``F.scaled_dot_product_attention`` (default) or the
-            explicit matmul-softmax-matmul of the reference code; the two agree (tested).
+        fused_attn: the fast attention path (default: see ``WindowAttentionV2``'s ``fused``)
+            or the explicit ops of the reference code; the two agree (tested).
         frozen_stages: -1 freezes nothing; 0 freezes the patch embedding (and absolute position
             embedding and the ``stem`` output norm); k >= 1 also freezes stages 1..k, each with
             the patch merging that feeds it and its output norm, so stage k's output is fixed.

@@ -137,7 +137,7 @@ def bf16_error(size: tuple[int, int], window: int,
 def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
     """FLOPs of one SwinV2-T forward (2 per multiply-add), in G."""
     from .analysis import flop_analyzer
-    # the explicit attention path: the same arithmetic in ops FlopAnalyzer counts (not SDPA)
+    # the explicit attention path: the same arithmetic in plain ops, which FlopAnalyzer counts
     model = _ours(size, window, fused_attn=False).eval()
     analyzer = flop_analyzer(model, (torch.randn(batch, 3, *size),))
     with torch.no_grad():  # traced without autograd: no custom autograd functions to hide ops
