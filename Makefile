@@ -1,24 +1,29 @@
-# `make test` and `make demo` set the environment up first when needed (see tools/setup_env.py).
+# `make test` and `make demo` set the latest environment up first when needed, `make test-oldest`
+# the oldest one (tools/setup_env.py; the exact versions are in constraints/).
 PYTHON ?= python3
-VENV ?= .venv
-PY := $(VENV)/bin/python
-export SWINV2_VENV := $(abspath $(VENV))
 # tests and tools use both cores; CI sees the same 2-core machine
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test demo lint clean
+.PHONY: setup setup-oldest test test-oldest demo lint clean
 
 setup:
-	@$(PYTHON) tools/setup_env.py
+	@$(PYTHON) tools/setup_env.py --env latest
+
+setup-oldest:
+	@$(PYTHON) tools/setup_env.py --env oldest
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# the tests marked `venv` build virtualenvs of their own: `make test` runs them
+test-oldest: setup-oldest
+	.venv-oldest/bin/python -m pytest -q -m 'not venv' $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) tools/demo.py
+	.venv/bin/python tools/demo.py
 
 lint: setup
-	$(PY) -m flake8 swinv2_backbone tools tests
+	.venv/bin/python -m flake8 swinv2_backbone tools tests configs
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf .venv .venv-oldest build dist *.egg-info .pytest_cache

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compat import autocast_available, is_compiling
 from .linear import bf16_inference, linear
 from .ops import relative_coords_table, relative_position_index
 
@@ -93,14 +94,14 @@ class WindowAttentionV2(nn.Module):
         # not cached in a compiled graph (version counters are not traceable), nor for weights
         # made under inference_mode (they have no version counter)
         if not self.training and not torch.is_grad_enabled() and \
-                not torch.compiler.is_compiling() and not any(p.is_inference() for p in params):
+                not is_compiling() and not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device,
                    *(p._version for p in params))
             if self._bias_cache is not None and self._bias_cache[0] == key:
                 return self._bias_cache[1]
         # float32 under autocast too: bf16 rounds 16 * sigmoid by up to 0.03
         device = self.relative_coords_table.device.type
-        with torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) \
+        with torch.autocast(device, enabled=False) if autocast_available(device) \
                 else nullcontext():
             bias = self._position_bias(window)
         if key is not None:

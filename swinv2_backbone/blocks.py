@@ -11,14 +11,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn.bricks import DropPath
 from torch import nn
 
 from .attention import WindowAttentionV2
+from .compat import is_compiling
 from .linear import bf16_inference, linear
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
-__all__ = ['GeluMlp', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block', 'SwinV2Stage']
+__all__ = ['DropPath', 'GeluMlp', 'Mlp', 'PatchEmbed', 'PatchMerging', 'SwinV2Block',
+           'SwinV2Stage']
 
 # Without autograd a block runs this many tokens at a time (whole windows), updating its input
 # in place: the chunk's intermediates stay in cache and no large buffer is allocated.
@@ -39,6 +40,31 @@ def _cached(cache: OrderedDict, key: tuple, build: Callable[[], object]):
     while len(cache) > SHAPE_CACHE_SIZE:
         cache.popitem(last=False)
     return value
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero a sample's residual branch with probability
+    ``drop_prob`` and scale the kept ones by ``1 / (1 - drop_prob)``; the identity in eval.
+
+    The same draws as timm's ``DropPath``, which the official SwinV2 code uses (tested).
+    """
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f'drop_prob must be in [0, 1), got {drop_prob!r}')
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        # one draw per sample, broadcast over the rest: (B, 1, ..., 1)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
 
 
 class PatchEmbed(nn.Module):
@@ -184,7 +210,7 @@ class SwinV2Block(nn.Module):
                                         any(p.requires_grad for p in self.parameters())):
             return self._windows(x, window, mask, inplace=False)
         per = max(1, INFERENCE_CHUNK_TOKENS // N)  # windows per chunk
-        if torch.compiler.is_compiling():
+        if is_compiling():
             per = L // N
         for b in range(B):
             for w in range(0, L // N, per):

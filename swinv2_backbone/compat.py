@@ -1,20 +1,87 @@
-"""Host-library compatibility with torch >= 2.6, where ``torch.load`` defaults to weights_only.
+"""Every difference between the torch and numpy releases we support, decided once, here.
 
-mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; its own checkpoints hold a
-``HistoryBuffer`` (whose statistic methods are pickled as ``getattr(HistoryBuffer, 'min')``)
-and numpy arrays and scalars in ``meta.message_hub``, so ``--resume`` fails with "Unsupported
-global". Allow-listing exactly those types keeps the safe loader and makes resume work:
-``getattr`` itself is not allowed, only a stand-in that resolves HistoryBuffer's statistics.
+Supported: torch >= 2.1 and numpy 1.26 or 2.x (the README's support table says which releases
+are tested). The rest of the package calls the names below and never checks a version itself.
+
+- Autocast queries. torch >= 2.4 takes a device type (``torch.is_autocast_enabled('cpu')``,
+  ``torch.get_autocast_dtype``, ``torch.amp.is_autocast_available``); before, there was one
+  function per device.
+- ``is_compiling``: ``torch.compiler.is_compiling`` from torch 2.3, ``torch._dynamo``'s before.
+- Weights-only ``torch.load``, the default from torch 2.6. mmengine 0.10.7 calls ``torch.load``
+  without ``weights_only``; its checkpoints hold a ``HistoryBuffer`` (whose statistic methods
+  are pickled as ``getattr(HistoryBuffer, 'min')``) and numpy arrays and scalars in
+  ``meta.message_hub``. From torch 2.6, :func:`allow_mmengine_checkpoints` allow-lists exactly
+  those types (``torch.serialization.add_safe_globals``), so ``--resume`` works with the safe
+  loader on. :func:`load_weights_only`, this package's own safe load, reads the same types on
+  every torch: before 2.6 through an unpickler whose ``find_class`` allows only them and what
+  torch's weights-only loader allows. ``getattr`` itself is never allowed, only a stand-in that
+  resolves HistoryBuffer's statistics.
+- numpy 2 pickles arrays through ``numpy._core.multiarray``, numpy 1 through
+  ``numpy.core.multiarray``. Both spellings are allowed under either numpy, so a checkpoint
+  saved in a numpy-1 environment resumes in a numpy-2 one and the other way round.
 """
 from __future__ import annotations
 
 import pickle
+import re
+import types
 
 import numpy as np
 import torch
 
-__all__ = ['allow_mmengine_checkpoints']
+__all__ = ['NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints', 'autocast_available',
+           'autocast_dtype', 'autocast_enabled', 'is_compiling', 'load_weights_only',
+           'require_torch']
 
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = re.match(r'(\d+)\.(\d+)', text).groups()
+    return int(major), int(minor)
+
+
+TORCH_VERSION = _version(torch.__version__)
+NUMPY_VERSION = _version(np.__version__)
+
+
+def require_torch(version: tuple[int, int], feature: str) -> None:
+    """Raise a clear error when ``feature`` needs a newer torch than the one installed."""
+    if TORCH_VERSION < version:
+        raise RuntimeError(f'{feature} needs torch >= {version[0]}.{version[1]}; this is torch '
+                           f'{torch.__version__}')
+
+
+# ---------------------------------------------------------------- autocast
+if TORCH_VERSION >= (2, 4):
+    autocast_enabled = torch.is_autocast_enabled
+    autocast_dtype = torch.get_autocast_dtype
+    autocast_available = torch.amp.is_autocast_available
+else:
+    _PER_DEVICE = {
+        'cpu': (torch.is_autocast_cpu_enabled, torch.get_autocast_cpu_dtype),
+        'cuda': (torch.is_autocast_enabled, torch.get_autocast_gpu_dtype),
+    }
+
+    def autocast_enabled(device_type: str) -> bool:
+        """Whether autocast is on for ``device_type``."""
+        return device_type in _PER_DEVICE and _PER_DEVICE[device_type][0]()
+
+    def autocast_dtype(device_type: str) -> torch.dtype:
+        """The dtype autocast casts to on ``device_type``."""
+        return _PER_DEVICE[device_type][1]()
+
+    def autocast_available(device_type: str) -> bool:
+        """Whether ``torch.autocast(device_type)`` may be entered."""
+        return device_type in _PER_DEVICE
+
+
+# ---------------------------------------------------------------- torch.compile
+is_compiling = getattr(torch.compiler, 'is_compiling', None)
+if is_compiling is None:  # torch < 2.3
+    import torch._dynamo
+    is_compiling = torch._dynamo.is_compiling
+
+
+# ---------------------------------------------------------------- weights-only torch.load
 _STATISTICS = ('min', 'max', 'current', 'mean')
 
 
@@ -26,11 +93,61 @@ def _history_buffer_statistic(owner: type, name: str):
     raise pickle.UnpicklingError(f'weights-only load refuses getattr({owner!r}, {name!r})')
 
 
-def allow_mmengine_checkpoints() -> None:
-    """Allow the globals mmengine checkpoints contain in weights-only ``torch.load``."""
+def _mmengine_globals() -> dict[str, object]:
+    """``{name a pickle uses: object}`` for everything mmengine checkpoints hold."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    multiarray = np._core.multiarray  # numpy >= 2 pickles arrays through numpy._core
-    dtype_classes = {type(np.dtype(t)) for t in np.sctypeDict.values()}
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
-         *dtype_classes, (_history_buffer_statistic, 'builtins.getattr')])
+    multiarray = np._core.multiarray if NUMPY_VERSION >= (2, 0) else np.core.multiarray
+    allowed = {'builtins.getattr': _history_buffer_statistic}
+    for obj in (HistoryBuffer, np.ndarray, np.dtype,
+                *{type(np.dtype(t)) for t in np.sctypeDict.values()}):
+        allowed[f'{obj.__module__}.{obj.__name__}'] = obj
+    for name in ('_reconstruct', 'scalar'):
+        for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+            allowed[f'{module}.{name}'] = getattr(multiarray, name)
+    return allowed
+
+
+if TORCH_VERSION >= (2, 6):
+    def allow_mmengine_checkpoints() -> None:
+        """Allow the globals mmengine checkpoints hold in weights-only ``torch.load``."""
+        torch.serialization.add_safe_globals(
+            [(obj, name) for name, obj in _mmengine_globals().items()])
+
+    def load_weights_only(path) -> object:
+        """``torch.load`` to CPU that builds tensors, containers and the types of
+        :func:`_mmengine_globals` only; anything else raises ``pickle.UnpicklingError``
+        naming the refused global ("Unsupported global")."""
+        return torch.load(path, map_location='cpu', weights_only=True)
+else:
+    def allow_mmengine_checkpoints() -> None:
+        """Nothing to do: before torch 2.6, ``torch.load`` is not weights-only by default."""
+
+    class _RestrictedUnpickler(pickle.Unpickler):
+        """Resolves only the globals torch's weights-only loader allows, and mmengine's.
+
+        torch < 2.6 takes no allow-list (before 2.4 its weights-only loader cannot even build
+        a ``HistoryBuffer``), so this restricts ``find_class``, the way Python's pickle
+        documentation restricts globals.
+        """
+
+        def find_class(self, module: str, name: str):
+            from torch._weights_only_unpickler import _get_allowed_globals
+            full = f'{module}.{name}'
+            allowed = _get_allowed_globals().get(full, _ALLOWED.get(full))
+            if allowed is None:
+                raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full} is not allowed '
+                                             'by the weights-only load')
+            return allowed
+
+    _ALLOWED: dict[str, object] = {}
+    _RESTRICTED = types.SimpleNamespace(__name__='swinv2_restricted_pickle', load=pickle.load,
+                                        Unpickler=_RestrictedUnpickler)
+
+    def load_weights_only(path) -> object:
+        """``torch.load`` to CPU that builds tensors, containers and the types of
+        :func:`_mmengine_globals` only; anything else raises ``pickle.UnpicklingError``
+        naming the refused global ("Unsupported global")."""
+        if not _ALLOWED:
+            _ALLOWED.update(_mmengine_globals())
+        return torch.load(path, map_location='cpu', weights_only=False,
+                          pickle_module=_RESTRICTED)

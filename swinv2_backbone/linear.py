@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .compat import autocast_dtype, autocast_enabled
+
 __all__ = ['OneDnnLinear', 'bf16_inference', 'linear', 'onednn_applies']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
@@ -28,7 +30,7 @@ ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`linear` would use oneDNN for these operands."""
     return (ONEDNN and x.device.type == 'cpu' and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
+            and weight.dtype == torch.float32 and not autocast_enabled('cpu')
             and not torch.jit.is_tracing())  # the tracer (FlopAnalyzer) cannot record the op
 
 
@@ -37,8 +39,7 @@ def bf16_inference(x: torch.Tensor) -> bool:
     then :func:`linear` runs oneDNN's bf16 GEMM, and the attention computes in float32 (see
     ``WindowAttentionV2``)."""
     return (ONEDNN and x.device.type == 'cpu' and not torch.is_grad_enabled()
-            and torch.is_autocast_enabled('cpu')
-            and torch.get_autocast_dtype('cpu') == torch.bfloat16
+            and autocast_enabled('cpu') and autocast_dtype('cpu') == torch.bfloat16
             and not torch.jit.is_tracing())
 
 

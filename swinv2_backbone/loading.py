@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import convert_state_dict
+from .compat import load_weights_only
 
 __all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
@@ -47,11 +48,10 @@ def _read_file(path: Path) -> dict:
             raise ValueError(f'{path} is not a readable safetensors file '
                              f'(truncated or corrupt?): {e}') from e
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return load_weights_only(path)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        glob = next((ln for ln in lines if ln.startswith('WeightsUnpickler error: Unsupported '
-                                                         'global')), None)
+        glob = next((ln for ln in lines if 'Unsupported global' in ln), None)
         if glob:
             raise ValueError(f'{path} holds Python objects besides tensors that a safe load '
                              f'refuses ({glob[:200]}); if you trust the file, convert it with '

@@ -8,6 +8,7 @@ channels against the backbone's declared ``out_channels``, dataset paths, and th
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import os.path as osp
 from pathlib import Path
@@ -18,7 +19,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels', 'host_of',
-           'load_config', 'preflight']
+           'load_config', 'preflight', 'require_host']
 
 HOSTS = ('mmdet', 'mmseg')
 
@@ -50,6 +51,18 @@ def host_of(cfg: Config) -> str:
         raise ValueError(f'config default_scope is {scope!r}; expected one of {HOSTS} '
                          "(inherit an 'mmdet::' or 'mmseg::' base config)")
     return scope
+
+
+def require_host(host: str) -> None:
+    """Raise an ImportError saying what to install when ``host`` ('mmdet' or 'mmseg') does not
+    import (not installed, or its mmcv missing or out of its range)."""
+    try:
+        importlib.import_module(host)
+    except Exception as e:  # noqa: BLE001 - the hosts raise ImportError and AssertionError
+        raise ImportError(f'this is an {host} config, but {host} does not import here '
+                          f'({type(e).__name__}: {e}); install it with: pip install '
+                          f'"swinv2_backbone[{host}]" (mmcv >= 2.0, < 2.2 with its compiled ops)'
+                          ) from e
 
 
 def _backbone_channels(backbone: dict) -> tuple[int, ...]:
@@ -134,7 +147,7 @@ def _check_paths(cfg: Config, mode: str) -> None:
 
 def preflight(cfg: Config, mode: str = 'train') -> None:
     """Raise a clear error for what would otherwise fail inside the Runner."""
-    host_of(cfg)
+    require_host(host_of(cfg))
     check_channels(cfg)
     _check_paths(cfg, mode)
 

@@ -171,3 +171,23 @@ def test_comparison_detects_a_small_error_in_one_position_bias():
         errs = [rel_err(a, b) for a, b in
                 zip(ours(x), ref.forward_intermediates(x, intermediates_only=True))]
     assert errs[1] < TOL and errs[2] > TOL and errs[3] > TOL  # stage 2 is before the change
+
+
+@pytest.mark.parametrize('drop_prob', [0.0, 0.3])
+def test_drop_path_draws_as_timm_in_training_and_is_identity_in_eval(drop_prob):
+    """Our DropPath (the core needs no mmcv) is timm's, which the official SwinV2 code uses:
+    with the same seed the same samples are dropped and the kept ones scaled alike."""
+    from timm.layers import DropPath as TimmDropPath
+
+    from swinv2_backbone.blocks import DropPath
+    x = torch.randn(64, 10, 8)
+    ours, ref = DropPath(drop_prob), TimmDropPath(drop_prob)
+    torch.manual_seed(3)
+    got = ours(x)
+    torch.manual_seed(3)
+    assert torch.equal(got, ref(x))
+    if drop_prob:
+        dropped = (got == 0).flatten(1).all(1)
+        assert 0 < int(dropped.sum()) < 64
+        assert torch.allclose(got[~dropped], x[~dropped] / (1 - drop_prob))
+    assert torch.equal(ours.eval()(x), x)

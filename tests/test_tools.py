@@ -93,6 +93,21 @@ def test_bad_configs_fail_before_training(tmp_path, data, override, message):
     assert 'Iter(train)' not in out
 
 
+@pytest.mark.parametrize('config,host', [(DET, 'mmdet'), (SEG, 'mmseg')])
+def test_config_whose_host_is_missing_says_what_to_install(tmp_path, data, config, host):
+    """train.py in an environment without the config's host (hidden from the import system,
+    as if not installed) stops with the pip line that fixes it, before anything runs."""
+    boot = ("import runpy, sys\n"
+            f"sys.modules[{host!r}] = None\n"
+            f"sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'train.py'), str(config),
+                    '--work-dir', str(tmp_path / 'work'), *options(data, host, 2))
+    assert code == 2, out[-2000:]
+    assert f'this is an {host} config, but {host} does not import here' in out
+    assert f'pip install "swinv2_backbone[{host}]"' in out
+
+
 def test_amp_on_cpu_is_refused_with_a_reason(tmp_path, data):
     code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--amp',
                     '--work-dir', str(tmp_path / 'work'), *options(data, 'mmseg', 2))

@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
-"""One idempotent set-up step: a virtualenv with the whole OpenMMLab stack and this package.
+"""One idempotent set-up step: a virtualenv with the OpenMMLab stack and this package.
 
-Run with any Python 3.11 (stdlib only). Pins are read from ``setup.cfg``; nothing is pinned here.
+    python3 tools/setup_env.py [--env latest|oldest] [--venv DIR]
+
+Run with any Python 3.11 (stdlib only). What users get is ``setup.cfg`` (ranges); the exact
+versions of each development environment are ``constraints/<env>.txt``, applied to every pip
+call here, so nothing installs outside them. Two environments are tested:
+
+- ``latest``: the newest releases (``.venv``);
+- ``oldest``: torch 2.1 and numpy 1.26, the prebuilt-mmcv era many users still train in
+  (``.venv-oldest``).
 
 Steps, each skipped when already done:
-  1. create the virtualenv (``.venv`` beside this repo, or ``$SWINV2_VENV``);
-  2. install the pinned torch and torchvision;
-  3. install mmcv with its compiled CPU ops. No wheel exists for this Python and torch, so the
-     source release is patched (``-std=c++17`` -> ``-std=c++20``, which torch >= 2.10 headers
-     need) and built once; the wheel is kept in ``~/.cache/swinv2_backbone/wheels/torch-<ver>``
-     so another clone on the same machine installs it without compiling;
-  4. install this package in editable mode with all extras;
-  5. write a stamp holding the hash of ``setup.cfg`` and this script: when it matches, a re-run
-     returns at once.
+  1. create the virtualenv (``--venv`` puts it elsewhere);
+  2. install torch, torchvision, numpy and setuptools from the constraints;
+  3. install mmcv with its compiled CPU ops. No wheel exists for these Pythons and torches, so
+     the source release is built once per torch version (its ``-std=c++17`` becomes ``c++20``
+     for torch >= 2.4, whose headers need it) and the wheel is kept in
+     ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>`` for later clones;
+  4. install this package in editable mode with its extras ``mmdet,mmseg,tests``;
+  5. write a stamp holding the hash of ``setup.cfg``, the constraints and this script: when it
+     matches, a re-run returns at once.
 """
 from __future__ import annotations
 
-import configparser
+import argparse
 import hashlib
 import os
 import re
@@ -29,10 +37,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = Path(os.environ.get('SWINV2_VENV', ROOT / '.venv'))
+ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
+EXTRAS = 'mmdet,mmseg,tests'
 CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
-STAMP = VENV / '.swinv2-setup-stamp'
-PY = VENV / 'bin' / 'python'
+# mmcv 2.1.0's setup.py uses pkg_resources and setuptools APIs that 70 removed
+MMCV_BUILD_SETUPTOOLS = 'setuptools<70'
 
 
 def log(msg: str) -> None:
@@ -43,62 +52,72 @@ def run(*args: str, **kw) -> None:
     subprocess.run(args, check=True, **kw)
 
 
-def pip(*args: str, **kw) -> None:
-    run(str(PY), '-m', 'pip', '--disable-pip-version-check', '-q', *args, **kw)
+class Venv:
+    """A virtualenv and the constraints every pip call in it obeys."""
+
+    def __init__(self, path: Path, constraints: Path) -> None:
+        self.path = path
+        self.python = path / 'bin' / 'python'
+        self.constraints = constraints
+        self.pins = read_pins(constraints)
+
+    def pip(self, *args: str, constrained: bool = True, **kw) -> None:
+        extra = ('-c', str(self.constraints)) if constrained else ()
+        run(str(self.python), '-m', 'pip', '--disable-pip-version-check', '-q', *args, *extra,
+            **kw)
+
+    def probe(self, code: str) -> bool:
+        return subprocess.run([str(self.python), '-c', code],
+                              capture_output=True).returncode == 0
 
 
-def write_constraints(pins: dict[str, str]) -> Path:
-    """Every pin as a pip constraints file, so no install step can drift from setup.cfg."""
-    path = VENV / 'swinv2-constraints.txt'
-    path.write_text('\n'.join(pins.values()) + '\n')
-    return path
+def read_pins(constraints: Path) -> dict[str, str]:
+    """``{normalised name: version}`` from a constraints file of ``name==version`` lines."""
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        line = line.split('#', 1)[0].strip()
+        if line:
+            name, version = line.split('==')
+            pins[re.sub(r'[-_.]+', '-', name).lower()] = version
+    return pins
 
 
-def read_pins() -> tuple[dict[str, str], list[str]]:
-    """Return ``({name: requirement}, [extras])`` from setup.cfg."""
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / 'setup.cfg')
-    reqs = cfg['options']['install_requires'].split()
-    for extra in cfg['options.extras_require'].values():
-        reqs += extra.split()
-    pins = {re.split(r'[=<>!~ ]', r, maxsplit=1)[0].lower(): r for r in reqs}
-    return pins, list(cfg['options.extras_require'])
-
-
-def fingerprint() -> str:
+def fingerprint(constraints: Path) -> str:
     h = hashlib.sha256()
-    for f in (ROOT / 'setup.cfg', Path(__file__)):
+    for f in (ROOT / 'setup.cfg', constraints, Path(__file__)):
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def mmcv_ok(version: str) -> bool:
-    """True if the venv's mmcv is ``version`` and its compiled ops load."""
-    probe = f'import mmcv, mmcv.ops; assert mmcv.__version__ == {version!r}'
-    return subprocess.run([str(PY), '-c', probe], capture_output=True).returncode == 0
+def cxx_standard(torch_version: str) -> str:
+    major, minor = (int(v) for v in torch_version.split('.')[:2])
+    return 'c++20' if (major, minor) >= (2, 4) else 'c++17'
 
 
-def build_mmcv_wheel(version: str, wheel_dir: Path, setuptools_pin: str) -> Path:
-    """Build mmcv ``version`` with CPU ops from its source release into ``wheel_dir``."""
+def build_mmcv_wheel(venv: Venv, wheel_dir: Path) -> Path:
+    """Build the pinned mmcv with CPU ops from its source release into ``wheel_dir``."""
+    version, torch_version = venv.pins['mmcv'], venv.pins['torch']
+    std = cxx_standard(torch_version)
     with tempfile.TemporaryDirectory(prefix='mmcv-build-') as tmp:
         tmp = Path(tmp)
-        log(f'building mmcv {version} with CPU ops from source (about 10 minutes on 2 cores)')
-        # mmcv's build needs setuptools < 70; torch wants >= 77 at run time, so setuptools is
-        # pinned low only for the build and put back to the pin from setup.cfg after.
-        pip('install', 'setuptools<70', 'wheel', 'ninja')
-        pip('download', '--no-deps', '--no-build-isolation', '--no-binary', ':all:',
-            f'mmcv=={version}', '-d', str(tmp))
+        log(f'building mmcv {version} with CPU ops against torch {torch_version} ({std}); '
+            'about 10 minutes on 2 cores')
+        # the build's setuptools is put back to the pinned one afterwards
+        venv.pip('install', MMCV_BUILD_SETUPTOOLS, 'wheel', 'ninja', constrained=False)
+        venv.pip('download', '--no-deps', '--no-build-isolation', '--no-binary', ':all:',
+                 f'mmcv=={version}', '-d', str(tmp))
         with tarfile.open(next(tmp.glob('mmcv-*.tar.gz'))) as tar:
             tar.extractall(tmp, filter='data')
         src = tmp / f'mmcv-{version}'
         setup_py = src / 'setup.py'
-        setup_py.write_text(setup_py.read_text().replace("'-std=c++17'", "'-std=c++20'"))
+        setup_py.write_text(setup_py.read_text().replace("'-std=c++17'", f"'-std={std}'"))
         env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='0', MAX_JOBS=str(os.cpu_count()))
         out = tmp / 'wheel'
         try:
-            pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(out), str(src), env=env)
+            venv.pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(out), str(src),
+                     env=env, constrained=False)
         finally:
-            pip('install', setuptools_pin)
+            venv.pip('install', 'setuptools')
         wheel = next(out.glob('mmcv-*.whl'))
         wheel_dir.mkdir(parents=True, exist_ok=True)
         final = wheel_dir / wheel.name
@@ -107,41 +126,54 @@ def build_mmcv_wheel(version: str, wheel_dir: Path, setuptools_pin: str) -> Path
         return final
 
 
-def main() -> int:
+def install_mmcv(venv: Venv) -> bool:
+    """mmcv with compiled ops, from the wheel cache or built; False if its ops do not load."""
+    version = venv.pins['mmcv']
+    probe = f'import mmcv, mmcv.ops; assert mmcv.__version__ == {version!r}'
+    if venv.probe(probe):
+        return True
+    python = f'py{sys.version_info.major}{sys.version_info.minor}'
+    wheel_dir = CACHE / 'wheels' / f'torch-{venv.pins["torch"]}-{python}'
+    wheels = sorted(wheel_dir.glob(f'mmcv-{version}-*.whl'))
+    if wheels:
+        log(f'installing cached {wheels[-1]}')
+        wheel = wheels[-1]
+    else:
+        wheel = build_mmcv_wheel(venv, wheel_dir)
+    venv.pip('install', str(wheel))
+    return venv.probe(probe)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--env', choices=sorted(ENVS), default='latest')
+    parser.add_argument('--venv', type=Path,
+                        help='default: .venv for latest, .venv-oldest for oldest')
+    args = parser.parse_args(argv)
     start = time.time()
-    fp = fingerprint()
-    if PY.exists() and STAMP.exists() and STAMP.read_text() == fp:
-        log(f'environment in {VENV} is up to date')
+    path = args.venv or ENVS[args.env]
+    constraints = ROOT / 'constraints' / f'{args.env}.txt'
+    venv = Venv(path.absolute(), constraints)
+    stamp = venv.path / '.swinv2-setup-stamp'
+    fp = fingerprint(constraints)
+    if venv.python.exists() and stamp.exists() and stamp.read_text() == fp:
+        log(f'{args.env} environment in {venv.path} is up to date')
         return 0
-    pins, extras = read_pins()
-    if not PY.exists():
-        log(f'creating virtualenv {VENV}')
-        run(sys.executable, '-m', 'venv', str(VENV))
-    STAMP.unlink(missing_ok=True)
+    if not venv.python.exists():
+        log(f'creating virtualenv {venv.path} ({args.env})')
+        run(sys.executable, '-m', 'venv', str(venv.path))
+    stamp.unlink(missing_ok=True)
 
-    constraints = write_constraints(pins)
-    log(f'installing {pins["torch"]} {pins["torchvision"]}')
-    pip('install', '-c', str(constraints), pins['torch'], pins['torchvision'])
-
-    mmcv_version = pins['mmcv'].split('==')[1]
-    if not mmcv_ok(mmcv_version):
-        torch_version = pins['torch'].split('==')[1]
-        wheel_dir = CACHE / 'wheels' / f'torch-{torch_version}'
-        wheels = sorted(wheel_dir.glob(f'mmcv-{mmcv_version}-*.whl'))
-        if wheels:
-            log(f'installing cached {wheels[-1]}')
-            wheel = wheels[-1]
-        else:
-            wheel = build_mmcv_wheel(mmcv_version, wheel_dir, pins['setuptools'])
-        pip('install', '-c', str(constraints), str(wheel))
-        if not mmcv_ok(mmcv_version):
-            log('mmcv was installed but its compiled ops do not load')
-            return 1
-
-    log(f'installing swinv2_backbone (editable) with extras {",".join(extras)}')
-    pip('install', '-c', str(constraints), '-e', f'{ROOT}[{",".join(extras)}]')
-    STAMP.write_text(fp)
-    log(f'done in {time.time() - start:.0f} s')
+    log(f'installing torch {venv.pins["torch"]}, torchvision {venv.pins["torchvision"]}, '
+        f'numpy {venv.pins["numpy"]}')
+    venv.pip('install', 'torch', 'torchvision', 'numpy', 'setuptools')
+    if not install_mmcv(venv):
+        log('mmcv was installed but its compiled ops do not load')
+        return 1
+    log(f'installing swinv2_backbone (editable) with extras {EXTRAS}')
+    venv.pip('install', '-e', f'{ROOT}[{EXTRAS}]')
+    stamp.write_text(fp)
+    log(f'{args.env} environment ready in {time.time() - start:.0f} s')
     return 0
 
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = build_runner(args.config, mode='test', work_dir=args.work_dir,
                               checkpoint=args.checkpoint, cfg_options=args.cfg_options,
                               launcher=args.launcher)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ImportError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     metrics = runner.test()

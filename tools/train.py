@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = build_runner(args.config, mode='train', work_dir=args.work_dir,
                               resume=args.resume, amp=args.amp, cfg_options=args.cfg_options,
                               launcher=args.launcher)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ImportError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     runner.train()
