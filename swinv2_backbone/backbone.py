@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .blocks import PatchEmbed, SwinV2Stage
+from .execution import Execution, check_execution, decide
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'SwinV2Backbone']
 
@@ -44,7 +45,9 @@ class SwinV2Backbone(BaseModule):
             closing every n-th block, as SwinV2-G has). ``embed_dim``, ``depths`` and
             ``num_heads`` given explicitly override the preset.
         window_size: window side, one int or one per stage.
-        pretrained_window_sizes: per stage, the window the CPB was pretrained at (0 = none).
+        pretrained_window_sizes: per stage, the window the CPB was pretrained at (0 = none:
+            the window itself). The CPB coordinates are normalised by it; see
+            :meth:`set_window_size` for what a window change keeps.
         out_indices: stages to return, OpenMMLab style (0..3 = stage1..stage4).
         out_features: maps to return, HF style names (``stem`` = patch-embedding output,
             ``stage1``..``stage4``). With ``out_indices`` too, both must name the same maps.
@@ -58,8 +61,12 @@ class SwinV2Backbone(BaseModule):
             ``pretrain_img_size`` grid and bicubically resized to any input.
         pretrain_img_size: image size the absolute position embedding is defined for.
         with_cp: gradient checkpointing of every block (less memory, more compute).
-        fused_attn: the fast attention path (default: see ``WindowAttentionV2``'s ``fused``)
-            or the explicit ops of the reference code; the two agree (tested).
+        execution: how forward runs (:mod:`swinv2_backbone.execution`): 'auto' (the CPU
+            kernels on CPU, whole-stage batched ops with ``scaled_dot_product_attention`` on
+            GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or an
+            :class:`~swinv2_backbone.execution.Execution` that also sets the chunk sizes. Every
+            path gives the reference's result (tested); attention dropout in training runs the
+            reference attention.
         frozen_stages: -1 freezes nothing; 0 freezes the patch embedding (and absolute position
             embedding and the ``stem`` output norm); k >= 1 also freezes stages 1..k, each with
             the patch merging that feeds it and its output norm, so stage k's output is fixed.
@@ -83,7 +90,7 @@ class SwinV2Backbone(BaseModule):
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
                  pretrain_img_size: int = 256, with_cp: bool = False,
-                 fused_attn: bool = True, frozen_stages: int = -1,
+                 execution: str | Execution = 'auto', frozen_stages: int = -1,
                  norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -116,12 +123,14 @@ class SwinV2Backbone(BaseModule):
         for name, v in (('patch_size', patch_size), ('in_channels', in_channels)):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f'{name} must be a positive int, got {v!r}')
+        check_execution(execution)
         if not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
 
         self.depths, self.num_heads = depths, num_heads
         self.patch_size, self.in_channels = patch_size, in_channels
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.execution, self.attn_drop_rate = execution, attn_drop_rate
         self.feature_names = FEATURE_NAMES[:num_stages + 1]
         self.num_features = tuple([embed_dim] + [embed_dim * 2**i for i in range(num_stages)])
         self.out_features = self._resolve_outputs(out_indices, out_features)
@@ -144,8 +153,7 @@ class SwinV2Backbone(BaseModule):
                         pretrained[i], downsample=i > 0, mlp_ratio=mlp_ratio,
                         qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
                         drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], with_cp=with_cp,
-                        extra_norm_every=preset.get('extra_norm_every_n_blocks', 0),
-                        fused_attn=fused_attn)
+                        extra_norm_every=preset.get('extra_norm_every_n_blocks', 0))
             for i in range(num_stages))
         self.out_norms = nn.ModuleDict(
             {name: nn.LayerNorm(self.num_features[self.feature_names.index(name)])
@@ -186,7 +194,10 @@ class SwinV2Backbone(BaseModule):
         """Change the window of every stage (one int or one per stage) without touching weights.
 
         The CPB coordinate tables and relative indices are rebuilt for the new windows; the
-        learned CPB MLP keeps its pretrained normalisation (``pretrained_window_sizes``).
+        learned CPB MLP keeps the normalisation it was built with: ``pretrained_window_sizes``,
+        or for a stage whose pretrained window is 0, the window it had, which becomes its
+        pretrained window. So building at window 8 and calling ``set_window_size(16)`` equals
+        building at 16 with ``pretrained_window_sizes=8`` and the same weights (tested).
         """
         windows = _per_stage(window_size, len(self.stages), 'window_size')
         if any(w <= 0 for w in windows):
@@ -288,7 +299,9 @@ class SwinV2Backbone(BaseModule):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, C_in, H, W) -> tuple of (B, out_channels[i], ceil(H/s_i), ceil(W/s_i))."""
         self._check_input(x)
-        x = self.patch_embed(x)  # (B, h, w, C)
+        execution = decide(self.execution, x, self,
+                           attn_dropout=self.training and self.attn_drop_rate > 0)
+        x = self.patch_embed(x, execution)  # (B, h, w, C)
         if self.absolute_pos_embed is not None:
             x = x + self._abs_pos_embed(*x.shape[1:3])
         x = self.pos_drop(x)
@@ -296,7 +309,7 @@ class SwinV2Backbone(BaseModule):
         last = self.feature_names.index(self.out_features[-1])
         for i, name in enumerate(self.feature_names[:last + 1]):
             if i > 0:
-                x = self.stages[i - 1](x)
+                x = self.stages[i - 1](x, execution)
             if name in self.out_features:
                 y = self.out_norms[name](x) if name in self.out_norms else x
                 outs.append(y.permute(0, 3, 1, 2).contiguous())  # (B, h, w, C) -> (B, C, h, w)

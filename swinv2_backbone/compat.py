@@ -29,9 +29,9 @@ import types
 import numpy as np
 import torch
 
-__all__ = ['NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints', 'autocast_available',
-           'autocast_dtype', 'autocast_enabled', 'is_compiling', 'load_weights_only',
-           'require_torch']
+__all__ = ['AUTOCAST_DEVICES', 'NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints',
+           'autocast_available', 'autocast_dtype', 'autocast_enabled', 'is_compiling',
+           'load_weights_only']
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -43,35 +43,39 @@ TORCH_VERSION = _version(torch.__version__)
 NUMPY_VERSION = _version(np.__version__)
 
 
-def require_torch(version: tuple[int, int], feature: str) -> None:
-    """Raise a clear error when ``feature`` needs a newer torch than the one installed."""
-    if TORCH_VERSION < version:
-        raise RuntimeError(f'{feature} needs torch >= {version[0]}.{version[1]}; this is torch '
-                           f'{torch.__version__}')
-
-
 # ---------------------------------------------------------------- autocast
+def _has_autocast(device_type: str) -> bool:
+    try:
+        return torch.amp.is_autocast_available(device_type)
+    except RuntimeError:  # a device type this build does not know
+        return False
+
+
 if TORCH_VERSION >= (2, 4):
     autocast_enabled = torch.is_autocast_enabled
     autocast_dtype = torch.get_autocast_dtype
-    autocast_available = torch.amp.is_autocast_available
+    # decided at import: the query is a C builtin that some torch.compile versions cannot trace
+    AUTOCAST_DEVICES = frozenset(d for d in ('cpu', 'cuda', 'xpu', 'hpu', 'mps', 'mtia', 'xla')
+                                 if _has_autocast(d))
 else:
     _PER_DEVICE = {
         'cpu': (torch.is_autocast_cpu_enabled, torch.get_autocast_cpu_dtype),
         'cuda': (torch.is_autocast_enabled, torch.get_autocast_gpu_dtype),
     }
+    AUTOCAST_DEVICES = frozenset(_PER_DEVICE)
 
     def autocast_enabled(device_type: str) -> bool:
         """Whether autocast is on for ``device_type``."""
-        return device_type in _PER_DEVICE and _PER_DEVICE[device_type][0]()
+        return _PER_DEVICE[device_type][0]()
 
     def autocast_dtype(device_type: str) -> torch.dtype:
         """The dtype autocast casts to on ``device_type``."""
         return _PER_DEVICE[device_type][1]()
 
-    def autocast_available(device_type: str) -> bool:
-        """Whether ``torch.autocast(device_type)`` may be entered."""
-        return device_type in _PER_DEVICE
+
+def autocast_available(device_type: str) -> bool:
+    """Whether ``torch.autocast(device_type)`` may be entered."""
+    return device_type in AUTOCAST_DEVICES
 
 
 # ---------------------------------------------------------------- torch.compile

@@ -1,4 +1,5 @@
-"""Pure tensor helpers: window partition, padding, shift masks and the CPB coordinate tables.
+"""Pure tensor helpers: window partition, padding, shift masks, the CPB coordinate tables, and
+the SwinV2 attention math every execution path shares (q/k normalisation and the logits).
 
 Nothing here holds state; modules call these and cache what they return.
 """
@@ -12,7 +13,11 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
+    'NORM_EPS', 'inverse_norm', 'attention_logits',
 ]
+
+# F.normalize's epsilon: a norm at or below it is treated as zero
+NORM_EPS = 1e-12
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -151,3 +156,42 @@ def relative_position_index(window: int) -> torch.Tensor:
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (N, N, 2)
     rel = rel + (window - 1)
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+def inverse_norm(t: torch.Tensor) -> torch.Tensor:
+    """``1 / |t|`` over the last dim, kept, in float32 at least; 0 where ``|t| <= NORM_EPS``.
+
+    ``t * inverse_norm(t)`` is the unit vector ``F.normalize`` gives, the one q/k normalisation
+    of every path. A vector at or below the epsilon (the zero padding's k, which has no bias)
+    maps to zero as in ``F.normalize``, but passes no gradient: ``F.normalize``'s would be
+    ``dy / NORM_EPS``, which overflows fp16 under AMP and only ever meets zero inputs.
+    """
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype)
+    return torch.where(norm > NORM_EPS, norm.clamp_min(NORM_EPS).reciprocal(), 0.0)
+
+
+def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
+                     mask: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """SwinV2's attention logits: ``temperature * cos(q, k) + pos_bias + shift mask``.
+
+    Args:
+        q: (n, heads, N, d) unit queries with the temperature folded in.
+        k: (n, heads, N, d) unit keys.
+        pos_bias: (heads, N, N) ``16 * sigmoid(CPB)``.
+        mask: (n, N, N) shift-mask rows of these n windows, or None.
+        out: (n * heads, N, N) buffer to write into (the CPU kernels reuse one).
+
+    Returns:
+        (n, heads, N, N)
+    """
+    n, h, N, d = q.shape
+    if out is None:
+        logits = q @ k.transpose(-2, -1)
+    else:
+        logits = torch.bmm(q.reshape(-1, N, d), k.reshape(-1, N, d).transpose(1, 2),
+                           out=out).view(n, h, N, N)
+    logits += pos_bias
+    if mask is not None:
+        logits += mask.unsqueeze(1).to(logits.dtype)
+    return logits

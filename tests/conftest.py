@@ -1,11 +1,18 @@
-"""Shared helpers: random weights that exercise every parameter, and the comparison metric."""
+"""Shared helpers: random weights that exercise every parameter, and the comparison metric.
+
+``tools/`` goes on ``sys.path`` so tests import the tools' shared code as ``devkit``.
+"""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tools'))
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

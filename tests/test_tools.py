@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from swinv2_backbone.synthetic import make_shapes_dataset, shapes_cfg_options
+import torch
+from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DET = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py'
@@ -125,19 +125,22 @@ def test_get_flops_reports_swinv2_tiny_at_256():
     assert 6.5 < backbone_gflops < 6.8
 
 
-def test_benchmark_tool_reports_every_implementation_and_bf16(tmp_path):
+def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     """tools/benchmark.py end to end at a small size: a row per implementation (ours in fp32 as
-    well under --bf16), both matmul rates, the bf16 speed ratio and error per stage."""
+    well under --amp bf16) with its op count, both matmul rates, the bf16 speed ratio and error
+    per stage."""
     out = tmp_path / 'bench.json'
     proc = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--size', '64', '96', '--rounds', '2',
-         '--warmup', '1', '--bf16', '--impls', 'swinv2_backbone', 'timm', '--no-memory',
+         '--warmup', '1', '--amp', 'bf16', '--impls', 'swinv2_backbone', 'timm', '--no-memory',
          '--json', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     names = [r['implementation'] for r in result['rows']]
     assert names == ['swinv2_backbone', 'swinv2_backbone (fp32)', 'timm']
     assert all(r['median_ms'] > 0 for r in result['rows'])
+    ops = {r['implementation']: r['ops'] for r in result['rows']}
+    assert ops['swinv2_backbone'] > 100 and ops['timm'] > 100
     assert result['matmul_gflops']['mm'] > 0 and result['matmul_gflops']['onednn'] > 0
     assert result['bf16_speedup_over_own_fp32'] > 0
     for key in ('autocast', 'bf16_weights'):
@@ -147,6 +150,13 @@ def test_benchmark_tool_reports_every_implementation_and_bf16(tmp_path):
     assert 'bf16 autocast:' in proc.stdout and 'bf16-rounded weights' in proc.stdout
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the error is for machines without a GPU')
+def test_benchmark_tool_refuses_a_missing_gpu_by_name():
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--device', 'cuda'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '--device cuda: no GPU is visible' in proc.stderr
+
+
 def test_memory_of_a_step_is_measured_in_its_own_process():
-    from swinv2_backbone import benchmark
+    from devkit import benchmark
     assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0

@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Benchmark SwinV2-T feature extraction: this package beside timm, HF transformers, mmpretrain.
 
-    python tools/benchmark.py [--size H W] [--window 8] [--mode inference|training]
-                              [--batch 1] [--rounds 10] [--warmup 2] [--bf16] [--json FILE]
-                              [--impls NAME ...] [--no-memory]
+    python tools/benchmark.py [--device cpu|cuda] [--amp bf16|fp16] [--size H W] [--window 8]
+                              [--mode inference|training] [--batch 1] [--rounds 10]
+                              [--warmup 2] [--impls NAME ...] [--no-memory] [--json FILE]
 
-With --bf16 our own fp32 runs in the same rounds, and the bf16 features are compared with fp32.
-
-Latency is the median over interleaved rounds in one process (warm-up excluded); peak memory is
-measured for each implementation in a process of its own. See swinv2_backbone/benchmark.py.
+Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
+GPU); peak memory is measured per implementation (on CPU in a process of its own); op counts are
+the kernel-launching ATen ops of one step on the meta device, the paths a GPU takes. With
+--amp bf16 on a CPU our own float32 runs in the same rounds too, and the bf16 features are
+compared with float32. See tools/devkit/benchmark.py.
 """
 from __future__ import annotations
 
@@ -19,74 +20,96 @@ import sys
 from pathlib import Path
 
 import torch
+from devkit import benchmark as bench
 
-from swinv2_backbone import benchmark as bench
 from swinv2_backbone.loading import atomic_write
+
+AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--amp', choices=sorted(AMP), help='autocast to this dtype')
     parser.add_argument('--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--window', type=int, default=8)
     parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--rounds', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--bf16', action='store_true', help='bf16 autocast')
     parser.add_argument('--threads', type=int, default=None, help='default: all cores')
     parser.add_argument('--impls', nargs='+', default=[n for n in bench.IMPLEMENTATIONS
                                                        if 'with_cp' not in n],
                         choices=list(bench.IMPLEMENTATIONS))
-    parser.add_argument('--no-memory', action='store_true', help='skip the memory processes')
+    parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:
         torch.set_num_threads(args.threads)
     size = tuple(args.size)
-    dtype = torch.bfloat16 if args.bf16 else None
+    amp = AMP.get(args.amp)
+    cpu = device.type == 'cpu'
     impls = list(args.impls)
-    if args.bf16 and 'swinv2_backbone' in impls:  # our own fp32, timed in the same rounds
+    own_fp32 = cpu and amp == torch.bfloat16 and 'swinv2_backbone' in impls
+    if own_fp32:  # our own fp32, timed in the same rounds
         impls.insert(impls.index('swinv2_backbone') + 1, 'swinv2_backbone' + bench.FP32)
+    where = torch.cuda.get_device_name(device) if not cpu else \
+        f'CPU, {torch.get_num_threads()} threads'
     print(f'SwinV2-T window {args.window}, input {args.batch}x3x{size[0]}x{size[1]}, '
-          f'{args.mode}, {"bf16 autocast" if args.bf16 else "fp32"}, '
-          f'{torch.get_num_threads()} threads')
-    print('measuring the fp32 matmul rates ...')
-    rates = {backend: bench.matmul_gflops(backend=backend) for backend in ('mm', 'onednn')}
+          f'{args.mode}, {args.amp + " autocast" if amp else "fp32"}, {where}, '
+          f'torch {torch.__version__}')
+    rates = {}
+    if cpu:
+        print('measuring the fp32 matmul rates ...')
+        rates = {backend: bench.matmul_gflops(backend=backend) for backend in ('mm', 'onednn')}
+        print(f'  fp32 matmul: torch.mm {rates["mm"]:.1f} GFLOP/s, oneDNN '
+              f'{rates["onednn"]:.1f} GFLOP/s')
     gflops = bench.model_gflops(size, args.window, args.batch)
     if args.mode == 'training':
         gflops *= 3  # backward costs about twice the forward
-    print(f'  fp32 matmul: torch.mm {rates["mm"]:.1f} GFLOP/s, oneDNN {rates["onednn"]:.1f} '
-          f'GFLOP/s; model: {gflops:.1f} GFLOP per step')
+    print(f'  model: {gflops:.1f} GFLOP per step')
+    print('counting ops on the meta device ...')
+    ops = bench.op_counts(args.impls, size, args.window, args.mode, args.batch)
     times = bench.run_benchmark(impls, size, args.window, args.mode, args.batch,
-                                args.rounds, args.warmup, dtype)
+                                args.rounds, args.warmup, amp, args.device)
     memory = {}
     if not args.no_memory:
         for name in args.impls:
-            print(f'  peak memory of {name} (own process) ...')
-            memory[name] = bench.measure_memory(name, size, args.window, args.mode, args.batch)
+            print(f'  peak memory of {name} ...')
+            memory[name] = bench.measure_memory(name, size, args.window, args.mode, args.batch) \
+                if cpu else bench.cuda_step_peak_mb(name, size, args.window, args.mode,
+                                                    args.batch, amp)
 
     medians = {n: statistics.median(t) for n, t in times.items()}
     peers = [n for n in impls if not n.startswith('swinv2_backbone')]
     best_peer = min((medians[n] for n in peers), default=None)
     rows = []
-    header = f'{"implementation":28} {"median ms":>10} {"img/s":>7} {"GFLOP/s":>8} ' \
-             f'{"% mm":>6} {"% oneDNN":>8} {"peak MB":>8} {"vs best peer":>12}'
+    header = f'{"implementation":28} {"median ms":>10} {"img/s":>7} {"GFLOP/s":>8} ' + \
+        (f'{"% mm":>6} {"% oneDNN":>8} ' if cpu else '') + \
+        f'{"peak MB":>8} {"ops":>6} {"vs best peer":>12}'
     print('\n' + header + '\n' + '-' * len(header))
     for name in impls:
         sec = medians[name]
         row = dict(implementation=name, median_ms=sec * 1e3, images_per_s=args.batch / sec,
-                   gflop_per_s=gflops / sec, mm_fraction=gflops / sec / rates['mm'],
-                   onednn_fraction=gflops / sec / rates['onednn'],
-                   peak_mb=memory.get(name), speedup_vs_best_peer=best_peer / sec
-                   if best_peer else None)
+                   gflop_per_s=gflops / sec, peak_mb=memory.get(name), ops=ops.get(name),
+                   speedup_vs_best_peer=best_peer / sec if best_peer else None)
+        if cpu:
+            row.update(mm_fraction=gflops / sec / rates['mm'],
+                       onednn_fraction=gflops / sec / rates['onednn'])
         rows.append(row)
         mem = f'{row["peak_mb"]:8.0f}' if row['peak_mb'] is not None else f'{"-":>8}'
+        count = f'{row["ops"]:6d}' if row['ops'] is not None else f'{"-":>6}'
         speed = f'{row["speedup_vs_best_peer"]:11.2f}x' if best_peer else f'{"-":>12}'
+        rates_cols = f'{100 * row["mm_fraction"]:5.1f}% {100 * row["onednn_fraction"]:7.1f}% ' \
+            if cpu else ''
         print(f'{name:28} {row["median_ms"]:10.1f} {row["images_per_s"]:7.2f} '
-              f'{row["gflop_per_s"]:8.1f} {100 * row["mm_fraction"]:5.1f}% '
-              f'{100 * row["onednn_fraction"]:7.1f}% {mem} {speed}')
-    result = dict(args=vars(args), matmul_gflops=rates, model_gflop=gflops, rows=rows)
-    if args.bf16 and 'swinv2_backbone' in impls:
+              f'{row["gflop_per_s"]:8.1f} {rates_cols}{mem} {count} {speed}')
+    result = dict(args=vars(args), device=where, torch=torch.__version__, matmul_gflops=rates,
+                  model_gflop=gflops, rows=rows)
+    if own_fp32:
         result['bf16_speedup_over_own_fp32'] = ratio = \
             medians['swinv2_backbone' + bench.FP32] / medians['swinv2_backbone']
         result['bf16_error'] = errors = bench.bf16_error(size, args.window)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinv2_backbone.analysis import model_complexity
+from devkit.analysis import model_complexity
 
 
 def main(argv: list[str] | None = None) -> int:

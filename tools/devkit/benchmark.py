@@ -1,13 +1,17 @@
-"""Side-by-side speed and memory of this package and the reference SwinV2 implementations.
+"""Side-by-side speed, memory and op counts of this package and the reference SwinV2
+implementations, on a CPU or a GPU, in float32 or under autocast.
 
 Latency: every implementation is built in one process and timed in interleaved rounds (each
 round runs each model once, in a rotating order), so machine noise hits them alike; medians
-over rounds, warm-up excluded. Peak memory: each implementation in a fresh process of its own
-(``measure_memory``): the kernel's resident high-water mark is reset before a step and read
-after it (Linux ``clear_refs``), less the resident size before the step.
+over rounds, warm-up excluded. On a GPU each step is timed with CUDA events.
+Peak memory: on CPU each implementation in a fresh process of its own (``measure_memory``):
+the kernel's resident high-water mark is reset before a step and read after it (Linux
+``clear_refs``), less the resident size before the step. On a GPU, the allocator's peak during
+the first step less what was allocated before it (``cuda_step_peak_mb``).
+Op counts: kernel-launching ATen ops of one step on the meta device (``opcount.py``).
 FLOPs: traced once (mmengine's FlopAnalyzer counts a multiply-add as one; we report 2x that)
-and set against the machine's fp32 matmul rates measured on a square ``torch.mm`` and on
-oneDNN's GEMM (see linear.py: on AMD processors the second is about twice the first).
+and on CPU set against the machine's fp32 matmul rates measured on a square ``torch.mm`` and
+on oneDNN's GEMM (see kernels/onednn.py).
 """
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ['FP32', 'IMPLEMENTATIONS', 'bf16_error', 'build', 'matmul_gflops', 'measure_memory',
-           'model_gflops', 'run_benchmark']
+__all__ = ['FP32', 'IMPLEMENTATIONS', 'bf16_error', 'build', 'cuda_step_peak_mb', 'matmul_gflops',
+           'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark']
+
+TOOLS = str(Path(__file__).resolve().parent.parent)
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -41,7 +48,7 @@ class _Features(nn.Module):
 
 
 def _ours(size, window, **kw):
-    from .backbone import SwinV2Backbone
+    from swinv2_backbone import SwinV2Backbone
     return SwinV2Backbone('tiny', window_size=window, out_norm=False, drop_path_rate=0.0, **kw)
 
 
@@ -83,13 +90,29 @@ def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
     return IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
 
 
+def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
+              batch: int) -> dict[str, int | None]:
+    """Kernel-launching ops of one step of each implementation on the meta device (the
+    paths a GPU takes); None where a model does not run there."""
+    from .opcount import count_step_ops
+    counts = {}
+    for name in names:
+        try:
+            counts[name] = count_step_ops(partial(build, name, size, window), size, batch,
+                                          mode).total
+        except (RuntimeError, NotImplementedError, TypeError):
+            counts[name] = None
+    return counts
+
+
 def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> float:
     """A fp32 matmul rate of this machine: median GFLOP/s of an n x n x n product.
 
     ``backend='mm'`` times ``torch.mm`` (MKL on x86: what fp32 ``nn.Linear`` runs on);
-    ``'onednn'`` times oneDNN's GEMM (see linear.py), the faster of the two on AMD processors.
+    ``'onednn'`` times oneDNN's GEMM (see kernels/onednn.py), with AVX-512 the faster of the two
+    on AMD processors.
     """
-    from .linear import ONEDNN, _OP
+    from swinv2_backbone.kernels.onednn import ONEDNN, _OP
     a, b = torch.randn(n, n), torch.randn(n, n)
     if backend == 'onednn' and not ONEDNN:
         raise RuntimeError('this PyTorch has no oneDNN linear op')
@@ -138,48 +161,82 @@ def model_gflops(size: tuple[int, int], window: int, batch: int = 1) -> float:
     """FLOPs of one SwinV2-T forward (2 per multiply-add), in G."""
     from .analysis import flop_analyzer
     # the explicit attention path: the same arithmetic in plain ops, which FlopAnalyzer counts
-    model = _ours(size, window, fused_attn=False).eval()
+    model = _ours(size, window, execution='reference').eval()
     analyzer = flop_analyzer(model, (torch.randn(batch, 3, *size),))
     with torch.no_grad():  # traced without autograd: no custom autograd functions to hide ops
         return 2 * analyzer.total() / 1e9
 
 
-def _step(model: nn.Module, x: torch.Tensor, mode: str, dtype: torch.dtype | None) -> None:
-    if mode == 'inference':
-        with torch.inference_mode(), torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
-            model(x)
-    else:
-        with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
-            outs = model(x)
-        sum(o.float().mean() for o in outs).backward()
+def _step(model: nn.Module, x: torch.Tensor, mode: str, amp: torch.dtype | None) -> None:
+    with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+        if mode == 'inference':
+            with torch.inference_mode():
+                model(x)
+            return
+        outs = model(x)
+    sum(o.float().mean() for o in outs).backward()
+
+
+def _timed_step(model: nn.Module, x: torch.Tensor, mode: str, amp: torch.dtype | None) -> float:
+    """Seconds of one step: CUDA events on a GPU, the wall clock on a CPU."""
+    if x.device.type != 'cuda':
+        t = time.perf_counter()
+        _step(model, x, mode, amp)
+        return time.perf_counter() - t
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    _step(model, x, mode, amp)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: str,
-                  batch: int, rounds: int, warmup: int,
-                  dtype: torch.dtype | None = None, log=print) -> dict[str, list[float]]:
-    """Interleaved timing of ``names``; returns seconds per step, one list per name."""
+                  batch: int, rounds: int, warmup: int, amp: torch.dtype | None = None,
+                  device: str = 'cpu', log=print) -> dict[str, list[float]]:
+    """Interleaved timing of ``names``; returns seconds per step, one list per name. Names
+    ending in ``FP32`` run in float32 whatever ``amp`` says."""
     torch.manual_seed(0)
     models = {}
     for name in names:
         log(f'  building {name}')
-        model = build(name, size, window)
+        model = build(name, size, window).to(device)
         model.train(mode == 'training')  # mmpretrain's train() returns None: do not chain
         models[name] = model
-    x = torch.randn(batch, 3, *size)
+    x = torch.randn(batch, 3, *size, device=device)
     times = {name: [] for name in names}
     for r in range(warmup + rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            t = time.perf_counter()
-            _step(models[name], x, mode, None if name.endswith(FP32) else dtype)
+            sec = _timed_step(models[name], x, mode, None if name.endswith(FP32) else amp)
             if r >= warmup:
-                times[name].append(time.perf_counter() - t)
+                times[name].append(sec)
             for p in models[name].parameters():
                 p.grad = None
         log(f'  round {r + 1}/{warmup + rounds}' + (' (warm-up)' if r < warmup else '') + ': '
             + ', '.join(f'{n} {times[n][-1] * 1e3:.0f} ms' for n in names if times[n]
                         and r >= warmup))
     return times
+
+
+def cuda_step_peak_mb(name: str, size: tuple[int, int], window: int, mode: str, batch: int,
+                      amp: torch.dtype | None) -> float:
+    """GPU memory (MB) allocated at the peak of a first step beyond what was allocated before
+    it (the model and the input)."""
+    torch.manual_seed(0)
+    model = build(name, size, window).cuda()
+    model.train(mode == 'training')
+    x = torch.randn(batch, 3, *size, device='cuda')
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    _step(model, x, mode, amp)
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    del model, x
+    torch.cuda.empty_cache()
+    return peak
 
 
 def _status_mb(field: str) -> float:
@@ -203,7 +260,8 @@ def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,
     """Peak resident-memory growth (MB) of one step, measured in a fresh process."""
     code = (
         'import json, sys, torch\n'
-        'from swinv2_backbone import benchmark as b\n'
+        f'sys.path.insert(0, {TOOLS!r})\n'
+        'from devkit import benchmark as b\n'
         f'model = b.build({name!r}, {tuple(size)!r}, {window})\n'
         f'model.train({mode == "training"})\n'
         f'x = torch.randn({batch}, 3, {size[0]}, {size[1]})\n'

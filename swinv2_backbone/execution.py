@@ -1,0 +1,107 @@
+"""How a forward runs: one decision per forward, passed down to every stage, block and kernel.
+
+``SwinV2Backbone(execution=...)`` picks the path; :func:`decide` turns it and the state of the
+call (device, autograd, autocast, tracing) into an :class:`Execution` once per forward:
+
+- ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
+  the official code writes it; also what attention dropout in training runs.
+- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.cpu_kernels`): oneDNN GEMMs, attention a
+  few windows at a time into reused buffers, in-place inference in cache-sized chunks, and lean
+  autograd functions for training.
+- ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.device_kernels`): one qkv GEMM,
+  one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
+  over images or chunks, autograd for backward.
+- ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
+
+Every path gives the reference's result (tests/test_paths.py), so the choice changes speed and
+memory, never numerics beyond float rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from .compat import autocast_available, autocast_dtype, autocast_enabled, is_compiling
+
+__all__ = ['EXECUTION_PATHS', 'Execution', 'check_execution', 'decide']
+
+EXECUTION_PATHS = ('auto', 'reference', 'cpu', 'batched')
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What one forward does, decided by :func:`decide`.
+
+    Attributes:
+        path: 'reference', 'cpu' or 'batched' (never 'auto').
+        grad: autograd records this forward (some input or parameter needs a gradient).
+        amp: the autocast dtype on the input's device, or None outside autocast.
+        compiling: ``torch.compile`` is tracing this forward.
+        onednn: float32 CPU linears may run on oneDNN (the cpu path, outside autocast and jit
+            tracing, which cannot record the op).
+        bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
+            oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
+            stay float32.
+        attn_dropout: attention dropout is active (training with a rate > 0): the attention
+            runs the reference ops, which apply it.
+        chunk_tokens: the cpu path's inference runs each block on this many tokens (whole
+            windows) at a time, in place, so a chunk's intermediates stay in cache.
+        train_chunk_tokens, chunk_logits, mlp_chunk_rows: the cpu path's attention and
+            autograd functions work on at most this many tokens, attention logits
+            (windows * heads * N * N) and MLP rows at a time. The batched path has no chunks
+            (``mlp_chunk_rows`` None: all rows at once).
+
+    Pass an ``Execution`` as the backbone's ``execution`` to choose the chunk sizes too (tests
+    use small ones); :func:`decide` fills in the rest for each forward.
+    """
+
+    path: str
+    grad: bool = False
+    amp: torch.dtype | None = None
+    compiling: bool = False
+    onednn: bool = False
+    bf16_inference: bool = False
+    attn_dropout: bool = False
+    chunk_tokens: int = 2048
+    train_chunk_tokens: int = 4096
+    chunk_logits: int = 1 << 20
+    mlp_chunk_rows: int | None = 4096
+
+
+def check_execution(requested: str | Execution) -> None:
+    """Raise a clear error for an ``execution`` argument that names no path."""
+    path = requested.path if isinstance(requested, Execution) else requested
+    if path not in EXECUTION_PATHS:
+        raise ValueError(f'execution must be one of {EXECUTION_PATHS} or an Execution, got '
+                         f'{requested!r}')
+
+
+def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
+           attn_dropout: bool = False) -> Execution:
+    """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
+    (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
+    are kept)."""
+    from .kernels.onednn import ONEDNN, ONEDNN_BF16
+    check_execution(requested)
+    base = requested if isinstance(requested, Execution) else Execution(requested)
+    device = x.device.type
+    path = base.path
+    if path == 'auto':
+        path = 'cpu' if device == 'cpu' else 'batched'
+    elif path == 'cpu' and device != 'cpu':
+        raise ValueError(f"execution='cpu' runs CPU kernels, but the input is on {x.device}; "
+                         "use 'batched' or 'auto'")
+    if path == 'batched':  # whole stages, no chunks
+        base = replace(base, mlp_chunk_rows=None)
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+    amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
+        else None
+    cpu_kernels = path == 'cpu' and ONEDNN and not torch.jit.is_tracing()
+    return replace(base, path=path, grad=grad, amp=amp, compiling=is_compiling(),
+                   onednn=cpu_kernels and amp is None,
+                   bf16_inference=cpu_kernels and ONEDNN_BF16 and not grad
+                   and amp == torch.bfloat16,
+                   attn_dropout=attn_dropout)

@@ -1,0 +1,236 @@
+"""The cpu path's kernels: attention a few windows at a time into reused buffers, and lean
+autograd functions for training.
+
+On a CPU the attention of 64-token windows is fastest as bmm, softmax, bmm over chunks that
+stay in cache (1.5-2.4x ``F.scaled_dot_product_attention``'s flash kernel here), and training
+memory is dominated by what autograd saves. So:
+
+- :func:`attend` builds the logits (:func:`~swinv2_backbone.ops.attention_logits`) of
+  ``Execution.chunk_logits`` at a time into one buffer, softmax in place, P @ V into q's storage;
+- :func:`head_major` splits a qkv projection into unit q (temperature folded in), unit k and v,
+  head-major, in one pass;
+- :class:`CosineAttention` (qkv projection + attention) saves the unit q/k/v and recomputes the
+  attention maps in backward, a few windows at a time;
+- :class:`GeluMlp` saves the fc1 output and recomputes the GELU in backward.
+
+Each is tested against the reference path (tests/test_paths.py) and with ``gradcheck``
+(tests/test_kernels.py). Nothing here allocates a whole stage's worth of temporaries besides
+what is saved for backward.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from ..execution import Execution
+from ..ops import attention_logits, inverse_norm
+from .onednn import backward_gemm, linear
+
+__all__ = ['CosineAttention', 'GeluMlp', 'attend', 'head_major', 'mask_rows']
+
+
+def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
+               num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a (B_, N, 3C) qkv projection into the unit q times ``temperature`` (heads, 1, 1),
+    the unit k and v; each (B_, heads, N, d), contiguous, in float32 at least. One pass."""
+    B_, N, _ = qkv.shape
+    qkv = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B_, heads, N, d)
+    out = torch.empty(qkv.shape, dtype=torch.promote_types(qkv.dtype, torch.float32),
+                      device=qkv.device)
+    factor = inverse_norm(qkv[:2])  # (2, B_, heads, N, 1)
+    factor[0].mul_(temperature)
+    torch.mul(qkv[:2], factor, out=out[:2])
+    out[2] = qkv[2]
+    return out[0], out[1], out[2]
+
+
+def mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None:
+    """Shift-mask rows of windows i..j-1 of the batch (window w of image b is row b*nW + w)."""
+    if mask is None:
+        return None
+    nW = mask.shape[0]
+    if i // nW == (j - 1) // nW:  # all in one image: a view
+        return mask[i % nW:(j - 1) % nW + 1]
+    return mask.index_select(0, torch.arange(i, j, device=mask.device) % nW)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Tensor,
+           mask: torch.Tensor | None, chunk_logits: int) -> torch.Tensor:
+    """``softmax(q k^T + pos_bias + mask) v`` in each window and head, ``chunk_logits``
+    logits at a time.
+
+    Args:
+        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q. ``q`` is
+            overwritten (it is used as scratch space).
+        pos_bias: (heads, N, N) position bias.
+        mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
+
+    Returns:
+        (B_, N, heads * d)
+    """
+    B_, h, N, d = q.shape
+    out = q.new_empty(B_, N, h, d)
+    step = max(1, chunk_logits // (h * N * N))
+    buffer = q.new_empty(min(step, B_) * h, N, N)  # one logits buffer, updated in place
+    for i in range(0, B_, step):
+        j = min(i + step, B_)
+        logits = attention_logits(q[i:j], k[i:j], pos_bias, mask_rows(mask, i, j),
+                                  out=buffer[:(j - i) * h])
+        p = torch.softmax(logits.view(-1, N, N), -1, out=buffer[:(j - i) * h])
+        # q[i:j] is not read again: it takes the (n * heads, N, d) product
+        o = torch.bmm(p, v[i:j].view(-1, N, d), out=q[i:j].view(-1, N, d))
+        out[i:j] = o.view(j - i, h, N, d).transpose(1, 2)
+    return out.view(B_, N, h * d)
+
+
+def window_chunks(num: int, heads: int, N: int, execution: Execution) -> list[tuple[int, int]]:
+    """Window ranges [i, j) of at most ``train_chunk_tokens`` tokens / ``chunk_logits``
+    logits."""
+    step = max(1, min(execution.train_chunk_tokens // N,
+                      execution.chunk_logits // (heads * N * N)))
+    return [(i, min(i + step, num)) for i in range(0, num, step)]
+
+
+class CosineAttention(torch.autograd.Function):
+    """qkv projection + scaled cosine attention, with a backward pass that saves little.
+
+    Forward, a few windows at a time: ``qkv = x W^T + b``; q and k normalised into a head-major
+    buffer (3, B_, heads, N, d) that every later matmul reads without copies; :func:`attend`
+    with the temperature applied to q. Saved for backward: x, that buffer, the inverse norms and
+    the output; not the (windows, heads, N, N) attention, which backward recomputes chunk by
+    chunk. Gradients reach x, W, b, the temperature and the position bias (hence the CPB MLP);
+    the shift mask is a constant.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
+                num_heads: int, execution: Execution) -> torch.Tensor:
+        B_, N, C = x.shape
+        h = num_heads
+        qkv = out = inv = t = None
+        pos_bias = pos_bias.detach()
+        inner = replace(execution, grad=False)  # nothing inside an autograd function records
+        for i, j in window_chunks(B_, h, N, execution):
+            # (n, N, 3C) -> (3, n, heads, N, d), a view
+            raw = linear(x[i:j], weight, qkv_bias, inner).view(j - i, N, 3, h, -1)
+            raw = raw.permute(2, 0, 3, 1, 4)
+            if qkv is None:
+                qkv = raw.new_empty(3, B_, *raw.shape[2:])
+                # float32: the inverse norms of small vectors overflow fp16
+                inv = torch.empty(2, B_, h, N, 1, device=raw.device,
+                                  dtype=torch.promote_types(raw.dtype, torch.float32))
+                out = raw.new_empty(B_, N, C)
+                t = temperature.detach().to(raw.dtype).view(1, -1, 1, 1)
+            inv[:, i:j] = inverse_norm(raw[:2])
+            torch.mul(raw[:2], inv[:, i:j], out=qkv[:2, i:j])  # unit q and k
+            qkv[2, i:j] = raw[2]
+            # the temperature goes into a copy of q: qkv keeps the unit vectors for backward
+            out[i:j] = attend(qkv[0, i:j] * t, qkv[1, i:j], qkv[2, i:j], pos_bias,
+                              mask_rows(mask, i, j), execution.chunk_logits)
+        ctx.save_for_backward(x, weight, qkv, inv, temperature, pos_bias, mask, out)
+        ctx.has_bias = qkv_bias is not None
+        ctx.execution = execution
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, weight, qkv, inv, temperature, pos_bias, mask, out = ctx.saved_tensors
+        _, B_, h, N, d = qkv.shape
+        dt = qkv.dtype
+        need = ctx.needs_input_grad
+        g = grad_out.to(dt).view(B_, N, h, d)
+        w = weight.to(dt)
+        t = temperature.to(dt).view(1, h, 1, 1)
+        pos_bias_dt = pos_bias.to(dt)
+        dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
+        dw = torch.zeros(weight.shape, dtype=dt, device=x.device) if need[1] else None
+        db = torch.zeros(weight.shape[0], dtype=dt, device=x.device) \
+            if need[2] and ctx.has_bias else None
+        dpos_bias = torch.zeros(pos_bias.shape, dtype=torch.float32, device=pos_bias.device)
+        dtemperature = torch.zeros(h, dtype=torch.float32, device=pos_bias.device)
+        for i, j in window_chunks(B_, h, N, ctx.execution):
+            qh, kh, v = qkv[:, i:j]  # each (n, heads, N, d), contiguous
+            gc = g[i:j].transpose(1, 2).contiguous()  # (n, heads, N, d)
+            # softmax backward needs rowsum(dO * O) per query: (n, heads, N, 1)
+            rowdot = (g[i:j] * out[i:j].view(-1, N, h, d)).sum(-1)
+            rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
+            qs = qh * t
+            p = attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j)).softmax(-1)
+            dqkv = torch.empty(j - i, N, 3, h, d, dtype=dt, device=qkv.device)
+            dqkv[:, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
+            # softmax backward: dS = P * (dP - rowsum(dO * O))
+            dlogits = (gc @ v.transpose(-2, -1)).sub_(rowdot).mul_(p)
+            del p
+            dpos_bias += dlogits.sum(0, dtype=torch.float32)
+            dqs = dlogits @ kh  # d(loss)/d(t * q_unit)
+            dk = dlogits.transpose(-2, -1) @ qs  # d(loss)/d(k_unit)
+            # through y = x / |x|: dx = (dy - y (y . dy)) / |x| (0 where the norm was clamped:
+            # see inverse_norm); for q, dy = t * dqs, and (q_unit . dqs) summed is also the
+            # temperature's gradient
+            dot = (qh * dqs).sum(-1, keepdim=True)
+            dtemperature += dot.sum((0, 2, 3), dtype=torch.float32)
+            dqkv[:, :, 0] = ((dqs - qh * dot) * (t * inv[0, i:j])).transpose(1, 2)
+            dot = (kh * dk).sum(-1, keepdim=True)
+            dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
+            dqkv = dqkv.view((j - i) * N, -1)  # (n*N, 3C)
+            if dx is not None:
+                dx[i:j] = backward_gemm(dqkv, w.t()).view(j - i, N, -1)
+            if dw is not None:
+                dw += backward_gemm(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(dt).t())
+            if db is not None:
+                db += dqkv.sum(0)
+        return dx, dw, db, dtemperature, dpos_bias, None, None, None
+
+
+class GeluMlp(torch.autograd.Function):
+    """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only.
+
+    The GELU output, its gradient and the fc1-output gradient exist for ``mlp_chunk_rows``
+    rows at a time (all at once where it is None, as on the batched path) (the usual graph keeps the GELU output too and builds each gradient whole,
+    every one 4x the block's width); backward recomputes the GELU.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None,
+                w2: torch.Tensor, b2: torch.Tensor | None, execution: Execution) -> torch.Tensor:
+        inner = replace(execution, grad=False)  # nothing inside an autograd function records
+        hidden = linear(x, w1, b1, inner)
+        dt = hidden.dtype  # bf16 under autocast
+        w2c = w2.to(dt)
+        b2c = b2.to(dt) if b2 is not None else None
+        rows = execution.mlp_chunk_rows or x.shape[0]  # None: all rows at once
+        y = hidden.new_empty(x.shape[0], w2.shape[0])
+        for r in range(0, x.shape[0], rows):
+            y[r:r + rows] = linear(F.gelu(hidden[r:r + rows]), w2c, b2c, inner)
+        ctx.save_for_backward(x, w1, w2, hidden)
+        ctx.has_bias = b1 is not None, b2 is not None
+        ctx.rows = rows
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w1, w2, hidden = ctx.saved_tensors
+        dt = hidden.dtype
+        need = ctx.needs_input_grad
+        rows = ctx.rows
+        grad, w1c, w2c = grad.to(dt), w1.to(dt), w2.to(dt)
+        dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
+        dw1 = torch.zeros(w1.shape, dtype=dt, device=x.device) if need[1] else None
+        db1 = hidden.new_zeros(hidden.shape[1]) if need[2] and ctx.has_bias[0] else None
+        dw2 = torch.zeros(w2.shape, dtype=dt, device=x.device) if need[3] else None
+        db2 = grad.sum(0) if need[4] and ctx.has_bias[1] else None
+        for r in range(0, x.shape[0], rows):
+            h, g = hidden[r:r + rows], grad[r:r + rows]
+            if dw2 is not None:
+                dw2 += backward_gemm(g.t(), F.gelu(h).t())
+            dh = torch.ops.aten.gelu_backward(backward_gemm(g, w2c.t()), h)
+            if dx is not None:
+                dx[r:r + rows] = backward_gemm(dh, w1c.t())
+            if dw1 is not None:
+                dw1 += backward_gemm(dh.t(), x[r:r + rows].to(dt).t())
+            if db1 is not None:
+                db1 += dh.sum(0)
+        return dx, dw1, db1, dw2, db2, None

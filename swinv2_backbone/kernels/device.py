@@ -1,0 +1,95 @@
+"""The batched path: whole-stage ops for GPUs, no Python loop over images or chunks.
+
+Per block: one qkv GEMM, one q/k normalisation (:func:`~swinv2_backbone.attention.unit_vectors`)
+and one ``F.scaled_dot_product_attention`` call. The logit bias SDPA adds is laid out so that
+nothing is materialised per image and PyTorch's fused (memory-efficient / cuDNN) kernels stay
+eligible:
+
+- plain windows: queries (B*nW, heads, N, d), bias ``pos_bias`` (1, heads, N, N), broadcast;
+- shifted windows: windows and heads together as SDPA's heads, queries (B, nW*heads, N, d), bias
+  ``pos_bias + shift mask`` (1, nW*heads, N, N), one per stage shape, broadcast over images.
+
+Backward is autograd's (SDPA's fused backward), except for :class:`UnitQK`, which saves only its
+outputs (the tensors SDPA saves anyway) instead of the float32 vectors autograd would keep.
+Under fp16/bf16 autocast the q/k normalisation runs in float32 and a vector whose norm is
+clamped (the zero padding's k) gets no gradient, so nothing overflows; no host
+synchronisation, and it traces under ``torch.compile``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import inverse_norm
+
+__all__ = ['UnitQK', 'window_attention']
+
+
+class UnitQK(torch.autograd.Function):
+    """``(unit q * temperature, unit k)`` from the raw (2, ..., d) q/k projections, computed in
+    float32 (:func:`~swinv2_backbone.ops.inverse_norm`) and returned in their dtype.
+
+    Saves its outputs and the inverse norms: backward recovers the unit vectors from the
+    outputs, so nothing is kept besides what the attention saves anyway (autograd would keep
+    the projections and a float32 copy of q).
+    """
+
+    @staticmethod
+    def forward(ctx, qk: torch.Tensor, temperature: torch.Tensor):
+        inv = inverse_norm(qk)  # (2, ..., 1) float32
+        scale = torch.cat((inv[:1] * temperature, inv[1:]))
+        out = (qk * scale).to(qk.dtype)
+        ctx.save_for_backward(out, inv, temperature)
+        return out[0], out[1]
+
+    @staticmethod
+    def backward(ctx, dq: torch.Tensor, dk: torch.Tensor):
+        out, inv, temperature = ctx.saved_tensors
+        dtype = inv.dtype  # float32 at least
+        unit = out.to(dtype, copy=True)  # a copy: out is also SDPA's saved input
+        unit[0] /= temperature
+        grad = torch.stack((dq, dk)).to(dtype)
+        grad[0] *= temperature  # d(loss)/d(unit q)
+        # q's gradient through the temperature: sum of (unit q . d(loss)/d(output q))
+        dtemperature = (unit[0] * dq).sum((0, 1, 3, 4)).view(temperature.shape) \
+            if ctx.needs_input_grad[1] else None
+        # through y = x / |x|: dx = (dy - y (y . dy)) / |x|, 0 where the norm was clamped
+        dqk = (grad - unit * (unit * grad).sum(-1, keepdim=True)) * inv
+        return dqk.to(out.dtype), dtemperature
+
+
+def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                     temperature: torch.Tensor, pos_bias: torch.Tensor,
+                     mask: torch.Tensor | None, num_heads: int) -> torch.Tensor:
+    """qkv projection and scaled cosine attention of every window of a stage at once.
+
+    Args:
+        x: (B, L, C) tokens in window order, L = num_windows * N.
+        weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
+        temperature: (heads, 1, 1) ``exp(clamped logit_scale)``.
+        pos_bias: (heads, N, N) position bias.
+        mask: (num_windows, N, N) shift mask, or None.
+
+    Returns:
+        (B, L, C), before the output projection.
+    """
+    B, L, C = x.shape
+    N = pos_bias.shape[-1]
+    nW, h = L // N, num_heads
+    qkv = F.linear(x, weight, qkv_bias)
+    # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
+    qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
+    qk, v = qkv.split((2, 1))  # a split's backward is one cat, not a zero-filled tensor each
+    q, k = UnitQK.apply(qk, temperature)
+    # a copy: a view would keep the whole qkv projection alive for SDPA's backward
+    v = v.squeeze(0).contiguous()
+    d = v.shape[-1]
+    if mask is None:  # windows as SDPA's batch: (B*nW, heads, N, d), bias (1, heads, N, N)
+        bias = pos_bias.to(v.dtype).unsqueeze(0)
+        q, k, v = (t.reshape(B * nW, h, N, d) for t in (q, k, v))
+    else:  # windows x heads as SDPA's heads: (B, nW*heads, N, d), bias (1, nW*heads, N, N)
+        bias = (pos_bias + mask.unsqueeze(1)).to(v.dtype).view(1, nW * h, N, N)
+        q, k, v = (t.reshape(B, nW * h, N, d) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+    # (B, nW, heads, N, d) -> (B, nW, N, heads, d) -> (B, L, C)
+    return out.view(B, nW, h, N, d).transpose(2, 3).reshape(B, L, C)

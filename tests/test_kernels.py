@@ -1,0 +1,199 @@
+"""The kernels on their own: each against PyTorch's plain ops or finite differences."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from swinv2_backbone.execution import Execution
+from swinv2_backbone.kernels import cpu, device, onednn
+from swinv2_backbone.ops import inverse_norm
+
+from conftest import randomize_
+
+CPU = Execution('cpu', onednn=onednn.ONEDNN)
+
+
+def _windows(images=2, nW=4, h=2, N=4, d=3, dtype=torch.float64):
+    """Random tokens, qkv weights, temperature, position bias and shift mask."""
+    torch.manual_seed(0)
+    kw = dict(dtype=dtype, requires_grad=True)
+    C = h * d
+    return dict(x=torch.randn(images * nW, N, C, **kw), weight=torch.randn(3 * C, C, **kw),
+                qkv_bias=torch.randn(3 * C, **kw),
+                temperature=(torch.rand(h, dtype=dtype) * 5 + 1).requires_grad_(),
+                pos_bias=torch.randn(h, N, N, **kw),
+                mask=(torch.rand(nW, N, N) > 0.7).to(dtype) * -100)
+
+
+def _plain_attention(x, weight, qkv_bias, temperature, pos_bias, mask, heads):
+    """The official code's ops: F.normalize, matmul, softmax, matmul; (B_, N, C)."""
+    B_, N, C = x.shape
+    q, k, v = F.linear(x, weight, qkv_bias).view(B_, N, 3, heads, -1).permute(2, 0, 3, 1, 4)
+    attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+    attn = attn * temperature.view(-1, 1, 1) + pos_bias
+    if mask is not None:
+        attn = attn + mask.repeat(B_ // mask.shape[0], 1, 1).unsqueeze(1)
+    return (attn.softmax(-1) @ v).transpose(1, 2).reshape(B_, N, C)
+
+
+def test_cosine_attention_backward_passes_gradcheck():
+    """Finite differences in float64 against CosineAttention's hand-written backward, for x,
+    the qkv weight and bias, the temperature and the position bias, with a shift mask and
+    chunks of 3 windows over 2 images of 4 windows."""
+    a = _windows()
+    execution = Execution('cpu', train_chunk_tokens=12)
+    assert torch.autograd.gradcheck(
+        lambda *t: cpu.CosineAttention.apply(*t, a['mask'], 2, execution),
+        (a['x'], a['weight'], a['qkv_bias'], a['temperature'], a['pos_bias']))
+
+
+def test_gelu_mlp_backward_passes_gradcheck():
+    torch.manual_seed(0)
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    args = (torch.randn(7, 4, **kw), torch.randn(16, 4, **kw), torch.randn(16, **kw),
+            torch.randn(4, 16, **kw), torch.randn(4, **kw))
+    execution = Execution('cpu', mlp_chunk_rows=3)
+    assert torch.autograd.gradcheck(lambda *t: cpu.GeluMlp.apply(*t, execution), args)
+
+
+@pytest.mark.parametrize('images', [1, 3])
+def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images):
+    """attend against F.scaled_dot_product_attention with the shift mask of several images,
+    bmm-softmax-bmm 3 windows at a time (chunk edges inside images)."""
+    torch.manual_seed(0)
+    nW, h, N, d = 4, 2, 16, 8
+    q, k, v = (torch.randn(images * nW, h, N, d) for _ in range(3))
+    bias, mask = torch.randn(h, N, N), torch.randn(nW, N, N)
+    for m in (None, mask):
+        full = bias if m is None else bias + m.repeat(images, 1, 1).unsqueeze(1)
+        want = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=full.expand(images * nW, h, N, N), scale=1.0)
+        got = cpu.attend(q.clone(), k, v, bias, m, chunk_logits=3 * h * N * N)
+        torch.testing.assert_close(got, want.transpose(1, 2).reshape(images * nW, N, h * d),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('shifted', [False, True])
+def test_device_window_attention_equals_the_official_ops_with_gradients(shifted):
+    """The batched kernel in float64 against F.normalize / matmul / softmax: output and the
+    gradients of x, the weights, the temperature and the position bias; with zero tokens
+    (padding), whose k has norm 0: there F.normalize's gradient is dy / eps, which the kernel
+    does not pass (the padding's gradient is discarded by the stage), so x's gradient is
+    compared on the other tokens."""
+    a = _windows(images=3, N=9)
+    mask = a.pop('mask') if shifted else None
+    a.pop('mask', None)
+    with torch.no_grad():
+        a['x'][:, -2:] = 0  # the last two tokens of each window are zero padding
+        a['qkv_bias'][6:12] = 0  # SwinV2 has no k bias
+    B, L, C = 3, 4 * 9, 6
+    grads = []
+    for fn in ('device', 'plain'):
+        if fn == 'device':
+            out = device.window_attention(a['x'].view(B, L, C), a['weight'], a['qkv_bias'],
+                                          a['temperature'].view(-1, 1, 1), a['pos_bias'],
+                                          mask, 2).view(-1, 9, C)
+        else:
+            out = _plain_attention(a['x'], a['weight'], a['qkv_bias'], a['temperature'],
+                                   a['pos_bias'], mask, 2)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads.append([out.detach()] + [t.grad.clone() for t in a.values()])
+        for t in a.values():
+            t.grad = None
+    got, want = grads
+    got[1], want[1] = got[1][:, :-2], want[1][:, :-2]  # x: the non-padding tokens
+    got[3], want[3] = got[3][[*range(6), *range(12, 18)]], want[3][[*range(6), *range(12, 18)]]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9)
+
+
+def test_inverse_norm_is_f_normalize_and_passes_no_gradient_through_zero_vectors():
+    t = torch.randn(5, 7, dtype=torch.float64)
+    t[2] = 0
+    t.requires_grad_()
+    unit = t * inverse_norm(t)
+    torch.testing.assert_close(unit, F.normalize(t, dim=-1))
+    unit.sum().backward()
+    assert torch.equal(t.grad[2], torch.zeros(7, dtype=torch.float64))
+    assert torch.isfinite(t.grad).all() and t.grad[0].abs().sum() > 0
+    assert inverse_norm(torch.randn(3, 4).half()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------ oneDNN linear
+@pytest.mark.skipif(not onednn.ONEDNN, reason='this PyTorch has no oneDNN linear op')
+@pytest.mark.parametrize('gelu', [False, True])
+def test_onednn_linear_matches_f_linear_with_gradients(gelu):
+    torch.manual_seed(0)
+    x = torch.randn(2, 37, 24, requires_grad=True)  # 3-D input, odd row count
+    w = (torch.randn(40, 24) * 0.2).requires_grad_()
+    b = torch.randn(40, requires_grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(onednn.linear(x, w, b, CPU, gelu=gelu),
+                                   F.gelu(F.linear(x, w, b)) if gelu else F.linear(x, w, b),
+                                   rtol=1e-5, atol=1e-5)
+    grads = []
+    train = Execution('cpu', onednn=True, grad=True)
+    for fn in (lambda *a, gelu: onednn.linear(*a, train, gelu=gelu),
+               lambda *a, gelu: F.gelu(F.linear(*a)) if gelu else F.linear(*a)):
+        out = fn(x, w, b, gelu=gelu)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([t.grad.clone() for t in (x, w, b)])
+        for t in (x, w, b):
+            t.grad = None
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_takes_f_linear_where_onednn_does_not_apply():
+    x, w = torch.randn(3, 8), torch.randn(4, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # the policy: no oneDNN under autocast
+        assert onednn.linear(x, w, None, Execution('cpu')).dtype == torch.bfloat16
+    torch.testing.assert_close(onednn.linear(x.double(), w.double(), None, CPU),
+                               F.linear(x, w).double(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn.ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs "
+                    'AVX-512 or AMX)')
+@pytest.mark.parametrize('gelu', [False, True])
+def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
+    """Under bf16 autocast without autograd: bf16 output, equal to float32 arithmetic on the
+    bf16-rounded input and weight (oneDNN accumulates in float32); the float32 bias is kept."""
+    from swinv2_backbone.execution import decide
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 37, 64), torch.randn(48, 64) * 0.2, torch.randn(48)
+    want = F.linear(x.bfloat16().float(), w.bfloat16().float(), b)
+    want = F.gelu(want) if gelu else want
+    module = torch.nn.Linear(1, 1).requires_grad_(False)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        execution = decide('cpu', x, module)
+        assert execution.bf16_inference
+        got = onednn.linear(x, w, b, execution, gelu=gelu)
+    assert got.dtype == torch.bfloat16
+    # the output is rounded to bf16 once: relative error below 2^-8
+    torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-3)
+    assert not torch.equal(got.float(), F.linear(x, w, b))  # really computed in bf16
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # autograd: autocast's F.linear
+        assert not decide('cpu', x.requires_grad_(), module).bf16_inference
+
+
+# ------------------------------------------------------------------ position bias cache
+def test_eval_position_bias_cache_follows_new_weights():
+    from swinv2_backbone import SwinV2Backbone
+    kw = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
+              window_size=4, drop_path_rate=0.0)
+    model = randomize_(SwinV2Backbone(**kw)).eval()
+    attn = model.stages[0].blocks[0].attn
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        first = model(x)[0]
+        cached = attn._pos_bias_cache[1]
+        assert attn.position_bias(4, Execution('cpu')) is cached  # reused while unchanged
+        attn.cpb_mlp[2].weight.mul_(2)  # in place, as load_state_dict does
+        second = model(x)[0]
+    assert attn._pos_bias_cache[1] is not cached
+    assert not torch.allclose(first, second)
+    with torch.no_grad():
+        third = SwinV2Backbone(**kw).eval()
+        third.load_state_dict(model.state_dict())
+        assert torch.equal(third(x)[0], second)

@@ -1,0 +1,45 @@
+"""On a GPU every op is a kernel launch: the batched path launches no more ops than timm, and
+as many at detection sizes as at 512x512 (no Python loop over images or chunks). Counted on the
+meta device, which takes the paths a CUDA device takes (tools/devkit/opcount.py)."""
+from __future__ import annotations
+
+import pytest
+from devkit.opcount import count_step_ops
+
+from swinv2_backbone import SwinV2Backbone
+
+TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+
+
+def _ours():
+    return SwinV2Backbone('tiny', window_size=8, out_norm=False, drop_path_rate=0.0)
+
+
+def _timm(size):
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+    return SwinTransformerV2(img_size=size, window_size=8, num_classes=0, drop_path_rate=0.0,
+                             **TINY)
+
+
+@pytest.mark.parametrize('mode', ['inference', 'training'])
+def test_swinv2_t_launches_no_more_ops_than_timm_and_as_many_at_any_size(mode):
+    """SwinV2-T window 8, batch 2: at 800x1344 no more ops than timm; 512x512 and 800x1344
+    within 10% of each other."""
+    ours = {size: count_step_ops(_ours, size, 2, mode).total
+            for size in ((512, 512), (800, 1344))}
+    timm = count_step_ops(lambda: _timm((800, 1344)), (800, 1344), 2, mode).total
+    assert ours[800, 1344] <= timm, (ours, timm)
+    assert abs(ours[800, 1344] - ours[512, 512]) <= 0.1 * ours[512, 512], ours
+
+
+def test_the_counter_counts_launches_not_views():
+    import torch
+    from devkit.opcount import OpCounter
+    x = torch.randn(4, 6, device='meta')
+    with OpCounter() as counter:
+        y = x.view(2, 12).t()[1:].reshape(-1, 2)  # views only
+        z = torch.empty_like(y)  # an allocation
+        (x * 2).sum()  # two kernels
+        x.t().reshape(-1)  # a transposed tensor flattened: a copy kernel
+    assert dict(counter.ops) == {'mul': 1, 'sum': 1, 'clone': 1} and counter.total == 3
+    assert z.shape == y.shape

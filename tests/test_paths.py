@@ -1,0 +1,233 @@
+"""Every execution path gives the reference path's result: outputs and every gradient, at odd
+sizes with padded and shifted windows and several images; under fp16 / bf16 autocast; on the
+meta device (the paths GPUs take); through torch.compile. The policy is set through the
+backbone's ``execution`` argument, never by patching module globals."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.compat import TORCH_VERSION
+from swinv2_backbone.execution import Execution, decide
+from swinv2_backbone.kernels.onednn import ONEDNN_BF16
+
+from conftest import randomize_
+
+SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
+             window_size=4, drop_path_rate=0.0)
+# the cpu path with chunk edges inside images and windows that do not divide evenly
+SMALL_CHUNKS = Execution('cpu', chunk_tokens=48, train_chunk_tokens=48, chunk_logits=100,
+                         mlp_chunk_rows=40)
+FAST_PATHS = {'cpu': 'cpu', 'cpu, small chunks': SMALL_CHUNKS, 'batched': 'batched'}
+
+
+def small(execution='auto', **kw) -> SwinV2Backbone:
+    torch.manual_seed(0)
+    return randomize_(SwinV2Backbone(**{**SMALL, **kw}, execution=execution)).eval()
+
+
+def outputs_and_gradients(model: SwinV2Backbone, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Inference outputs, and after a training step every parameter's and the input's
+    gradient."""
+    model.zero_grad()
+    model.train()
+    xg = x.clone().requires_grad_()
+    outs = model(xg)
+    sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+    result = {n: p.grad.clone() for n, p in model.named_parameters()}
+    result['input'] = xg.grad
+    with torch.no_grad():
+        result['outputs'] = torch.cat([o.flatten() for o in model.eval()(x)])
+    return result
+
+
+@pytest.mark.parametrize('path', list(FAST_PATHS))
+def test_each_path_equals_the_reference_in_outputs_and_every_gradient(path):
+    """Two images of 75x61: padded and shifted windows in every stage but the last, which
+    shrinks its window to the map."""
+    x = torch.randn(2, 3, 75, 61)
+    want = outputs_and_gradients(small('reference'), x)
+    got = outputs_and_gradients(small(FAST_PATHS[path]), x)
+    for name, g in want.items():
+        err = ((got[name] - g).abs().max() / g.abs().max().clamp_min(1e-12)).item()
+        assert err < 1e-5, (name, err)
+
+
+@pytest.mark.parametrize('path', list(FAST_PATHS))
+def test_each_path_gives_each_image_its_own_features(path):
+    model = small(FAST_PATHS[path])
+    x = torch.randn(3, 3, 75, 101)
+    with torch.no_grad():
+        batched = model(x)
+        for i in range(3):
+            for b, a in zip(batched, model(x[i:i + 1])):
+                torch.testing.assert_close(b[i:i + 1], a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('path', ['cpu', 'batched'])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_training_gives_finite_gradients_close_to_fp32(dtype, path):
+    """A training step under autocast (as AMP runs on GPUs), with zero-padded windows: finite,
+    and every parameter's gradient points the way float32's does. fp16 overflowed
+    1 / NORM_EPS for the padding's k once and gave NaN; the zero padding's k now passes no
+    gradient (ops.inverse_norm)."""
+    if dtype == torch.float16 and TORCH_VERSION < (2, 2):
+        pytest.skip('CPU fp16 autocast of these ops needs torch >= 2.2')
+    model = small(path).train()
+    x = torch.randn(2, 3, 70, 90)
+    weights = None
+    grads = []
+    for low in (False, True):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=dtype, enabled=low):
+            outs = model(x)
+        # random weights: the plain mean of a layer-norm output has no gradient upstream
+        weights = weights or [torch.randn(o.shape) for o in outs]
+        sum((o.float() * w).sum() for o, w in zip(outs, weights)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, want in grads[0].items():
+        got = grads[1][name]
+        assert torch.isfinite(got).all(), name
+        cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert cos.item() > 0.95, (name, cos.item())
+
+
+@pytest.mark.parametrize('path', ['cpu', 'batched'])
+def test_bf16_autocast_inference_gives_finite_features_close_to_fp32(path):
+    model = small(path)
+    x = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+    for a, b in zip(low, ref):
+        assert torch.isfinite(a).all()
+        err = (a.float() - b).abs() / b.std()
+        assert err.max().item() < 0.1 and err.pow(2).mean().sqrt().item() < 2e-2
+
+
+@pytest.mark.skipif(not ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs AVX-512 "
+                    'or AMX)')
+def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
+    """Under bf16 autocast without autograd the cpu path rounds only the GEMMs to bf16. With
+    bf16-exact weights and input and the largest temperature (100), one attention is then less
+    than half as far from float32 as autocast's bf16 attention (the autograd path) is."""
+    from swinv2_backbone.attention import WindowAttentionV2
+    torch.manual_seed(0)
+    attn = WindowAttentionV2(64, 4, 8).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(0, 0.5).copy_(p.bfloat16())
+        attn.logit_scale.fill_(math.log(100))
+    x = torch.randn(6, 64, 64).bfloat16().float()
+    with torch.no_grad():
+        ref = attn(x, 8, None, decide('cpu', x, attn))
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            execution = decide('cpu', x, attn)
+            assert execution.bf16_inference
+            assert attn.position_bias(8, execution).dtype == torch.float32
+            ours = attn(x, 8, None, execution)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        xg = x.requires_grad_()
+        bf16 = attn(xg, 8, None, decide('cpu', xg, attn)).detach()
+
+    def rms(out):
+        return ((out.float() - ref) / ref.std()).pow(2).mean().sqrt().item()
+    assert 0 < rms(ours) < 0.5 * rms(bf16)
+
+
+def test_bf16_stays_finite_at_the_papers_largest_resolution():
+    model = SwinV2Backbone(arch=dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8)),
+                           window_size=16, pretrained_window_sizes=(8, 8, 8, 8))
+    randomize_(model).eval()
+    x = torch.randn(1, 3, 1536, 1536)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+    assert [o.shape[-1] for o in outs] == [384, 192, 96, 48]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_a_model_made_under_inference_mode_runs_like_any_other():
+    """Its weights have no version counters, which the position-bias cache reads."""
+    model = small()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.inference_mode():
+        twin = small()
+        twin.load_state_dict(model.state_dict())
+        for bf16 in (False, True):
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                for a, b in zip(twin(x), model(x)):
+                    torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------ the decision
+def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
+    model = small()
+    assert decide('auto', torch.randn(1, 3, 8, 8), model).path == 'cpu'
+    assert decide('auto', torch.randn(1, 3, 8, 8, device='meta'), model).path == 'batched'
+    with torch.no_grad():
+        assert not decide('auto', torch.randn(1, 3, 8, 8), model).grad
+    model.train()
+    assert decide('auto', torch.randn(1, 3, 8, 8), model, attn_dropout=True).attn_dropout
+
+
+def test_the_cpu_kernels_refuse_other_devices_by_name():
+    model = small('cpu').to('meta')
+    with pytest.raises(ValueError, match="execution='cpu' runs CPU kernels, but the input is "
+                                         'on meta'):
+        model(torch.randn(1, 3, 32, 32, device='meta'))
+
+
+def test_runs_off_cpu_on_the_meta_device():
+    """No GPU here: the meta device takes the path other devices take (batched: F.linear and
+    one SDPA per block) and fails on any tensor left on the CPU."""
+    model = small().to('meta')
+    x = torch.randn(2, 3, 70, 90, device='meta')
+    want = [(2, 32, 18, 23), (2, 64, 9, 12), (2, 128, 5, 6), (2, 256, 3, 3)]
+    for train in (False, True):
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            outs = model(x)
+        assert [tuple(o.shape) for o in outs] == want
+        assert all(o.device.type == 'meta' for o in outs)
+        if train:
+            sum(o.sum() for o in outs).backward()
+            assert all(p.grad is not None and p.grad.device.type == 'meta'
+                       for p in model.parameters())
+
+
+# ------------------------------------------------------------------ torch.compile
+@pytest.mark.parametrize('path', ['cpu', 'batched'])
+@pytest.mark.parametrize('train', [False, True])
+def test_compiles_as_one_graph_without_breaks(train, path):
+    import torch._dynamo as dynamo
+    model = small(path, drop_path_rate=0.1).train(train)
+    with torch.set_grad_enabled(train):
+        explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, \
+        [b.reason for b in explained.break_reasons]
+
+
+def test_compiles_as_one_graph_under_bf16_autocast_inference():
+    """bf16 autocast inference, as used with compile, traces without graph breaks too."""
+    import torch._dynamo as dynamo
+    model = small()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, \
+        [b.reason for b in explained.break_reasons]
+
+
+@pytest.mark.parametrize('path', ['cpu', 'batched'])
+def test_compiled_model_matches_eager_at_several_sizes(path):
+    # dynamic=False: a new size recompiles (symbolic sizes send dynamo into minutes of sympy)
+    model = small(path)
+    compiled = torch.compile(model, backend='eager', fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        for size in ((64, 64), (70, 90)):
+            x = torch.randn(1, 3, *size)
+            for a, b in zip(compiled(x), model(x)):
+                torch.testing.assert_close(a, b)
