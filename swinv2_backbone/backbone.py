@@ -45,9 +45,9 @@ class SwinV2Backbone(BaseModule):
             closing every n-th block, as SwinV2-G has). ``embed_dim``, ``depths`` and
             ``num_heads`` given explicitly override the preset.
         window_size: window side, one int or one per stage.
-        pretrained_window_sizes: per stage, the window the CPB was pretrained at (0 = none:
-            the window itself). The CPB coordinates are normalised by it; see
-            :meth:`set_window_size` for what a window change keeps.
+        pretrained_window_sizes: per stage (or one int for all), the window the CPB was
+            pretrained at (0 = none: the window itself). The CPB coordinates are normalised by
+            it; see :meth:`set_window_size` for what a window change keeps.
         out_indices: stages to return, OpenMMLab style (0..3 = stage1..stage4).
         out_features: maps to return, HF style names (``stem`` = patch-embedding output,
             ``stage1``..``stage4``). With ``out_indices`` too, both must name the same maps.
@@ -83,7 +83,7 @@ class SwinV2Backbone(BaseModule):
     def __init__(self, arch: str | dict = 'tiny', embed_dim: int | None = None,
                  depths: Sequence[int] | None = None, num_heads: Sequence[int] | None = None,
                  window_size: int | Sequence[int] = 8,
-                 pretrained_window_sizes: Sequence[int] = (0, 0, 0, 0),
+                 pretrained_window_sizes: int | Sequence[int] = 0,
                  out_indices: Sequence[int] | None = None,
                  out_features: Sequence[str] | None = None, out_norm: bool = True,
                  patch_size: int = 4, in_channels: int = 3, mlp_ratio: float = 4.0,

@@ -38,7 +38,8 @@ load_pretrained(other, path)
 with torch.no_grad():
     again = other(x)
 assert all(torch.equal(a, b) for a, b in zip(outs, again))
-assert convert_state_dict(model.state_dict()).keys() == model.state_dict().keys()
+converted, dropped, fmt = convert_state_dict(model.state_dict())
+assert fmt == 'ours' and not dropped and converted.keys() == model.state_dict().keys()
 print('core ok', swinv2_backbone.__file__)
 '''
 

@@ -142,5 +142,6 @@ def test_weights_only_load_still_refuses_arbitrary_getattr(tmp_path):
     import swinv2_backbone  # noqa: F401
     path = tmp_path / 'evil.pth'
     torch.save({'x': _GetattrPayload()}, path)
-    with pytest.raises(pickle.UnpicklingError, match='__init__'):
+    # torch >= 2.6: our stand-in refuses the name; before, torch's loader refuses getattr itself
+    with pytest.raises(pickle.UnpicklingError, match='__init__|Unsupported class .*getattr'):
         torch.load(path, weights_only=True)

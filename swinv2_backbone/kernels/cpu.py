@@ -189,8 +189,9 @@ class GeluMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only.
 
     The GELU output, its gradient and the fc1-output gradient exist for ``mlp_chunk_rows``
-    rows at a time (all at once where it is None, as on the batched path) (the usual graph keeps the GELU output too and builds each gradient whole,
-    every one 4x the block's width); backward recomputes the GELU.
+    rows at a time (all at once where it is None, as on the batched path); the usual graph
+    keeps the GELU output too and builds each gradient whole, every one 4x the block's width.
+    Backward recomputes the GELU.
     """
 
     @staticmethod
