@@ -93,8 +93,6 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     elif path == 'cpu' and device != 'cpu':
         raise ValueError(f"execution='cpu' runs CPU kernels, but the input is on {x.device}; "
                          "use 'batched' or 'auto'")
-    if path == 'batched':  # whole stages, no chunks
-        base = replace(base, mlp_chunk_rows=None)
     grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in module.parameters()))
     amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
@@ -104,4 +102,6 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
                    onednn=cpu_kernels and amp is None,
                    bf16_inference=cpu_kernels and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
-                   attn_dropout=attn_dropout)
+                   attn_dropout=attn_dropout,
+                   # the batched path works on whole stages: no chunks
+                   mlp_chunk_rows=None if path == 'batched' else base.mlp_chunk_rows)
