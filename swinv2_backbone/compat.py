@@ -117,11 +117,7 @@ if TORCH_VERSION >= (2, 6):
         torch.serialization.add_safe_globals(
             [(obj, name) for name, obj in _mmengine_globals().items()])
 
-    def load_weights_only(path) -> object:
-        """``torch.load`` to CPU that builds tensors, containers and the types of
-        :func:`_mmengine_globals` only; anything else raises ``pickle.UnpicklingError``
-        naming the refused global ("Unsupported global")."""
-        return torch.load(path, map_location='cpu', weights_only=True)
+    _SAFE_LOAD: dict = dict(weights_only=True)
 else:
     def allow_mmengine_checkpoints() -> None:
         """Nothing to do: before torch 2.6, ``torch.load`` is not weights-only by default."""
@@ -133,25 +129,25 @@ else:
         a ``HistoryBuffer``), so this restricts ``find_class``, the way Python's pickle
         documentation restricts globals.
         """
+        allowed: dict[str, object] = {}
 
         def find_class(self, module: str, name: str):
             from torch._weights_only_unpickler import _get_allowed_globals
+            if not self.allowed:
+                self.allowed.update(_mmengine_globals())
             full = f'{module}.{name}'
-            allowed = _get_allowed_globals().get(full, _ALLOWED.get(full))
+            allowed = _get_allowed_globals().get(full, self.allowed.get(full))
             if allowed is None:
                 raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full} is not allowed '
                                              'by the weights-only load')
             return allowed
 
-    _ALLOWED: dict[str, object] = {}
-    _RESTRICTED = types.SimpleNamespace(__name__='swinv2_restricted_pickle', load=pickle.load,
-                                        Unpickler=_RestrictedUnpickler)
+    _SAFE_LOAD = dict(weights_only=False, pickle_module=types.SimpleNamespace(
+        __name__='swinv2_restricted_pickle', load=pickle.load, Unpickler=_RestrictedUnpickler))
 
-    def load_weights_only(path) -> object:
-        """``torch.load`` to CPU that builds tensors, containers and the types of
-        :func:`_mmengine_globals` only; anything else raises ``pickle.UnpicklingError``
-        naming the refused global ("Unsupported global")."""
-        if not _ALLOWED:
-            _ALLOWED.update(_mmengine_globals())
-        return torch.load(path, map_location='cpu', weights_only=False,
-                          pickle_module=_RESTRICTED)
+
+def load_weights_only(path) -> object:
+    """``torch.load`` to CPU that builds tensors, containers and the types of
+    :func:`_mmengine_globals` only; anything else raises ``pickle.UnpicklingError`` naming the
+    refused global ("Unsupported global")."""
+    return torch.load(path, map_location='cpu', **_SAFE_LOAD)
