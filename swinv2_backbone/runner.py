@@ -73,7 +73,9 @@ def _backbone_channels(backbone: dict) -> tuple[int, ...]:
 
 
 def check_channels(cfg: Config) -> None:
-    """Neck / decode-head ``in_channels`` must equal the SwinV2 backbone's ``out_channels``."""
+    """Neck / head ``in_channels`` must equal the SwinV2 backbone's ``out_channels``: the neck's,
+    or without a neck the heads that take the backbone's maps (mmseg's decode and auxiliary
+    heads, mmdet's Mask2Former ``panoptic_head``)."""
     model = cfg.model
     backbone = model.get('backbone', {})
     if backbone.get('type') != 'SwinV2Backbone':
@@ -82,7 +84,7 @@ def check_channels(cfg: Config) -> None:
     consumers = []
     if isinstance(model.get('neck'), dict) and 'in_channels' in model.neck:
         consumers.append(('model.neck', model.neck))
-    for head in ('decode_head', 'auxiliary_head'):
+    for head in ('decode_head', 'auxiliary_head', 'panoptic_head'):
         heads = model.get(head)
         for i, h in enumerate(heads if isinstance(heads, list) else [heads]):
             if isinstance(h, dict) and 'in_channels' in h and 'neck' not in model:

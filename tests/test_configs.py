@@ -18,7 +18,12 @@ def test_configs_exist_for_both_hosts():
     for expected in ('mask-rcnn_swinv2-b-w16_fpn_ms-crop-3x_coco.py',
                      'cascade-mask-rcnn_swinv2-b-w24_fpn_ms-3x_coco.py',
                      'retinanet_swinv2-t-w16_fpn_1x_coco.py',
-                     'upernet_swinv2-l-w24_8xb2-160k_ade20k-640x640.py'):
+                     'upernet_swinv2-l-w24_8xb2-160k_ade20k-640x640.py',
+                     'dino-5scale_swinv2-l-w24_8xb2-36e_coco.py',
+                     'mask2former_swinv2-b-w16_8xb2-lsj-50e_coco.py',
+                     'mask2former_swinv2-b-w16_8xb2-lsj-50e_coco-panoptic.py',
+                     'htc_swinv2-l-w24_fpn_ms-400-1400-16xb1-20e_coco.py',
+                     'mask2former_swinv2-l-w24_8xb2-160k_ade20k-640x640.py'):
         assert expected in names
 
 
@@ -31,7 +36,7 @@ def test_config_builds_and_predicts(path):
     host = host_of(cfg)
     backbone = cfg.model.backbone
     assert backbone.type == 'SwinV2Backbone'
-    assert cfg.custom_imports['imports'] == ['swinv2_backbone']
+    assert 'swinv2_backbone' in cfg.custom_imports['imports']
     check_channels(cfg)
     if 'demo' not in path.parts:  # the SwinV2 fine-tuning recipe
         assert cfg.optim_wrapper.optimizer.type == 'AdamW'
@@ -39,23 +44,48 @@ def test_config_builds_and_predicts(path):
         keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
         assert {k for k, v in keys.items() if v == dict(decay_mult=0.0)} == {
             'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed'}
+        if path.name.startswith(('dino', 'mask2former')):  # the hosts' query-head recipe
+            assert cfg.optim_wrapper.paramwise_cfg.backbone_lr_mult == 0.1
+            assert 'backbone' not in keys  # it would hide the no-decay keys above
+        if path.name.startswith('mask2former'):
+            assert keys['query_embed'] == dict(lr_mult=1.0, decay_mult=0.0)
     adapt_to_cpu(cfg)
     init_default_scope(host)
-    img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+    H, W = 97, 131  # odd: the backbone pads, the heads must still get their strides
+    img = torch.randint(0, 255, (3, H, W), dtype=torch.uint8)
     if host == 'mmdet':
         from mmdet.registry import MODELS
         from mmdet.structures import DetDataSample
-        sample = DetDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128),
+        sample = DetDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W),
                                              scale_factor=(1.0, 1.0)))
     else:
         from mmseg.registry import MODELS
         from mmseg.structures import SegDataSample
         assert cfg.model.get('pretrained') is None
-        sample = SegDataSample(metainfo=dict(img_shape=(96, 128), ori_shape=(96, 128)))
+        sample = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W)))
     model = MODELS.build(cfg.model).eval()
     with torch.no_grad():
         (result,) = model.test_step(dict(inputs=[img], data_samples=[sample]))
     if host == 'mmdet':
         assert result.pred_instances.bboxes.shape[-1] == 4
+        if path.name.endswith('panoptic.py'):
+            assert result.pred_panoptic_seg.sem_seg.shape == (1, H, W)
     else:
-        assert result.pred_sem_seg.data.shape == (1, 96, 128)
+        assert result.pred_sem_seg.data.shape == (1, H, W)
+
+
+@pytest.mark.parametrize('name,head,wrong', [
+    ('mmdet/mask2former_swinv2-t-w16_8xb2-lsj-50e_coco-panoptic.py', 'panoptic_head',
+     [96, 192, 384, 1024]),
+    ('mmseg/mask2former_swinv2-t-w16_8xb2-160k_ade20k-512x512.py', 'decode_head',
+     [96, 192, 384, 1024]),
+    ('mmdet/dino-5scale_swinv2-t-w16_8xb2-12e_coco.py', 'neck', [96, 192, 384, 1024]),
+])
+def test_preflight_names_a_query_head_whose_channels_miss_the_backbone(name, head, wrong):
+    cfg = load_config(ROOT / 'configs' / name)
+    check_channels(cfg)
+    cfg.model[head].in_channels = wrong
+    with pytest.raises(ValueError, match=rf'model\.{head}\.in_channels is \[96, 192, 384, '
+                                         r'1024\] but the SwinV2 backbone .* gives '
+                                         r'\[96, 192, 384, 768\]'):
+        check_channels(cfg)

@@ -20,12 +20,12 @@ class Detector(nn.Module):
         self.neck = nn.Linear(4, 4)
 
 
-def build(rate):
+def build(rate, backbone_lr_mult=1.0):
     model = Detector()
     wrapper = build_optim_wrapper(model, dict(
         constructor='SwinV2LayerDecayOptimWrapperConstructor',
         optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05),
-        paramwise_cfg=dict(layer_decay_rate=rate,
+        paramwise_cfg=dict(layer_decay_rate=rate, backbone_lr_mult=backbone_lr_mult,
                            custom_keys={k: dict(decay_mult=0.0) for k in NO_DECAY})))
     names = {id(p): n for n, p in model.named_parameters()}
     return {names[id(g['params'][0])]: g for g in wrapper.optimizer.param_groups}
@@ -56,6 +56,19 @@ def test_rate_one_leaves_learning_rates_alone():
     assert {g['lr'] for g in build(1.0).values()} == {1.0}
 
 
+def test_backbone_lr_mult_scales_the_backbone_only_and_keeps_decay_rules():
+    groups = build(0.5, backbone_lr_mult=0.1)
+    assert groups['neck.weight']['lr'] == 1.0
+    assert groups['backbone.stages.3.blocks.1.mlp.fc2.weight']['lr'] == pytest.approx(0.05)
+    assert groups['backbone.stages.0.blocks.0.attn.cpb_mlp.0.weight']['lr'] == \
+        pytest.approx(0.1 * 0.5 ** 6)
+    for name, group in groups.items():
+        wd = 0.0 if any(k in name for k in NO_DECAY) else 0.05
+        assert group['weight_decay'] == wd, name
+
+
 def test_bad_rate_is_refused():
     with pytest.raises(ValueError, match='layer_decay_rate must be in'):
         build(1.5)
+    with pytest.raises(ValueError, match='backbone_lr_mult must be in'):
+        build(1.0, backbone_lr_mult=0.0)
