@@ -141,13 +141,17 @@ def test_loads_hf_model_directories_and_files(tmp_path, x, cls, safe):
 
 
 def test_loads_mmpretrain_classifier_checkpoint(tmp_path, x):
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import build_classifier
-    clf = build_classifier(dict(
-        type='ImageClassifier',
-        backbone=dict(type='SwinTransformerV2', arch='tiny', img_size=256, window_size=8,
-                      drop_path_rate=0.0),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=10, in_channels=768)))
+    # mmpretrain's scope whatever an earlier test left as the default (mmdet's has no
+    # ImageClassifier)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        clf = build_classifier(dict(
+            type='ImageClassifier',
+            backbone=dict(type='SwinTransformerV2', arch='tiny', img_size=256, window_size=8,
+                          drop_path_rate=0.0),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=768)))
     randomize_(clf).eval()
     path = tmp_path / 'mmpretrain.pth'
     torch.save({'state_dict': clf.state_dict(), 'meta': dict(epoch=30)}, path)

@@ -13,8 +13,20 @@ import torch
 from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
-DET = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py'
-SEG = ROOT / 'configs' / 'demo' / 'upernet_swinv2-nano_shapes.py'
+DEMO = ROOT / 'configs' / 'demo'
+DET = DEMO / 'mask-rcnn_swinv2-nano_shapes.py'
+SEG = DEMO / 'upernet_swinv2-nano_shapes.py'
+# a small variant of each model family the configs in configs/ use, on the shapes data in the
+# real formats (COCO instances, COCO panoptic PNG + JSON, COCO-stuff maps, ADE20K PNGs)
+FAMILIES = [
+    (DET, 'mmdet', 'coco/bbox_mAP'),
+    (SEG, 'mmseg', 'mIoU'),
+    (DEMO / 'dino_swinv2-nano_shapes.py', 'mmdet', 'coco/bbox_mAP'),
+    (DEMO / 'mask2former_swinv2-nano_shapes.py', 'mmdet', 'coco/segm_mAP'),
+    (DEMO / 'mask2former_swinv2-nano_shapes-panoptic.py', 'mmdet', 'coco/segm_mAP'),
+    (DEMO / 'mask2former_swinv2-nano_shapes-semantic.py', 'mmseg', 'mIoU'),
+    (DEMO / 'htc_swinv2-nano_shapes.py', 'mmdet', 'coco/segm_mAP'),
+]
 
 
 @pytest.fixture(scope='module')
@@ -41,8 +53,7 @@ def run(*args, cwd=None):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize('config,host,metric', [(DET, 'mmdet', 'coco/bbox_mAP'),
-                                                (SEG, 'mmseg', 'mIoU')])
+@pytest.mark.parametrize('config,host,metric', FAMILIES, ids=lambda v: getattr(v, 'stem', None))
 def test_train_validate_checkpoint_and_resume(tmp_path, data, config, host, metric):
     work = tmp_path / 'work'
     code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),

@@ -24,6 +24,7 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image, ImageDraw
 
+from swinv2_backbone.loading import atomic_write
 from swinv2_backbone.runner import build_runner
 from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
@@ -48,10 +49,12 @@ class KeepMetrics(Hook):
         self.metrics = dict(metrics or {})
 
 
-def train_and_evaluate(config: Path, work_dir: Path, options: dict):
+def train_and_evaluate(config: Path, work_dir: Path, options: dict, hooks: list = ()):
     runner = build_runner(config, work_dir=str(work_dir), cfg_options=options)
     keep = KeepMetrics()
     runner.register_hook(keep, priority='LOWEST')
+    for hook in hooks:
+        runner.register_hook(hook)
     runner.train()
     return runner, keep.metrics
 
@@ -71,7 +74,10 @@ def _draw_instances(img: Image.Image, boxes, labels, masks, scale: int) -> Image
     out = Image.fromarray(canvas)
     draw = ImageDraw.Draw(out)
     for box, label in zip(boxes, labels):
-        draw.rectangle([float(v) * scale for v in box], outline=COLOURS[label], width=2)
+        # outside the box and darker than the class colour: a square's box is its own edge
+        x0, y0, x1, y1 = (float(v) * scale for v in box)
+        draw.rectangle([x0 - 2, y0 - 2, x1 + 2, y1 + 2], width=2,
+                       outline=tuple(c // 2 for c in COLOURS[label]))
     return out
 
 
@@ -80,6 +86,19 @@ def _titled(panel: Image.Image, title: str) -> Image.Image:
     out.paste(panel, (0, 16))
     ImageDraw.Draw(out).text((4, 2), title, fill='black')
     return out
+
+
+def save_sheet(rows: list[list[Image.Image]], path: Path, gap: int = 8) -> None:
+    """Write rows of equally tall panels, ``gap`` pixels apart, as one PNG (atomically)."""
+    width = max(sum(p.width for p in panels) + gap * (len(panels) - 1) for panels in rows)
+    height = rows[0][0].height
+    sheet = Image.new('RGB', (width, len(rows) * (height + gap)), 'white')
+    for i, panels in enumerate(rows):
+        x = 0
+        for panel in panels:
+            sheet.paste(panel, (x, i * (height + gap)))
+            x += panel.width + gap
+    atomic_write(path, lambda tmp: sheet.save(tmp, format='PNG'))
 
 
 def render(det_samples, seg_samples, path: Path, scale: int = 2) -> None:
@@ -101,18 +120,8 @@ def render(det_samples, seg_samples, path: Path, scale: int = 2) -> None:
             labels = data[0].numpy().clip(0, len(SEG_COLOURS) - 1)
             panels.append(_titled(Image.fromarray(SEG_COLOURS[labels]).resize(
                 (img.width * scale, img.height * scale), Image.NEAREST), title))
-        row = Image.new('RGB', (sum(p.width for p in panels) + 8 * 3, panels[0].height), 'white')
-        x = 0
-        for p in panels:
-            row.paste(p, (x, 0))
-            x += p.width + 8
-        rows.append(row)
-    sheet = Image.new('RGB', (rows[0].width, sum(r.height + 8 for r in rows)), 'white')
-    for i, row in enumerate(rows):
-        sheet.paste(row, (0, i * (row.height + 8)))
-    tmp = path.with_suffix('.part.png')
-    sheet.save(tmp)
-    tmp.replace(path)
+        rows.append(panels)
+    save_sheet(rows, path)
 
 
 def main(argv: list[str] | None = None) -> int:

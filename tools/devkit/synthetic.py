@@ -3,7 +3,13 @@
 COCO instance segmentation (``coco/{train,val}/*.jpg`` + ``coco/annotations/instances_*.json``)
 and its ADE20K-format twin (``ade/images/{training,validation}/*.jpg`` +
 ``ade/annotations/{training,validation}/*.png``, 0 = unlabelled as in ADE20K, so classes are
-1..4 on disk and 0..3 after ``reduce_zero_label``) show the same images.
+1..4 on disk and 0..3 after ``reduce_zero_label``) show the same images. Beside the COCO copy:
+
+- COCO panoptic: ``coco/annotations/panoptic_{train,val}.json`` and one RGB PNG per image in
+  ``coco/annotations/panoptic_{train,val}/`` (segment id = R + 256 G + 256^2 B); the shapes
+  are things, the rest one stuff class, ``background``;
+- COCO-stuff style maps for HTC's semantic branch: ``coco/stuffthingmaps/{train,val}/*.png``,
+  one label per pixel (the shapes 0..2, background 3).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ['CLASSES', 'SEG_CLASSES', 'make_shapes_dataset', 'shapes_cfg_options']
+__all__ = ['CLASSES', 'SEG_CLASSES', 'make_shapes_dataset', 'rgb2id', 'shapes_cfg_options']
 
 CLASSES = ('circle', 'square', 'triangle')
 SEG_CLASSES = ('background', *CLASSES)
@@ -32,13 +38,26 @@ def _polygon(kind: int, cx: float, cy: float, r: float) -> list[tuple[float, flo
     return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
 
 
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG colours of segment ids: id = R + 256 G + 256^2 B."""
+    return np.stack([ids % 256, ids // 256 % 256, ids // 256 ** 2 % 256], -1).astype(np.uint8)
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """Segment ids of COCO panoptic PNG colours (H, W, 3): the inverse of :func:`id2rgb`."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
+
+
 def _image(rng: np.random.Generator, size: int, max_objects: int):
-    """One image, its instances [(class, polygon)] and its class-index map."""
+    """One image, its instances [(class, polygon)], its class-index map and its instance map
+    (instance i is i + 1, background 0)."""
     bg = rng.integers(90, 170, 3)
     pixels = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(pixels)
     seg = Image.new('L', (size, size), 1)  # 1 = background on disk (0 is "unlabelled")
-    draw, draw_seg = ImageDraw.Draw(img), ImageDraw.Draw(seg)
+    inst = Image.new('L', (size, size), 0)
+    draw, draw_seg, draw_inst = ImageDraw.Draw(img), ImageDraw.Draw(seg), ImageDraw.Draw(inst)
     placed, instances = [], []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _attempt in range(20):
@@ -56,7 +75,8 @@ def _image(rng: np.random.Generator, size: int, max_objects: int):
         draw_seg.polygon(poly, fill=kind + 2)
         placed.append((cx, cy, r))
         instances.append((kind, poly))
-    return img, instances, seg
+        draw_inst.polygon(poly, fill=len(instances))
+    return img, instances, seg, np.asarray(inst)
 
 
 def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: int = 50,
@@ -66,17 +86,28 @@ def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: 
     rng = np.random.default_rng(seed)
     for split, ade_split, count in (('train', 'training', num_train),
                                     ('val', 'validation', num_val)):
-        for d in (root / 'coco' / split, root / 'coco' / 'annotations',
+        panoptic_dir = root / 'coco' / 'annotations' / f'panoptic_{split}'
+        stuff_dir = root / 'coco' / 'stuffthingmaps' / split
+        for d in (root / 'coco' / split, root / 'coco' / 'annotations', panoptic_dir, stuff_dir,
                   root / 'ade' / 'images' / ade_split, root / 'ade' / 'annotations' / ade_split):
             d.mkdir(parents=True, exist_ok=True)
         coco = dict(images=[], annotations=[],
                     categories=[dict(id=i + 1, name=n) for i, n in enumerate(CLASSES)])
+        panoptic = dict(images=coco['images'], annotations=[], categories=[
+            *(dict(id=i + 1, name=n, isthing=1, supercategory='shape')
+              for i, n in enumerate(CLASSES)),
+            dict(id=BACKGROUND_ID, name='background', isthing=0, supercategory='background')])
         for i in range(count):
-            img, instances, seg = _image(rng, size, max_objects)
+            img, instances, seg, inst = _image(rng, size, max_objects)
             name = f'{split}_{i:05d}'
             img.save(root / 'coco' / split / f'{name}.jpg', quality=95)
             img.save(root / 'ade' / 'images' / ade_split / f'{name}.jpg', quality=95)
             seg.save(root / 'ade' / 'annotations' / ade_split / f'{name}.png')
+            # COCO-stuff style: ADE's 1 = background, 2.. = shapes -> shapes 0.., background 3
+            classes = np.asarray(seg).astype(np.uint8) - 2
+            classes[classes == 255] = len(CLASSES)
+            Image.fromarray(classes).save(stuff_dir / f'{name}.png')
+            panoptic['annotations'].append(_panoptic(i, name, inst, instances, panoptic_dir))
             coco['images'].append(dict(id=i, file_name=f'{name}.jpg', height=size, width=size))
             for kind, poly in instances:
                 xs, ys = [p[0] for p in poly], [p[1] for p in poly]
@@ -89,7 +120,31 @@ def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: 
                     bbox=[round(v, 2) for v in box], area=round(area, 2), iscrowd=0,
                     segmentation=[flat]))
         (root / 'coco' / 'annotations' / f'instances_{split}.json').write_text(json.dumps(coco))
+        (root / 'coco' / 'annotations' / f'panoptic_{split}.json').write_text(
+            json.dumps(panoptic))
     return root
+
+
+# the stuff category's id; segment ids: instance i is i + 1, the background segment this
+BACKGROUND_ID = 100
+
+
+def _panoptic(image_id: int, name: str, inst: np.ndarray, instances: list,
+              out_dir: Path) -> dict:
+    """Write one panoptic PNG; return its annotation entry."""
+    ids = np.where(inst == 0, BACKGROUND_ID, inst).astype(np.int64)
+    Image.fromarray(id2rgb(ids)).save(out_dir / f'{name}.png')
+    segments = []
+    for segment_id, category in [(BACKGROUND_ID, BACKGROUND_ID)] + \
+            [(j + 1, kind + 1) for j, (kind, _poly) in enumerate(instances)]:
+        ys, xs = np.nonzero(ids == segment_id)
+        if not len(xs):
+            continue
+        segments.append(dict(
+            id=segment_id, category_id=category, iscrowd=0, area=int(len(xs)),
+            bbox=[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                  int(ys.max() - ys.min() + 1)]))
+    return dict(image_id=image_id, file_name=f'{name}.png', segments_info=segments)
 
 
 def shapes_cfg_options(root: str | os.PathLike, host: str) -> dict:
