@@ -100,6 +100,8 @@ class WindowAttentionV2(nn.Module):
         """The window-dependent buffers: CPB coordinates and the relative index."""
         device = self.qkv.weight.device
         self.window_size = window_size
+        # (window, device) -> (table, index) of windows shrunk to small maps
+        self._shrunk_tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.register_buffer('relative_coords_table',
                              relative_coords_table(window_size, self.pretrained_window_size)
                              .to(device), persistent=False)
@@ -125,10 +127,11 @@ class WindowAttentionV2(nn.Module):
         """
         key = None
         params = list(self.cpb_mlp.parameters())
-        # not cached in a compiled graph (version counters are not traceable), nor for weights
-        # made under inference_mode (they have no version counter)
+        # not cached in a compiled graph (version counters are not traceable) or a CUDA graph
+        # (a replay would not look), nor for weights made under inference_mode (they have no
+        # version counter)
         if not self.training and not execution.grad and not execution.compiling and \
-                not any(p.is_inference() for p in params):
+                not execution.captured and not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device, *(p._version for p in params))
             if self._pos_bias_cache is not None and self._pos_bias_cache[0] == key:
                 return self._pos_bias_cache[1]
@@ -146,8 +149,14 @@ class WindowAttentionV2(nn.Module):
         else:  # the map is smaller than the window, which shrinks to it (see effective_window),
             # normalised as the official code does there: by the shrunk window, if not pretrained
             device = self.relative_coords_table.device
-            table = relative_coords_table(window, self.pretrained_window_size).to(device)
-            index = relative_position_index(window).to(device)
+            key = (window, str(device))
+            if key not in self._shrunk_tables:  # built once (a CUDA graph capture cannot
+                # copy from the host), as plain tensors that training may save for backward
+                with torch.inference_mode(False):
+                    self._shrunk_tables[key] = (
+                        relative_coords_table(window, self.pretrained_window_size).to(device),
+                        relative_position_index(window).to(device))
+            table, index = self._shrunk_tables[key]
         cpb = self.cpb_mlp(table).view(-1, self.num_heads).t()  # (heads, (2w-1)^2)
         N = window * window
         # (heads, N*N) -> (heads, N, N), contiguous

@@ -13,6 +13,9 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
   over images or chunks, autograd for backward.
 - ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
 
+Orthogonal to the path: ``SwinV2Backbone(cuda_graph=True)`` replays CUDA inputs' forwards (and
+backwards) from CUDA graphs (:mod:`swinv2_backbone.graphs`); :func:`decide` says when.
+
 Every path gives the reference's result (tests/test_paths.py), so the choice changes speed and
 memory, never numerics beyond float rounding.
 """
@@ -46,6 +49,10 @@ class Execution:
             stay float32.
         attn_dropout: attention dropout is active (training with a rate > 0): the attention
             runs the reference ops, which apply it.
+        cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
+            compiling or tracing, and not inside a capture already).
+        captured: this forward is being recorded into a CUDA graph, to be replayed later:
+            nothing computed from the weights may be cached outside it.
         chunk_tokens: the cpu path's inference runs each block on this many tokens (whole
             windows) at a time, in place, so a chunk's intermediates stay in cache.
         train_chunk_tokens, chunk_logits, mlp_chunk_rows: the cpu path's attention and
@@ -64,6 +71,8 @@ class Execution:
     onednn: bool = False
     bf16_inference: bool = False
     attn_dropout: bool = False
+    cuda_graph: bool = False
+    captured: bool = False
     chunk_tokens: int = 2048
     train_chunk_tokens: int = 4096
     chunk_logits: int = 1 << 20
@@ -79,10 +88,10 @@ def check_execution(requested: str | Execution) -> None:
 
 
 def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
-           attn_dropout: bool = False) -> Execution:
+           attn_dropout: bool = False, cuda_graph: bool = False) -> Execution:
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
     (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
-    are kept)."""
+    are kept); ``cuda_graph``: the module asks for CUDA graphs."""
     from .kernels.onednn import ONEDNN, ONEDNN_BF16
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
@@ -97,11 +106,18 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
         x.requires_grad or any(p.requires_grad for p in module.parameters()))
     amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
         else None
-    cpu_kernels = path == 'cpu' and ONEDNN and not torch.jit.is_tracing()
-    return replace(base, path=path, grad=grad, amp=amp, compiling=is_compiling(),
+    tracing = torch.jit.is_tracing()
+    compiling = is_compiling()
+    cpu_kernels = path == 'cpu' and ONEDNN and not tracing
+    # a capture of the caller's own records this forward: no graph of ours inside it
+    captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
+    return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
                    onednn=cpu_kernels and amp is None,
                    bf16_inference=cpu_kernels and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    attn_dropout=attn_dropout,
+                   cuda_graph=cuda_graph and device == 'cuda' and not compiling and not tracing
+                   and not captured,
+                   captured=captured,
                    # the batched path works on whole stages: no chunks
                    mlp_chunk_rows=None if path == 'batched' else base.mlp_chunk_rows)

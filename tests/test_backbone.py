@@ -191,6 +191,7 @@ def test_bad_input_names_the_problem(x, exc, match):
     (dict(embed_dim=0), ValueError, 'embed_dim must be a positive int, got 0'),
     (dict(num_heads=(1, 2, 4, 7)), ValueError, 'dim 256 is not divisible by num_heads 7'),
     (dict(execution='fast'), ValueError, r"execution must be one of \('auto', 'reference', "),
+    (dict(cuda_graph='yes'), TypeError, "cuda_graph must be a bool, got 'yes'"),
 ])
 def test_bad_arguments_name_the_problem(kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -38,13 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rounds', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='default: all cores')
-    parser.add_argument('--impls', nargs='+', default=[n for n in bench.IMPLEMENTATIONS
-                                                       if 'with_cp' not in n],
-                        choices=list(bench.IMPLEMENTATIONS))
+    parser.add_argument('--impls', nargs='+', choices=list(bench.IMPLEMENTATIONS),
+                        help='default: all but with_cp, and cuda_graph only on a GPU')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.impls is None:
+        args.impls = [n for n in bench.IMPLEMENTATIONS if 'with_cp' not in n
+                      and (device.type == 'cuda' or 'cuda_graph' not in n)]
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:

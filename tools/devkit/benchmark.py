@@ -76,6 +76,9 @@ def _mmpretrain(size, window):
 IMPLEMENTATIONS: dict[str, Callable] = {
     'swinv2_backbone': _ours,
     'swinv2_backbone (with_cp)': lambda size, window: _ours(size, window, with_cp=True),
+    'swinv2_backbone (cuda_graph)': lambda size, window: _ours(size, window, cuda_graph=True),
+    'swinv2_backbone (with_cp, cuda_graph)':
+        lambda size, window: _ours(size, window, with_cp=True, cuda_graph=True),
     'timm': _timm,
     'hf': _hf,
     'mmpretrain': _mmpretrain,

@@ -1,0 +1,87 @@
+"""CUDA graphs (``cuda_graph=True``) on a machine without a GPU: when the decision says to
+capture, what a capture must not cache outside the graph, and what copies of the module carry.
+
+The graphs themselves (equal to eager in outputs and every gradient, across shapes, weight
+updates, accumulation, bf16 autocast, drop path, with_cp) need a GPU:
+``tools/devkit/gpu_checks.py`` check 5, run on a lent H100 (BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import copy
+import pickle
+from dataclasses import replace
+
+import torch
+
+from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.execution import Execution, decide
+from swinv2_backbone.graphs import CudaGraphs
+
+from conftest import randomize_
+
+SMALL = dict(arch=dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2)), window_size=4,
+             drop_path_rate=0.0)
+
+
+def small(**kw) -> SwinV2Backbone:
+    torch.manual_seed(0)
+    return randomize_(SwinV2Backbone(**{**SMALL, **kw})).eval()
+
+
+def test_graphs_are_asked_for_only_on_cuda_and_elsewhere_the_forward_is_eager():
+    model = small(cuda_graph=True)
+    for device in ('cpu', 'meta'):
+        x = torch.randn(1, 3, 8, 8, device=device)
+        assert not decide('auto', x, model, cuda_graph=True).cuda_graph
+        assert decide('auto', x, model).cuda_graph is False
+    x = torch.randn(1, 3, 37, 41)
+    for a, b in zip(model(x), small()(x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(model._graphs) == 0
+
+
+def test_a_captured_forward_caches_no_position_bias():
+    """A replay would not look at the cache, so a capture must compute the bias in the graph:
+    eval forwards fill the cache, captured ones do not."""
+    attn = small().stages[0].blocks[0].attn
+    with torch.no_grad():
+        attn.position_bias(4, Execution('batched', captured=True))
+        assert attn._pos_bias_cache is None
+        attn.position_bias(4, Execution('batched'))
+        assert attn._pos_bias_cache is not None
+
+
+def test_shrunk_window_tables_built_in_inference_mode_serve_training():
+    """The tables of windows shrunk to small maps are built once (a capture cannot copy from
+    the host); made first under inference_mode they must still be savable for backward."""
+    model = small()
+    x = torch.randn(1, 3, 12, 20)  # 3x5 map: the window shrinks to 3
+    with torch.inference_mode():
+        want = model(x)
+    assert model.stages[0].blocks[0].attn._shrunk_tables
+    model.train()
+    outs = model(x)
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None for p in model.stages[0].parameters())
+    for a, b in zip(model.eval()(x), want):
+        torch.testing.assert_close(a, b)
+
+
+def test_copies_and_pickles_start_without_graphs():
+    model = small(cuda_graph=True)
+    model._graphs._captured['sentinel'] = object()  # what a capture would leave
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert isinstance(twin._graphs, CudaGraphs) and len(twin._graphs) == 0
+        assert twin.cuda_graph
+    assert len(model._graphs) == 1
+    model.float()  # .to / .half / .cuda may move the weights the graphs read
+    assert len(model._graphs) == 0
+    model._graphs._captured['sentinel'] = object()
+    model.set_window_size(8)
+    assert len(model._graphs) == 0
+
+
+def test_the_captured_execution_is_the_decided_one_without_graphs():
+    from swinv2_backbone.graphs import _capturing
+    decided = Execution('batched', grad=True, amp=torch.bfloat16, cuda_graph=True)
+    assert _capturing(decided) == replace(decided, cuda_graph=False, captured=True)
