@@ -15,13 +15,14 @@ What a caller sees (all tested on a GPU by ``tools/devkit/gpu_checks.py``):
   the next replay computes with. Moving or casting the module (``.to``, ``.half``) and
   ``set_window_size`` drop the graphs.
 
-The cost: each new signature (input shape, dtype, autocast dtype, train/eval, grad mode, which
-parameters train) is captured: a few eager warm-up steps, then the capture; its memory pool
-(the activations autograd saves) stays reserved while its graph is cached. The
-``GRAPH_CACHE_SIZE`` most recently used graphs are kept. Graphs pay off when the shapes
-repeat: fixed crops (mmseg), large-scale jitter to a fixed size (Mask2Former), fixed-size
-inference. With varying shapes (multi-scale detection training) keep the eager forward: a
-warning says when graphs are being evicted.
+The cost: a signature (input shape, dtype, autocast dtype, train/eval, grad mode, which
+parameters train) seen for the second time is captured: a few eager warm-up steps, then the
+capture; its memory pool (the activations autograd saves) stays reserved while its graph is
+cached. Signatures seen once run eagerly, so one-off shapes (validation images of varying
+sizes) cost nothing extra. The ``GRAPH_CACHE_SIZE`` most recently used graphs are kept. Graphs
+pay off when the shapes repeat: fixed crops (mmseg), large-scale jitter to a fixed size
+(Mask2Former), fixed-size inference. With varying shapes (multi-scale detection training)
+keep the eager forward: a warning says when graphs are being evicted.
 
 Not captured (eager instead): inputs off CUDA, ``torch.compile`` and ``torch.jit.trace``, and a
 forward inside a capture of the caller's own (the decision is in
@@ -47,6 +48,8 @@ __all__ = ['GRAPH_CACHE_SIZE', 'CudaGraphs']
 GRAPH_CACHE_SIZE = 4
 # Eager steps before a capture (cuBLAS/cuDNN set-up, the stages' cached layouts).
 WARMUP_STEPS = 2
+# A signature is captured the second time it is seen; this many recent ones are remembered.
+SEEN_SIGNATURES = 64
 
 
 class _Captured:
@@ -131,6 +134,7 @@ class CudaGraphs:
 
     def __init__(self) -> None:
         self._captured: OrderedDict[tuple, _Captured] = OrderedDict()
+        self._seen: OrderedDict[tuple, None] = OrderedDict()
         self._evictions = 0
 
     def __deepcopy__(self, memo: dict) -> CudaGraphs:
@@ -147,17 +151,23 @@ class CudaGraphs:
 
     def clear(self) -> None:
         self._captured.clear()
+        self._seen.clear()
 
     def __call__(self, module: nn.Module, forward: Callable, x: torch.Tensor,
                  execution: Execution, keep: Callable[[], object]) -> tuple:
-        """``forward(x, execution)`` replayed from the graph of this call's signature, captured
-        first if new. ``keep()`` returns what the graph reads that the module caches and may
-        drop (the stages' layouts)."""
+        """``forward(x, execution)`` replayed from the graph of this call's signature: run
+        eagerly the first time a signature is seen, captured the second. ``keep()`` returns
+        what the graph reads that the module caches and may drop (the stages' layouts)."""
         params = list(module.parameters())
         trains = tuple(p.requires_grad for p in params)
         key = (tuple(x.shape), x.dtype, x.device, x.requires_grad, module.training,
                torch.is_inference_mode_enabled(), execution, trains)
         captured = self._captured.get(key)
+        if captured is None and key not in self._seen:
+            self._seen[key] = None
+            if len(self._seen) > SEEN_SIGNATURES:
+                self._seen.popitem(last=False)
+            return forward(x, execution)
         if captured is None:
             inner = _capturing(execution)
             captured = _Captured(lambda t: forward(t, inner), x,

@@ -85,3 +85,19 @@ def test_the_captured_execution_is_the_decided_one_without_graphs():
     from swinv2_backbone.graphs import _capturing
     decided = Execution('batched', grad=True, amp=torch.bfloat16, cuda_graph=True)
     assert _capturing(decided) == replace(decided, cuda_graph=False, captured=True)
+
+
+def test_a_signature_seen_once_runs_eagerly_and_captures_nothing():
+    """One-off shapes (validation images of varying sizes) pay no capture: a signature is
+    captured the second time it is seen (that needs a GPU: gpu_checks.py)."""
+    model = small(cuda_graph=True)
+    graphs, x = CudaGraphs(), torch.randn(1, 3, 21, 19)
+    execution = Execution('batched', cuda_graph=True)
+    with torch.no_grad():
+        outs = graphs(model, model._forward, x, execution, keep=list)
+        want = small()(x)
+    for a, b in zip(outs, want):
+        torch.testing.assert_close(a, b)
+    assert len(graphs) == 0 and len(graphs._seen) == 1
+    graphs.clear()
+    assert len(graphs._seen) == 0

@@ -125,8 +125,13 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
     graphed = model('batched', eager.state_dict(), cuda_graph=True)
     small = torch.randn(1, 3, 64, 96, device='cuda')  # every window shrinks
     for name, inp in (('250x330 training step', x), ('64x96 training step', small)):
+        step(graphed, inp)  # eager: a signature is captured when seen again
         step(graphed, inp)  # the capture
         check(name, rel_err(step(eager, inp), step(graphed, inp)))
+    ok = len(graphed._graphs) == 2
+    failures += [] if ok else ['cuda_graph captures']
+    print(f'5. cuda_graph: {len(graphed._graphs)} graphs captured for 2 shapes '
+          f'{"ok" if ok else "FAIL"}')
     with torch.no_grad():
         for m in (eager, graphed):
             for p in m.parameters():
@@ -138,11 +143,13 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
         for inp in (x, x.flip(-1)):
             sum(o.square().mean() for o in m(inp)).backward()
         return {n: p.grad.clone() for n, p in m.named_parameters()}
+    accumulated(graphed)  # seen, then captured: the measured steps below are both replays
     check('gradients accumulated over two steps', rel_err(accumulated(eager), accumulated(graphed)))
 
     for m in (eager, graphed):
         m.eval()
     with torch.no_grad():
+        graphed(x)  # seen once: the next eval call captures
         first, want_first = graphed(x), eager(x)
         second = graphed(x.flip(-1))
         check('eval, outputs kept across calls', rel_err(
@@ -154,6 +161,8 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
         graphed.load_state_dict(state)
         check('eval after load_state_dict', rel_err(dict(enumerate(eager(x))),
                                                     dict(enumerate(graphed(x)))))
+    for _ in range(2):  # seen, then captured
+        step(graphed, x, torch.bfloat16)
     low_e, low_g = step(eager, x, torch.bfloat16), step(graphed, x, torch.bfloat16)
     finite = all(torch.isfinite(g).all() for g in low_g.values())
     cos = min(torch.nn.functional.cosine_similarity(low_g[n].flatten(), w.flatten(), dim=0)
@@ -165,13 +174,14 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
 
     dropping = model('batched', None, cuda_graph=True, drop_path_rate=0.5).train()
     with torch.no_grad():
-        runs = [torch.cat([o.flatten() for o in dropping(x)]) for _ in range(3)]
-    ok = all(torch.isfinite(r).all() for r in runs) and not torch.equal(runs[1], runs[2])
+        runs = [torch.cat([o.flatten() for o in dropping(x)]) for _ in range(4)]
+    ok = all(torch.isfinite(r).all() for r in runs) and not torch.equal(runs[2], runs[3])
     failures += [] if ok else ['cuda_graph drop path']
     print(f'5. cuda_graph, drop path: replays draw anew {"ok" if ok else "FAIL"}')
     try:
         cp = model('batched', eager.state_dict(), cuda_graph=True, with_cp=True)
         eager.with_cp = False
+        step(cp, x)
         step(cp, x)
         check('with_cp', rel_err(step(eager, x), step(cp, x)))
     except Exception as e:  # noqa: BLE001 - report what capture makes of checkpointing
