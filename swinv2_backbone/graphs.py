@@ -22,7 +22,8 @@ cached. Signatures seen once run eagerly, so one-off shapes (validation images o
 sizes) cost nothing extra. The ``GRAPH_CACHE_SIZE`` most recently used graphs are kept. Graphs
 pay off when the shapes repeat: fixed crops (mmseg), large-scale jitter to a fixed size
 (Mask2Former), fixed-size inference. With varying shapes (multi-scale detection training)
-keep the eager forward: a warning says when graphs are being evicted.
+keep the eager forward: a warning says when graphs are being evicted, and after
+``STOP_AFTER_EVICTIONS`` evictions no new signature is captured (those cached still replay).
 
 Not captured (eager instead): inputs off CUDA, ``torch.compile`` and ``torch.jit.trace``, and a
 forward inside a capture of the caller's own (the decision is in
@@ -42,7 +43,7 @@ from torch.autograd.function import once_differentiable
 
 from .execution import Execution
 
-__all__ = ['GRAPH_CACHE_SIZE', 'CudaGraphs']
+__all__ = ['GRAPH_CACHE_SIZE', 'STOP_AFTER_EVICTIONS', 'CudaGraphs']
 
 # Captured signatures kept per backbone; each holds its activations' memory pool.
 GRAPH_CACHE_SIZE = 4
@@ -50,6 +51,8 @@ GRAPH_CACHE_SIZE = 4
 WARMUP_STEPS = 2
 # A signature is captured the second time it is seen; this many recent ones are remembered.
 SEEN_SIGNATURES = 64
+# Evictions after which shapes are taken to vary: no more captures, eager instead.
+STOP_AFTER_EVICTIONS = 8
 
 
 class _Captured:
@@ -163,7 +166,8 @@ class CudaGraphs:
         key = (tuple(x.shape), x.dtype, x.device, x.requires_grad, module.training,
                torch.is_inference_mode_enabled(), execution, trains)
         captured = self._captured.get(key)
-        if captured is None and key not in self._seen:
+        if captured is None and (key not in self._seen
+                                 or self._evictions >= STOP_AFTER_EVICTIONS):
             self._seen[key] = None
             if len(self._seen) > SEEN_SIGNATURES:
                 self._seen.popitem(last=False)
@@ -181,8 +185,9 @@ class CudaGraphs:
                     warnings.warn(
                         f'SwinV2Backbone(cuda_graph=True) has seen more than {GRAPH_CACHE_SIZE} '
                         f'input signatures (now {tuple(x.shape)}) and drops the oldest graphs; '
-                        'each new one costs a capture. With varying input shapes, '
-                        'cuda_graph=False is faster.', stacklevel=3)
+                        'each new one costs a capture, and after '
+                        f'{STOP_AFTER_EVICTIONS} evictions new ones run eagerly. With varying '
+                        'input shapes, cuda_graph=False is faster.', stacklevel=3)
         else:
             self._captured.move_to_end(key)
         if captured.backward_graph is None:

@@ -15,7 +15,7 @@ import torch
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.execution import Execution, decide
-from swinv2_backbone.graphs import CudaGraphs
+from swinv2_backbone.graphs import STOP_AFTER_EVICTIONS, CudaGraphs
 
 from conftest import randomize_
 
@@ -101,3 +101,18 @@ def test_a_signature_seen_once_runs_eagerly_and_captures_nothing():
     assert len(graphs) == 0 and len(graphs._seen) == 1
     graphs.clear()
     assert len(graphs._seen) == 0
+
+
+def test_after_repeated_evictions_new_signatures_run_eagerly():
+    """Varying shapes (multi-scale training) would capture over and over: after
+    STOP_AFTER_EVICTIONS evictions a signature seen again runs eagerly instead (no capture is
+    attempted, which on this CPU would raise)."""
+    model = small(cuda_graph=True)
+    graphs, x = CudaGraphs(), torch.randn(1, 3, 21, 19)
+    graphs._evictions = STOP_AFTER_EVICTIONS
+    execution = Execution('batched', cuda_graph=True)
+    with torch.no_grad():
+        for _ in range(3):
+            outs = graphs(model, model._forward, x, execution, keep=list)
+    assert len(graphs) == 0
+    assert outs[0].shape == (1, 16, 6, 5)
