@@ -5,10 +5,10 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
 
 - ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
   the official code writes it; also what attention dropout in training runs.
-- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.cpu_kernels`): oneDNN GEMMs, attention a
+- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.kernels.cpu`): oneDNN GEMMs, attention a
   few windows at a time into reused buffers, in-place inference in cache-sized chunks, and lean
   autograd functions for training.
-- ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.device_kernels`): one qkv GEMM,
+- ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.kernels.device`): one qkv GEMM,
   one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
   over images or chunks, autograd for backward.
 - ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
