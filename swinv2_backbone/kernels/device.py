@@ -38,8 +38,9 @@ class UnitQK(torch.autograd.Function):
     def forward(ctx, qk: torch.Tensor, temperature: torch.Tensor):
         inv = inverse_norm(qk)  # (2, ..., 1) float32
         scale = torch.cat((inv[:1] * temperature, inv[1:]))
-        # float32 products rounded once to qk's dtype, in one kernel (no float32 copy)
-        out = torch.mul(qk, scale, out=torch.empty_like(qk))
+        # float32 products rounded once to qk's dtype, in one kernel (no float32 copy); into a
+        # contiguous tensor, which torch.compile requires of out=
+        out = torch.mul(qk, scale, out=qk.new_empty(qk.shape))
         ctx.save_for_backward(out, inv, temperature)
         return out[0], out[1]
 
