@@ -10,7 +10,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .blocks import PatchEmbed, SwinV2Stage
+from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
 from .execution import Execution, check_execution, decide
 from .graphs import CudaGraphs
 
@@ -61,7 +61,11 @@ class SwinV2Backbone(BaseModule):
         use_abs_pos_embed: add a learned absolute position embedding to the stem, defined on the
             ``pretrain_img_size`` grid and bicubically resized to any input.
         pretrain_img_size: image size the absolute position embedding is defined for.
-        with_cp: gradient checkpointing of every block (less memory, more compute).
+        with_cp: gradient checkpointing in training: True or 'block' recomputes every block
+            in backward (least memory, a third more compute); 'mlp' keeps each block's
+            activations but the MLP's hidden layer, which backward recomputes with one GEMM
+            (about a third less activation memory for about a tenth more compute; measured
+            in BENCHMARKS.md); False keeps everything.
         execution: how forward runs (:mod:`swinv2_backbone.execution`): 'auto' (the CPU
             kernels on CPU, whole-stage batched ops with ``scaled_dot_product_attention`` on
             GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or an
@@ -95,7 +99,7 @@ class SwinV2Backbone(BaseModule):
                  patch_size: int = 4, in_channels: int = 3, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
-                 pretrain_img_size: int = 256, with_cp: bool = False,
+                 pretrain_img_size: int = 256, with_cp: bool | str = False,
                  execution: str | Execution = 'auto', cuda_graph: bool = False,
                  frozen_stages: int = -1,
                  norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
@@ -131,6 +135,9 @@ class SwinV2Backbone(BaseModule):
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f'{name} must be a positive int, got {v!r}')
         check_execution(execution)
+        if not (isinstance(with_cp, bool) or with_cp in CHECKPOINT_SCOPES):
+            raise ValueError(f'with_cp must be a bool or one of {CHECKPOINT_SCOPES}, got '
+                             f'{with_cp!r}')
         if not isinstance(cuda_graph, bool):
             raise TypeError(f'cuda_graph must be a bool, got {cuda_graph!r}')
         if not -1 <= frozen_stages <= num_stages:
@@ -163,7 +170,8 @@ class SwinV2Backbone(BaseModule):
             SwinV2Stage(self.num_features[i + 1], depths[i], num_heads[i], windows[i],
                         pretrained[i], downsample=i > 0, mlp_ratio=mlp_ratio,
                         qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
-                        drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], with_cp=with_cp,
+                        drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
+                        with_cp='block' if with_cp is True else with_cp or None,
                         extra_norm_every=preset.get('extra_norm_every_n_blocks', 0))
             for i in range(num_stages))
         self.out_norms = nn.ModuleDict(

@@ -19,11 +19,15 @@ from .kernels.cpu import GeluMlp
 from .kernels.onednn import linear
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
-__all__ = ['DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout', 'SwinV2Block',
-           'SwinV2Stage', 'WindowOrder']
+__all__ = ['CHECKPOINT_SCOPES', 'DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout',
+           'SwinV2Block', 'SwinV2Stage', 'WindowOrder']
 
 # Shapes whose layouts a stage keeps (multi-scale training sees many shapes).
 SHAPE_CACHE_SIZE = 8
+
+# What gradient checkpointing (``with_cp``) recomputes in backward: each whole block, or only
+# each MLP's hidden layer (the largest activations, recomputed by one GEMM)
+CHECKPOINT_SCOPES = ('block', 'mlp')
 
 
 def _cached(cache: OrderedDict, key: tuple, build: Callable[[], object]):
@@ -97,10 +101,14 @@ class Mlp(nn.Module):
     Training without dropout goes through :class:`~swinv2_backbone.kernels.cpu.GeluMlp` (saves
     only the fc1 output; on the batched path in one chunk); cpu inference through oneDNN (bias
     and GELU fused into the fc1 GEMM). The reference path runs the modules.
+
+    ``recompute``: training keeps only the input; backward recomputes the hidden layer
+    (``GeluMlp``'s recompute, or ``torch.utils.checkpoint`` around the modules).
     """
 
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0, recompute: bool = False) -> None:
         super().__init__()
+        self.recompute = recompute
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.drop1 = nn.Dropout(drop)
@@ -110,13 +118,18 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         if execution.path == 'reference' or (self.training and self.drop1.p > 0) or \
                 (execution.path == 'batched' and not execution.grad):
-            return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+            if self.recompute and execution.grad:
+                return cp.checkpoint(self._plain, x, use_reentrant=False)
+            return self._plain(x)
         if execution.grad:  # saves the fc1 output only, recomputes the GELU in backward
             y = GeluMlp.apply(x.reshape(-1, x.shape[-1]), self.fc1.weight, self.fc1.bias,
-                              self.fc2.weight, self.fc2.bias, execution)
+                              self.fc2.weight, self.fc2.bias, execution, self.recompute)
             return y.view(x.shape)
         hidden = linear(x, self.fc1.weight, self.fc1.bias, execution, gelu=True)
         return linear(hidden, self.fc2.weight, self.fc2.bias, execution)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
 class SwinV2Block(nn.Module):
@@ -130,14 +143,15 @@ class SwinV2Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, shifted: bool,
                  pretrained_window_size: int = 0, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, extra_norm: bool = False) -> None:
+                 drop_path: float = 0.0, extra_norm: bool = False,
+                 recompute_mlp: bool = False) -> None:
         super().__init__()
         self.shifted = shifted
         self.attn = WindowAttentionV2(dim, num_heads, window_size, pretrained_window_size,
                                       qkv_bias, attn_drop, drop)
         self.norm1 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop, recompute=recompute_mlp)
         self.norm2 = nn.LayerNorm(dim)
         # SwinV2-G closes every 6th block with a norm on the main branch too
         self.norm3 = nn.LayerNorm(dim) if extra_norm else None
@@ -256,13 +270,14 @@ class SwinV2Stage(nn.Module):
 
     The layout (gather indices and shift mask) depends only on the map size, window and shift,
     so it is built once per shape and device and shared by every block of the stage.
+    ``with_cp``: what training recomputes in backward, one of ``CHECKPOINT_SCOPES`` or None.
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int,
                  pretrained_window_size: int = 0, downsample: bool = False,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0,
                  attn_drop: float = 0.0, drop_path: list[float] | None = None,
-                 with_cp: bool = False, extra_norm_every: int = 0) -> None:
+                 with_cp: str | None = None, extra_norm_every: int = 0) -> None:
         super().__init__()
         drop_path = drop_path or [0.0] * depth
         self.downsample = PatchMerging(dim // 2) if downsample else None
@@ -273,7 +288,8 @@ class SwinV2Stage(nn.Module):
                         pretrained_window_size=pretrained_window_size, mlp_ratio=mlp_ratio,
                         qkv_bias=qkv_bias, drop=drop, attn_drop=attn_drop,
                         drop_path=drop_path[i],
-                        extra_norm=bool(extra_norm_every) and (i + 1) % extra_norm_every == 0)
+                        extra_norm=bool(extra_norm_every) and (i + 1) % extra_norm_every == 0,
+                        recompute_mlp=with_cp == 'mlp')
             for i in range(depth))
         self._layouts: OrderedDict[tuple, StageLayout] = OrderedDict()
 
@@ -310,7 +326,7 @@ class SwinV2Stage(nn.Module):
                 fill = fresh or not execution.grad
                 x = x.index_fill_(1, order.pad, 0) if fill else x.index_fill(1, order.pad, 0)
             mask = layout.mask if order is layout.shifted else None
-            if self.with_cp and x.requires_grad:
+            if self.with_cp == 'block' and x.requires_grad:
                 x = cp.checkpoint(blk, x, layout.window, mask, execution, use_reentrant=False)
             else:
                 x = blk(x, layout.window, mask, execution)

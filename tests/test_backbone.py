@@ -192,6 +192,8 @@ def test_bad_input_names_the_problem(x, exc, match):
     (dict(num_heads=(1, 2, 4, 7)), ValueError, 'dim 256 is not divisible by num_heads 7'),
     (dict(execution='fast'), ValueError, r"execution must be one of \('auto', 'reference', "),
     (dict(cuda_graph='yes'), TypeError, "cuda_graph must be a bool, got 'yes'"),
+    (dict(with_cp='mlps'), ValueError,
+     r"with_cp must be a bool or one of \('block', 'mlp'\), got 'mlps'"),
 ])
 def test_bad_arguments_name_the_problem(kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -48,13 +48,14 @@ def test_cosine_attention_backward_passes_gradcheck():
         (a['x'], a['weight'], a['qkv_bias'], a['temperature'], a['pos_bias']))
 
 
-def test_gelu_mlp_backward_passes_gradcheck():
+@pytest.mark.parametrize('recompute', [False, True])
+def test_gelu_mlp_backward_passes_gradcheck(recompute):
     torch.manual_seed(0)
     kw = dict(dtype=torch.float64, requires_grad=True)
     args = (torch.randn(7, 4, **kw), torch.randn(16, 4, **kw), torch.randn(16, **kw),
             torch.randn(4, 16, **kw), torch.randn(4, **kw))
     execution = Execution('cpu', mlp_chunk_rows=3)
-    assert torch.autograd.gradcheck(lambda *t: cpu.GeluMlp.apply(*t, execution), args)
+    assert torch.autograd.gradcheck(lambda *t: cpu.GeluMlp.apply(*t, execution, recompute), args)
 
 
 @pytest.mark.parametrize('images', [1, 3])

@@ -56,6 +56,49 @@ def test_each_path_equals_the_reference_in_outputs_and_every_gradient(path):
         assert err < 1e-5, (name, err)
 
 
+@pytest.mark.parametrize('path', ['reference'] + list(FAST_PATHS))
+@pytest.mark.parametrize('amp', [None, torch.bfloat16])
+def test_with_cp_mlp_gives_what_keeping_every_activation_gives(path, amp):
+    """``with_cp='mlp'`` recomputes each MLP's hidden layer in backward: the same outputs and
+    gradients on every path (dropout on, for the reference path's ``torch.utils.checkpoint``,
+    which must draw the same masks again), in float32 and under bf16 autocast."""
+    x = torch.randn(2, 3, 75, 61)
+    drop = dict(drop_rate=0.1) if path == 'reference' else {}
+    got = {}
+    for with_cp in (False, 'mlp'):
+        model = small(FAST_PATHS.get(path, path), with_cp=with_cp, **drop)
+        torch.manual_seed(1)  # the same dropout masks for both
+        with torch.autocast('cpu', dtype=amp or torch.float32, enabled=amp is not None):
+            got[with_cp] = outputs_and_gradients(model, x)
+    for name, g in got[False].items():
+        err = ((got['mlp'][name] - g).abs().max() / g.abs().max().clamp_min(1e-12)).item()
+        assert err < 1e-5, (name, err)
+
+
+def test_mlp_training_keeps_its_input_in_the_autocast_dtype_and_with_cp_nothing_else():
+    """What the MLP saves for backward, by bytes: the input (in bf16 under bf16 autocast, not
+    the float32 residual stream) and the fc1 output; with ``recompute`` the input only."""
+    from swinv2_backbone.blocks import Mlp
+    x = torch.randn(50, 16, requires_grad=True)
+    execution = Execution('batched', grad=True, amp=torch.bfloat16, mlp_chunk_rows=None)
+    saved = {}
+    for recompute in (False, True):
+        mlp = Mlp(16, 64, recompute=recompute).train()
+        params = {p.data_ptr() for p in mlp.parameters()}
+        seen = {}
+
+        def pack(t):
+            if t.data_ptr() not in params:
+                seen[t.data_ptr()] = (t.dtype, tuple(t.shape))
+            return t
+        with torch.autocast('cpu', dtype=torch.bfloat16), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            mlp(x, execution).sum().backward()
+        saved[recompute] = sorted(seen.values(), key=str)
+    assert saved[False] == [(torch.bfloat16, (50, 16)), (torch.bfloat16, (50, 64))]
+    assert saved[True] == [(torch.bfloat16, (50, 16))]
+
+
 @pytest.mark.parametrize('path', list(FAST_PATHS))
 def test_each_path_gives_each_image_its_own_features(path):
     model = small(FAST_PATHS[path])

@@ -186,18 +186,23 @@ class CosineAttention(torch.autograd.Function):
 
 
 class GeluMlp(torch.autograd.Function):
-    """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only.
+    """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only; with
+    ``recompute``, x only (``with_cp='mlp'``): backward recomputes the fc1 output too.
 
     The GELU output, its gradient and the fc1-output gradient exist for ``mlp_chunk_rows``
     rows at a time (all at once where it is None, as on the batched path); the usual graph
     keeps the GELU output too and builds each gradient whole, every one 4x the block's width.
-    Backward recomputes the GELU.
+    Backward recomputes the GELU. Under autocast x is kept in the autocast dtype: the copy
+    fc1 multiplies anyway, half the bytes of the float32 residual stream.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None,
-                w2: torch.Tensor, b2: torch.Tensor | None, execution: Execution) -> torch.Tensor:
+                w2: torch.Tensor, b2: torch.Tensor | None, execution: Execution,
+                recompute: bool = False) -> torch.Tensor:
         inner = replace(execution, grad=False)  # nothing inside an autograd function records
+        if execution.amp is not None:
+            x = x.to(execution.amp)
         hidden = linear(x, w1, b1, inner)
         dt = hidden.dtype  # bf16 under autocast
         w2c = w2.to(dt)
@@ -206,32 +211,37 @@ class GeluMlp(torch.autograd.Function):
         y = hidden.new_empty(x.shape[0], w2.shape[0])
         for r in range(0, x.shape[0], rows):
             y[r:r + rows] = linear(F.gelu(hidden[r:r + rows]), w2c, b2c, inner)
-        ctx.save_for_backward(x, w1, w2, hidden)
+        ctx.save_for_backward(x, w1, w2, b1 if recompute else None,
+                              None if recompute else hidden)
         ctx.has_bias = b1 is not None, b2 is not None
-        ctx.rows = rows
+        ctx.rows, ctx.dtype, ctx.inner = rows, dt, inner
         return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, w1, w2, hidden = ctx.saved_tensors
-        dt = hidden.dtype
+        x, w1, w2, b1, hidden = ctx.saved_tensors
+        dt = ctx.dtype
         need = ctx.needs_input_grad
         rows = ctx.rows
         grad, w1c, w2c = grad.to(dt), w1.to(dt), w2.to(dt)
+        b1c = b1.to(dt) if b1 is not None else None
         dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
         dw1 = torch.zeros(w1.shape, dtype=dt, device=x.device) if need[1] else None
-        db1 = hidden.new_zeros(hidden.shape[1]) if need[2] and ctx.has_bias[0] else None
+        db1 = grad.new_zeros(w1.shape[0]) if need[2] and ctx.has_bias[0] else None
         dw2 = torch.zeros(w2.shape, dtype=dt, device=x.device) if need[3] else None
         db2 = grad.sum(0) if need[4] and ctx.has_bias[1] else None
         for r in range(0, x.shape[0], rows):
-            h, g = hidden[r:r + rows], grad[r:r + rows]
+            g, xr = grad[r:r + rows], x[r:r + rows].to(dt)
+            # the forward's fc1 product again: autocast's casts made explicit, as backward
+            # may run outside autocast
+            h = hidden[r:r + rows] if hidden is not None else linear(xr, w1c, b1c, ctx.inner)
             if dw2 is not None:
                 dw2 += backward_gemm(g.t(), F.gelu(h).t())
             dh = torch.ops.aten.gelu_backward(backward_gemm(g, w2c.t()), h)
             if dx is not None:
                 dx[r:r + rows] = backward_gemm(dh, w1c.t())
             if dw1 is not None:
-                dw1 += backward_gemm(dh.t(), x[r:r + rows].to(dt).t())
+                dw1 += backward_gemm(dh.t(), xr.t())
             if db1 is not None:
                 db1 += dh.sum(0)
-        return dx, dw1, db1, dw2, db2, None
+        return dx, dw1, db1, dw2, db2, None, None

@@ -79,6 +79,9 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'swinv2_backbone (cuda_graph)': lambda size, window: _ours(size, window, cuda_graph=True),
     'swinv2_backbone (with_cp, cuda_graph)':
         lambda size, window: _ours(size, window, with_cp=True, cuda_graph=True),
+    'swinv2_backbone (with_cp=mlp)': lambda size, window: _ours(size, window, with_cp='mlp'),
+    'swinv2_backbone (with_cp=mlp, cuda_graph)':
+        lambda size, window: _ours(size, window, with_cp='mlp', cuda_graph=True),
     'timm': _timm,
     'hf': _hf,
     'mmpretrain': _mmpretrain,
