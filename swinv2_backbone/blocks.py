@@ -16,6 +16,7 @@ from torch import nn
 from .attention import WindowAttentionV2
 from .execution import Execution
 from .kernels.cpu import GeluMlp
+from .kernels.device import layer_norm
 from .kernels.onednn import linear
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
@@ -183,9 +184,10 @@ class SwinV2Block(nn.Module):
     def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
                  execution: Execution, inplace: bool) -> torch.Tensor:
         """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window."""
-        y = self.drop_path(self.norm1(self.attn(x, window, mask, execution)))
+        y = self.drop_path(layer_norm(self.attn(x, window, mask, execution), self.norm1,
+                                      execution))
         x = x.add_(y) if inplace else x + y
-        y = self.drop_path(self.norm2(self.mlp(x, execution)))
+        y = self.drop_path(layer_norm(self.mlp(x, execution), self.norm2, execution))
         x = x.add_(y) if inplace else x + y
         if self.norm3 is not None:
             x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)

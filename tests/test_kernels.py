@@ -58,6 +58,30 @@ def test_gelu_mlp_backward_passes_gradcheck(recompute):
     assert torch.autograd.gradcheck(lambda *t: cpu.GeluMlp.apply(*t, execution, recompute), args)
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_amp_layer_norm_is_autocasts_float32_norm_keeping_the_input_in_its_dtype(dtype):
+    """The same output and gradients as ``F.layer_norm`` of the float32 copy (what autocast
+    runs on GPUs), bit for bit; what it keeps for backward is the fp16/bf16 input, not a
+    float32 copy."""
+    torch.manual_seed(0)
+    x = (torch.randn(37, 24) * 3 + 1).to(dtype).requires_grad_()
+    weight, bias = (torch.randn(24, requires_grad=True) for _ in range(2))
+    grad = torch.randn(37, 24)
+    saved = []
+
+    def pack(t):
+        saved.append((t.dtype, tuple(t.shape)))
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = device.AmpLayerNorm.apply(x, weight, bias, 1e-5)
+    got = [out, *torch.autograd.grad(out, (x, weight, bias), grad)]
+    want = F.layer_norm(x.float(), (24,), weight, bias, 1e-5)
+    want = [want, *torch.autograd.grad(want, (x, weight, bias), grad)]
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and torch.equal(g, w)
+    assert (dtype, (37, 24)) in saved and (torch.float32, (37, 24)) not in saved
+
+
 @pytest.mark.parametrize('images', [1, 3])
 def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images):
     """attend against F.scaled_dot_product_attention with the shift mask of several images,

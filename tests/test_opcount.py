@@ -7,6 +7,7 @@ import pytest
 from devkit.opcount import count_step_ops
 
 from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.compat import TORCH_VERSION
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -43,3 +44,21 @@ def test_the_counter_counts_launches_not_views():
         x.t().reshape(-1)  # a transposed tensor flattened: a copy kernel
     assert dict(counter.ops) == {'mul': 1, 'sum': 1, 'clone': 1} and counter.total == 3
     assert z.shape == y.shape
+
+
+@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='the estimate needs torch >= 2.4')
+def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
+    """devkit/activations.py on fake CUDA tensors: under bf16 autocast, ``with_cp='mlp'``
+    keeps less by exactly every block's bf16 hidden layer (tokens x 4C x 2 bytes)."""
+    from functools import partial
+
+    import torch
+    from devkit.activations import cuda_saved_for_backward_mib
+    arch = dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2))
+
+    def build(with_cp):
+        return SwinV2Backbone(arch=arch, window_size=4, drop_path_rate=0.0, with_cp=with_cp)
+    keep, mlp = (cuda_saved_for_backward_mib(partial(build, cp), (64, 96), 2, torch.bfloat16)
+                 for cp in (False, 'mlp'))
+    tokens = 2 * (16 * 24 * 16 * 1 + 8 * 12 * 32 * 2)  # images x sum(H x W x C x depth)
+    assert (keep - mlp) * 2**20 == tokens * 4 * 2

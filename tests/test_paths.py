@@ -265,11 +265,14 @@ def test_compiles_as_one_graph_without_breaks(train, path):
 
 
 @needs_compile
-def test_compiles_as_one_graph_under_bf16_autocast_inference():
-    """bf16 autocast inference, as used with compile, traces without graph breaks too."""
+@pytest.mark.parametrize('train', [False, True])
+def test_compiles_as_one_graph_under_bf16_autocast(train):
+    """bf16 autocast inference, as used with compile, traces without graph breaks too; so
+    does AMP training on the batched path, with its autograd functions (``AmpLayerNorm``,
+    ``UnitQK``, ``GeluMlp`` recomputing under ``with_cp='mlp'``)."""
     import torch._dynamo as dynamo
-    model = small()
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+    model = small('batched', with_cp='mlp').train() if train else small()
+    with torch.set_grad_enabled(train), torch.autocast('cpu', dtype=torch.bfloat16):
         explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
     assert explained.graph_count == 1 and explained.graph_break_count == 0, \
         [b.reason for b in explained.break_reasons]

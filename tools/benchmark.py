@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--impls', nargs='+', choices=list(bench.IMPLEMENTATIONS),
                         help='default: all but with_cp, and cuda_graph only on a GPU')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
+    parser.add_argument('--saved', action='store_true',
+                        help='training: also the MiB a CUDA step keeps for backward, '
+                        'estimated on fake CUDA tensors (devkit/activations.py)')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -85,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
                 if cpu else bench.cuda_step_peak_mb(name, size, args.window, args.mode,
                                                     args.batch, amp)
 
+    saved = {}
+    if args.saved and args.mode == 'training':
+        from devkit.activations import cuda_saved_for_backward_mib
+        for name in args.impls:
+            if 'cuda_graph' not in name:  # a replay keeps what eager keeps
+                saved[name] = cuda_saved_for_backward_mib(
+                    partial(bench.build, name, size, args.window), size, args.batch, amp)
+                print(f'  a CUDA step keeps for backward (estimated): {name} '
+                      f'{saved[name]:.0f} MiB')
     medians = {n: statistics.median(t) for n, t in times.items()}
     peers = [n for n in impls if not n.startswith('swinv2_backbone')]
     best_peer = min((medians[n] for n in peers), default=None)
@@ -97,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         sec = medians[name]
         row = dict(implementation=name, median_ms=sec * 1e3, images_per_s=args.batch / sec,
                    gflop_per_s=gflops / sec, peak_mb=memory.get(name), ops=ops.get(name),
-                   speedup_vs_best_peer=best_peer / sec if best_peer else None)
+                   speedup_vs_best_peer=best_peer / sec if best_peer else None,
+                   saved_for_backward_mb=saved.get(name))
         if cpu:
             row.update(mm_fraction=gflops / sec / rates['mm'],
                        onednn_fraction=gflops / sec / rates['onednn'])

@@ -10,7 +10,9 @@ eligible:
   ``pos_bias + shift mask`` (1, nW*heads, N, N), one per stage shape, broadcast over images.
 
 Backward is autograd's (SDPA's fused backward), except for :class:`UnitQK`, which saves only its
-outputs (the tensors SDPA saves anyway) instead of the float32 vectors autograd would keep.
+outputs (the tensors SDPA saves anyway) instead of the float32 vectors autograd would keep, and
+:class:`AmpLayerNorm`, the blocks' norms in training under autocast, which keeps its input in
+the autocast dtype instead of autocast's float32 copy.
 Under fp16/bf16 autocast the q/k normalisation runs in float32 and a vector whose norm is
 clamped (the zero padding's k) gets no gradient, so nothing overflows; no host
 synchronisation, and it traces under ``torch.compile``.
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from ..execution import Execution
 from ..ops import inverse_norm
 
-__all__ = ['UnitQK', 'window_attention']
+__all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
 
 
 class UnitQK(torch.autograd.Function):
@@ -95,3 +99,35 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
     # (B, nW, heads, N, d) -> (B, nW, N, heads, d) -> (B, L, C)
     return out.view(B, nW, h, N, d).transpose(2, 3).reshape(B, L, C)
+
+
+class AmpLayerNorm(torch.autograd.Function):
+    """``F.layer_norm`` in float32 as autocast runs it on GPUs, keeping for backward its input
+    as given (fp16/bf16) rather than the float32 copy: the same results, and half the bytes
+    (backward makes the copy again).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                eps: float) -> torch.Tensor:
+        out, mean, rstd = torch.native_layer_norm(x.float(), weight.shape, weight, bias, eps)
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        dx, dweight, dbias = torch.ops.aten.native_layer_norm_backward(
+            grad, x.float(), weight.shape, mean, rstd, weight, bias,
+            list(ctx.needs_input_grad[:3]))
+        return dx, dweight, dbias, None
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, execution: Execution) -> torch.Tensor:
+    """``norm(x)``; in training under autocast on the batched path through
+    :class:`AmpLayerNorm` (elsewhere autocast's own rule holds: float32 on GPUs, the input's
+    dtype on CPUs)."""
+    if execution.path == 'batched' and execution.grad and execution.amp is not None \
+            and x.dtype == execution.amp and norm.weight is not None:
+        return AmpLayerNorm.apply(x, norm.weight, norm.bias, norm.eps)
+    return norm(x)

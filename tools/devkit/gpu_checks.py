@@ -178,15 +178,17 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
     ok = all(torch.isfinite(r).all() for r in runs) and not torch.equal(runs[2], runs[3])
     failures += [] if ok else ['cuda_graph drop path']
     print(f'5. cuda_graph, drop path: replays draw anew {"ok" if ok else "FAIL"}')
-    try:
-        cp = model('batched', eager.state_dict(), cuda_graph=True, with_cp=True)
-        eager.with_cp = False
-        step(cp, x)
-        step(cp, x)
-        check('with_cp', rel_err(step(eager, x), step(cp, x)))
-    except Exception as e:  # noqa: BLE001 - report what capture makes of checkpointing
-        failures.append('cuda_graph with_cp')
-        print(f'5. cuda_graph, with_cp: FAIL {type(e).__name__}: {str(e)[:300]}')
+    for with_cp in (True, 'mlp'):
+        try:
+            cp = model('batched', eager.state_dict(), cuda_graph=True, with_cp=with_cp)
+            step(cp, x)
+            step(cp, x)
+            check(f'with_cp={with_cp!r}', rel_err(step(eager, x), step(cp, x)))
+            want, got = (step(m, x, torch.bfloat16) for m in (eager, cp))
+            check(f'with_cp={with_cp!r}, bf16', rel_err(want, got), 2e-2)
+        except Exception as e:  # noqa: BLE001 - report what capture makes of checkpointing
+            failures.append(f'cuda_graph with_cp={with_cp!r}')
+            print(f'5. cuda_graph, with_cp={with_cp!r}: FAIL {type(e).__name__}: {str(e)[:300]}')
     return failures
 
 
