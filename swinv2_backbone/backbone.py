@@ -64,8 +64,8 @@ class SwinV2Backbone(BaseModule):
         with_cp: gradient checkpointing in training: True or 'block' recomputes every block
             in backward (least memory, a third more compute); 'mlp' keeps each block's
             activations but the MLP's hidden layer, which backward recomputes with one GEMM
-            (about a third less activation memory for about a tenth more compute; measured
-            in BENCHMARKS.md); False keeps everything.
+            (for SwinV2-T a quarter less activation memory for a tenth more FLOPs;
+            BENCHMARKS.md); False keeps everything. The same results whichever.
         execution: how forward runs (:mod:`swinv2_backbone.execution`): 'auto' (the CPU
             kernels on CPU, whole-stage batched ops with ``scaled_dot_product_attention`` on
             GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or an
