@@ -5,9 +5,9 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
 
 - ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
   the official code writes it; also what attention dropout in training runs.
-- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.kernels.cpu`): oneDNN GEMMs, attention a
-  few windows at a time into reused buffers, in-place inference in cache-sized chunks, and lean
-  autograd functions for training.
+- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.kernels.cpu`): oneDNN GEMMs (on CPUs with
+  AVX-512), attention a few windows at a time into reused buffers, in-place inference in
+  cache-sized chunks, and lean autograd functions for training.
 - ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.kernels.device`): one qkv GEMM,
   one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
   over images or chunks, autograd for backward.
@@ -42,8 +42,10 @@ class Execution:
         grad: autograd records this forward (some input or parameter needs a gradient).
         amp: the autocast dtype on the input's device, or None outside autocast.
         compiling: ``torch.compile`` is tracing this forward.
-        onednn: float32 CPU linears may run on oneDNN (the cpu path, outside autocast and jit
-            tracing, which cannot record the op).
+        onednn: float32 CPU linears, and the cpu path's backward GEMMs, run on oneDNN (the cpu
+            path, outside autocast and jit tracing, which cannot record the op). Requested as
+            None (the default): where oneDNN's GEMM beats MKL's, on CPUs with AVX-512
+            (:data:`~swinv2_backbone.kernels.onednn.ONEDNN_FP32`); True or False chooses.
         bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
             oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
             stay float32.
@@ -68,7 +70,7 @@ class Execution:
     grad: bool = False
     amp: torch.dtype | None = None
     compiling: bool = False
-    onednn: bool = False
+    onednn: bool | None = None
     bf16_inference: bool = False
     attn_dropout: bool = False
     cuda_graph: bool = False
@@ -92,7 +94,7 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
     (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
     are kept); ``cuda_graph``: the module asks for CUDA graphs."""
-    from .kernels.onednn import ONEDNN, ONEDNN_BF16
+    from .kernels.onednn import ONEDNN, ONEDNN_BF16, ONEDNN_FP32
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
     device = x.device.type
@@ -112,7 +114,8 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
-                   onednn=cpu_kernels and amp is None,
+                   onednn=cpu_kernels and amp is None
+                   and (ONEDNN_FP32 if base.onednn is None else base.onednn),
                    bf16_inference=cpu_kernels and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    attn_dropout=attn_dropout,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,16 +14,20 @@ import torch
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
 from swinv2_backbone.execution import Execution, decide
-from swinv2_backbone.kernels.onednn import ONEDNN_BF16
+from swinv2_backbone.kernels import onednn
 
 from conftest import randomize_
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)
-# the cpu path with chunk edges inside images and windows that do not divide evenly
+# the cpu path with chunk edges inside images and windows that do not divide evenly, with
+# each GEMM library whatever this CPU's default (oneDNN only with AVX-512)
 SMALL_CHUNKS = Execution('cpu', chunk_tokens=48, train_chunk_tokens=48, chunk_logits=100,
                          mlp_chunk_rows=40)
-FAST_PATHS = {'cpu': 'cpu', 'cpu, small chunks': SMALL_CHUNKS, 'batched': 'batched'}
+FAST_PATHS = {'cpu': 'cpu',
+              'cpu, small chunks, oneDNN GEMMs': replace(SMALL_CHUNKS, onednn=True),
+              'cpu, small chunks, MKL GEMMs': replace(SMALL_CHUNKS, onednn=False),
+              'batched': 'batched'}
 
 
 def small(execution='auto', **kw) -> SwinV2Backbone:
@@ -156,8 +161,8 @@ def test_bf16_autocast_inference_gives_finite_features_close_to_fp32(path):
         assert err.max().item() < worst and err.pow(2).mean().sqrt().item() < 2e-2
 
 
-@pytest.mark.skipif(not ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs AVX-512 "
-                    'or AMX)')
+@pytest.mark.skipif(not onednn.ONEDNN_BF16,
+                    reason='this CPU has no oneDNN bf16 GEMM (it needs AVX-512 or AMX)')
 def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     """Under bf16 autocast without autograd the cpu path rounds only the GEMMs to bf16. With
     bf16-exact weights and input and the largest temperature (100), one attention is then less
@@ -219,6 +224,20 @@ def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
         assert not decide('auto', torch.randn(1, 3, 8, 8), model).grad
     model.train()
     assert decide('auto', torch.randn(1, 3, 8, 8), model, attn_dropout=True).attn_dropout
+
+
+def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked():
+    model, x = small(), torch.randn(1, 3, 8, 8)
+    assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32
+    assert onednn.ONEDNN_FP32 == (onednn.ONEDNN and onednn.gains_on(
+        torch.backends.cpu.get_cpu_capability()))
+    assert [onednn.gains_on(c) for c in ('AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == \
+        [False, True, True, False]
+    assert decide(Execution('cpu', onednn=True), x, model).onednn == onednn.ONEDNN
+    assert not decide(Execution('cpu', onednn=False), x, model).onednn
+    assert not decide(Execution('batched', onednn=True), x, model).onednn
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not decide(Execution('cpu', onednn=True), x, model).onednn
 
 
 def test_the_cpu_kernels_refuse_other_devices_by_name():

@@ -171,3 +171,10 @@ def test_benchmark_tool_refuses_a_missing_gpu_by_name():
 def test_memory_of_a_step_is_measured_in_its_own_process():
     from devkit import benchmark
     assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0
+
+
+def test_the_gemm_bound_is_the_model_flops_at_the_fastest_matmul_rate():
+    """What tools/benchmark.py prints as the most any implementation can gain on a machine."""
+    from devkit import benchmark
+    assert benchmark.gemm_bound_ms(285.4, {'mm': 50.0, 'onednn': 100.0}) == pytest.approx(2854.0)
+    assert benchmark.matmul_gflops(n=64, repeats=3) > 0

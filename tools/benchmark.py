@@ -125,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
               f'{row["gflop_per_s"]:8.1f} {rates_cols}{mem} {count} {speed}')
     result = dict(args=vars(args), device=where, torch=torch.__version__, matmul_gflops=rates,
                   model_gflop=gflops, rows=rows)
+    if rates and amp is None and best_peer:
+        result['gemm_bound_ms'] = bound = bench.gemm_bound_ms(gflops, rates)
+        result['max_speedup_vs_best_peer'] = ceiling = 1e3 * best_peer / bound
+        print(f'\nAt {max(rates.values()):.1f} GFLOP/s the {gflops:.1f} GFLOP of matrix products '
+              f'take at least {bound:.0f} ms here: no implementation can be more than '
+              f'{ceiling:.2f}x the fastest peer on this machine.')
     if own_fp32:
         result['bf16_speedup_over_own_fp32'] = ratio = \
             medians['swinv2_backbone' + bench.FP32] / medians['swinv2_backbone']

@@ -177,9 +177,10 @@ class CosineAttention(torch.autograd.Function):
             dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
             dqkv = dqkv.view((j - i) * N, -1)  # (n*N, 3C)
             if dx is not None:
-                dx[i:j] = backward_gemm(dqkv, w.t()).view(j - i, N, -1)
+                dx[i:j] = backward_gemm(dqkv, w.t(), ctx.execution).view(j - i, N, -1)
             if dw is not None:
-                dw += backward_gemm(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(dt).t())
+                dw += backward_gemm(dqkv.t(), x[i:j].reshape((j - i) * N, -1).to(dt).t(),
+                                    ctx.execution)
             if db is not None:
                 db += dqkv.sum(0)
         return dx, dw, db, dtemperature, dpos_bias, None, None, None
@@ -236,12 +237,12 @@ class GeluMlp(torch.autograd.Function):
             # may run outside autocast
             h = hidden[r:r + rows] if hidden is not None else linear(xr, w1c, b1c, ctx.inner)
             if dw2 is not None:
-                dw2 += backward_gemm(g.t(), F.gelu(h).t())
-            dh = torch.ops.aten.gelu_backward(backward_gemm(g, w2c.t()), h)
+                dw2 += backward_gemm(g.t(), F.gelu(h).t(), ctx.inner)
+            dh = torch.ops.aten.gelu_backward(backward_gemm(g, w2c.t(), ctx.inner), h)
             if dx is not None:
-                dx[r:r + rows] = backward_gemm(dh, w1c.t())
+                dx[r:r + rows] = backward_gemm(dh, w1c.t(), ctx.inner)
             if dw1 is not None:
-                dw1 += backward_gemm(dh.t(), xr.t())
+                dw1 += backward_gemm(dh.t(), xr.t(), ctx.inner)
             if db1 is not None:
                 db1 += dh.sum(0)
         return dx, dw1, db1, dw2, db2, None, None

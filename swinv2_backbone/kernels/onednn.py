@@ -2,10 +2,16 @@
 
 PyTorch sends fp32 ``F.linear`` / ``torch.mm`` on CPU to MKL, which on AMD processors runs
 without AVX-512; oneDNN (which PyTorch ships, and uses itself for bf16 and in
-``torch.compile``'s CPU fusions) has its own AVX-512 kernels. On the 2-core AMD EPYC this
-package is benchmarked on, a 2048^3 fp32 GEMM runs at about 375 GFLOP/s with oneDNN against 150
-with MKL, and the results agree to float rounding. oneDNN also fuses the bias and an exact
-(erf) GELU into the GEMM.
+``torch.compile``'s CPU fusions) has its own AVX-512 kernels. On a 2-core AMD EPYC with
+AVX-512, a 2048^3 fp32 GEMM runs at about 375 GFLOP/s with oneDNN against 150 with MKL, and the
+results agree to float rounding. oneDNN also fuses the bias and an exact (erf) GELU into the
+GEMM.
+
+Without AVX-512 there is nothing to gain: on an AVX2 EPYC both reach about 65 GFLOP/s on one
+GEMM in cache, and inside a training step oneDNN's took 7.7 s where MKL's took 5.7 s (it
+reorders transposed and cache-cold operands at every call; BENCHMARKS.md). So float32 linears
+go to oneDNN only on CPUs with AVX-512 (:data:`ONEDNN_FP32`, decided once at import), unless
+an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
@@ -19,13 +25,23 @@ import torch.nn.functional as F
 
 from ..execution import Execution
 
-__all__ = ['ONEDNN', 'ONEDNN_BF16', 'OneDnnLinear', 'backward_gemm', 'gemm', 'linear']
+__all__ = ['ONEDNN', 'ONEDNN_BF16', 'ONEDNN_FP32', 'OneDnnLinear', 'backward_gemm', 'gains_on',
+           'gemm', 'linear']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
 # oneDNN's bf16 GEMM needs a CPU with AVX-512 (bf16) or AMX; without, bf16 inference keeps
 # autocast's F.linear
 ONEDNN_BF16 = ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def gains_on(capability: str) -> bool:
+    """Whether oneDNN's float32 GEMM beats MKL's on a CPU of this
+    ``torch.backends.cpu.get_cpu_capability()`` ('AVX2', 'AVX512', 'AVX512_BF16', ...)."""
+    return capability.startswith('AVX512')
+
+
+ONEDNN_FP32 = ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability())
 
 
 def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -63,10 +79,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return F.gelu(y) if gelu else y
 
 
-def backward_gemm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``x @ weight.T`` inside a backward pass: oneDNN for float32 CPU operands (the cpu path's
-    autograd functions), ``F.linear`` for others (bf16 under autocast, float64 in gradcheck)."""
-    if ONEDNN and x.device.type == 'cpu' and _float32(x, weight):
+def backward_gemm(x: torch.Tensor, weight: torch.Tensor, execution: Execution) -> torch.Tensor:
+    """``x @ weight.T`` inside a backward pass of the forward ``execution`` ran: oneDNN where
+    its float32 linears ran there, ``F.linear`` for others (and for bf16 under autocast,
+    float64 in gradcheck)."""
+    if execution.onednn and _float32(x, weight):
         return gemm(x, weight)
     return F.linear(x, weight)
 

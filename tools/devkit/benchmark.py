@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -112,7 +111,8 @@ def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> float:
-    """A fp32 matmul rate of this machine: median GFLOP/s of an n x n x n product.
+    """A fp32 matmul rate of this machine: GFLOP/s of the fastest of ``repeats`` n x n x n
+    products (a busy VM only ever slows one down).
 
     ``backend='mm'`` times ``torch.mm`` (MKL on x86: what fp32 ``nn.Linear`` runs on);
     ``'onednn'`` times oneDNN's GEMM (see kernels/onednn.py), with AVX-512 the faster of the two
@@ -130,7 +130,14 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> floa
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / min(times) / 1e9
+
+
+def gemm_bound_ms(gflop: float, rates: dict[str, float]) -> float:
+    """The least time ``gflop`` of matrix products can take at the fastest of ``rates``
+    (GFLOP/s, from :func:`matmul_gflops`), in ms: no implementation of the model runs faster
+    on this machine, whatever it does besides its GEMMs."""
+    return 1e3 * gflop / max(rates.values())
 
 
 def bf16_error(size: tuple[int, int], window: int,
