@@ -110,13 +110,13 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
         else None
     tracing = torch.jit.is_tracing()
     compiling = is_compiling()
-    cpu_kernels = path == 'cpu' and ONEDNN and not tracing
+    onednn_usable = path == 'cpu' and ONEDNN and not tracing  # jit tracing cannot record it
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
-                   onednn=cpu_kernels and amp is None
+                   onednn=onednn_usable and amp is None
                    and (ONEDNN_FP32 if base.onednn is None else base.onednn),
-                   bf16_inference=cpu_kernels and ONEDNN_BF16 and not grad
+                   bf16_inference=onednn_usable and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    attn_dropout=attn_dropout,
                    cuda_graph=cuda_graph and device == 'cuda' and not compiling and not tracing

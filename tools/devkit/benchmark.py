@@ -51,6 +51,11 @@ def _ours(size, window, **kw):
     return SwinV2Backbone('tiny', window_size=window, out_norm=False, drop_path_rate=0.0, **kw)
 
 
+def _ours_gemm(size, window, onednn: bool):
+    from swinv2_backbone.execution import Execution
+    return _ours(size, window, execution=Execution('cpu', onednn=onednn))
+
+
 def _timm(size, window):
     from timm.models.swin_transformer_v2 import SwinTransformerV2
     model = SwinTransformerV2(img_size=size, window_size=window, num_classes=0,
@@ -81,6 +86,11 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'swinv2_backbone (with_cp=mlp)': lambda size, window: _ours(size, window, with_cp='mlp'),
     'swinv2_backbone (with_cp=mlp, cuda_graph)':
         lambda size, window: _ours(size, window, with_cp='mlp', cuda_graph=True),
+    # the cpu path with each GEMM library, whatever this CPU's default (kernels/onednn.py)
+    'swinv2_backbone (oneDNN GEMMs)':
+        lambda size, window: _ours_gemm(size, window, onednn=True),
+    'swinv2_backbone (MKL GEMMs)':
+        lambda size, window: _ours_gemm(size, window, onednn=False),
     'timm': _timm,
     'hf': _hf,
     'mmpretrain': _mmpretrain,
@@ -105,7 +115,7 @@ def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
         try:
             counts[name] = count_step_ops(partial(build, name, size, window), size, batch,
                                           mode).total
-        except (RuntimeError, NotImplementedError, TypeError):
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):  # cpu path: no meta
             counts[name] = None
     return counts
 
