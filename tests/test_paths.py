@@ -28,6 +28,9 @@ FAST_PATHS = {'cpu': 'cpu',
               'cpu, small chunks, oneDNN GEMMs': replace(SMALL_CHUNKS, onednn=True),
               'cpu, small chunks, MKL GEMMs': replace(SMALL_CHUNKS, onednn=False),
               'batched': 'batched'}
+# what torch.compile must trace: the cpu path with each GEMM library, and the batched path
+COMPILED_PATHS = {'cpu, oneDNN GEMMs': Execution('cpu', onednn=True),
+                  'cpu, MKL GEMMs': Execution('cpu', onednn=False), 'batched': 'batched'}
 
 
 def small(execution='auto', **kw) -> SwinV2Backbone:
@@ -273,11 +276,11 @@ needs_compile = pytest.mark.skipif(TORCH_VERSION < (2, 11),
 
 
 @needs_compile
-@pytest.mark.parametrize('path', ['cpu', 'batched'])
+@pytest.mark.parametrize('path', list(COMPILED_PATHS))
 @pytest.mark.parametrize('train', [False, True])
 def test_compiles_as_one_graph_without_breaks(train, path):
     import torch._dynamo as dynamo
-    model = small(path, drop_path_rate=0.1).train(train)
+    model = small(COMPILED_PATHS[path], drop_path_rate=0.1).train(train)
     with torch.set_grad_enabled(train):
         explained = dynamo.explain(model)(torch.randn(1, 3, 70, 90))
     assert explained.graph_count == 1 and explained.graph_break_count == 0, \
@@ -299,10 +302,10 @@ def test_compiles_as_one_graph_under_bf16_autocast(train):
 
 
 @needs_compile
-@pytest.mark.parametrize('path', ['cpu', 'batched'])
+@pytest.mark.parametrize('path', list(COMPILED_PATHS))
 def test_compiled_model_matches_eager_at_several_sizes(path):
     # dynamic=False: a new size recompiles (symbolic sizes send dynamo into minutes of sympy)
-    model = small(path)
+    model = small(COMPILED_PATHS[path])
     compiled = torch.compile(model, backend='eager', fullgraph=True, dynamic=False)
     with torch.no_grad():
         for size in ((64, 64), (70, 90)):
