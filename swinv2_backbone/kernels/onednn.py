@@ -8,10 +8,11 @@ results agree to float rounding. oneDNN also fuses the bias and an exact (erf) G
 GEMM.
 
 Without AVX-512 there is nothing to gain: on an AVX2 EPYC both reach about 65 GFLOP/s on one
-GEMM in cache, and inside a training step oneDNN's took 7.7 s where MKL's took 5.7 s (it
-reorders transposed and cache-cold operands at every call; BENCHMARKS.md). So float32 linears
-go to oneDNN only on CPUs with AVX-512 (:data:`ONEDNN_FP32`, decided once at import), unless
-an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
+GEMM in cache, oneDNN's slows down on the transposed operands of the backward, and in
+interleaved training steps the best round was MKL's in each of four runs, by 7-19%
+(BENCHMARKS.md). So float32 linears go to oneDNN only on CPUs with AVX-512
+(:data:`ONEDNN_FP32`, decided once at import), unless an
+:class:`~swinv2_backbone.execution.Execution` asks otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
