@@ -18,8 +18,8 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-__all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels', 'host_of',
-           'load_config', 'preflight', 'require_host']
+__all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels',
+           'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host']
 
 HOSTS = ('mmdet', 'mmseg')
 
@@ -192,6 +192,17 @@ def _init_cpu_distributed(launcher: str) -> None:
                          '(tools/dist_train.sh)')
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+
+
+def finish_distributed() -> None:
+    """Leave the process group, if any, once every rank is done. A process that exits with its
+    group alive can be aborted at exit by the group's own threads (SIGABRT, "terminate called
+    without an active exception", seen with gloo on torch 2.1) after its work is done, and the
+    launcher then reports the run as failed."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def build_runner(config: str | os.PathLike | Config, mode: str = 'train',

@@ -88,6 +88,22 @@ def test_dist_train_two_cpu_processes_with_gloo(tmp_path, data):
     assert 'Iter(train) [2/2]' in out and (work / 'iter_2.pth').exists()
 
 
+def test_train_and_test_leave_the_process_group_when_done(tmp_path):
+    """What tools/train.py and tools/test.py call last: without it a gloo rank can abort at
+    exit after training finished (SIGABRT seen in CI with torch 2.1), failing the launch."""
+    import torch.distributed as dist
+    from swinv2_backbone.runner import finish_distributed
+    finish_distributed()  # no group: nothing to do
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    try:
+        finish_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 @pytest.mark.parametrize('override,message', [
     ({'model.neck.in_channels': '[32,64,128,512]'},
      'model.neck.in_channels is [32, 64, 128, 512] but the SwinV2 backbone'),

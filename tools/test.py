@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinv2_backbone.runner import add_runner_args, build_runner
+from swinv2_backbone.runner import add_runner_args, build_runner, finish_distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metrics = runner.test()
     print({k: round(float(v), 4) for k, v in metrics.items()})
+    finish_distributed()
     return 0
 
 

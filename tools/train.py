@@ -13,7 +13,7 @@ import sys
 
 from mmengine.dist import get_dist_info
 
-from swinv2_backbone.runner import add_runner_args, build_runner
+from swinv2_backbone.runner import add_runner_args, build_runner, finish_distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     runner.train()
     rank, world_size = get_dist_info()
     print(f'rank {rank}/{world_size}: training finished at iteration {runner.iter}', flush=True)
+    finish_distributed()
     return 0
 
 
