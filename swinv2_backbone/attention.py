@@ -17,7 +17,8 @@ To change the attention, edit:
 2. the kernels: :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
    hand-written backward; its backward states the gradient of every term of the logits) and
    :func:`~swinv2_backbone.kernels.device.window_attention` (which hands
-   ``pos_bias + mask`` to ``scaled_dot_product_attention``).
+   ``pos_bias + mask`` to ``scaled_dot_product_attention``) and, for the q/k normalisation,
+   the Triton kernel of :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
 
 Guarded by: tests/test_paths.py (every path against the reference, outputs and every gradient,
 fp16/bf16 autocast), tests/test_kernels.py (``gradcheck`` of the autograd functions) and
@@ -186,7 +187,7 @@ class WindowAttentionV2(nn.Module):
             out = self._reference(x.view(-1, N, C), qkv_bias, temperature, pos_bias, mask)
         elif execution.path == 'batched':
             out = device.window_attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias,
-                                          mask, self.num_heads)
+                                          mask, self.num_heads, execution.fused)
         elif execution.grad:
             out = cpu.CosineAttention.apply(x.view(-1, N, C), self.qkv.weight, qkv_bias,
                                             temperature.view(-1), pos_bias, mask,

@@ -17,6 +17,7 @@ from .attention import WindowAttentionV2
 from .execution import Execution
 from .kernels.cpu import GeluMlp
 from .kernels.device import layer_norm
+from .kernels.fused import add_layer_norm_
 from .kernels.onednn import linear
 from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
 
@@ -184,14 +185,21 @@ class SwinV2Block(nn.Module):
     def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
                  execution: Execution, inplace: bool) -> torch.Tensor:
         """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window."""
-        y = self.drop_path(layer_norm(self.attn(x, window, mask, execution), self.norm1,
-                                      execution))
-        x = x.add_(y) if inplace else x + y
-        y = self.drop_path(layer_norm(self.mlp(x, execution), self.norm2, execution))
-        x = x.add_(y) if inplace else x + y
+        x = self._residual(x, self.attn(x, window, mask, execution), self.norm1, execution,
+                           inplace)
+        x = self._residual(x, self.mlp(x, execution), self.norm2, execution, inplace)
         if self.norm3 is not None:
             x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)
         return x
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm,
+                  execution: Execution, inplace: bool) -> torch.Tensor:
+        """``x + drop_path(norm(y))``; ``inplace``: into ``x``. With ``execution.fused`` (the
+        batched path's inference; drop path inactive) into ``x`` by one Triton kernel."""
+        if execution.fused and not (self.training and isinstance(self.drop_path, DropPath)):
+            return add_layer_norm_(x, y, norm)
+        y = self.drop_path(layer_norm(y, norm, execution))
+        return x.add_(y) if inplace else x + y
 
 
 class PatchMerging(nn.Module):

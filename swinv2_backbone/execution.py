@@ -10,7 +10,8 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
   cache-sized chunks, and lean autograd functions for training.
 - ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.kernels.device`): one qkv GEMM,
   one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
-  over images or chunks, autograd for backward.
+  over images or chunks, autograd for backward; in inference on CUDA, fused Triton kernels
+  (:mod:`swinv2_backbone.kernels.fused`) for the q/k normalisation and the residual norms.
 - ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
 
 Orthogonal to the path: ``SwinV2Backbone(cuda_graph=True)`` replays CUDA inputs' forwards (and
@@ -51,6 +52,12 @@ class Execution:
             stay float32.
         attn_dropout: attention dropout is active (training with a rate > 0): the attention
             runs the reference ops, which apply it.
+        fused: the batched path's inference runs the fused Triton kernels
+            (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
+            normalisation, and each residual ``x += norm(y)``): without autograd, outside
+            compiling and tracing, with Triton >= 3.0. Requested as None (the default): on CUDA
+            inputs; True: also on CPU inputs where Triton's interpreter runs (the tests);
+            False: never.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
             compiling or tracing, and not inside a capture already).
         captured: this forward is being recorded into a CUDA graph, to be replayed later:
@@ -72,6 +79,7 @@ class Execution:
     compiling: bool = False
     onednn: bool | None = None
     bf16_inference: bool = False
+    fused: bool | None = None
     attn_dropout: bool = False
     cuda_graph: bool = False
     captured: bool = False
@@ -94,6 +102,7 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
     (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
     are kept); ``cuda_graph``: the module asks for CUDA graphs."""
+    from .kernels.fused import INTERPRETED, TRITON
     from .kernels.onednn import ONEDNN, ONEDNN_BF16, ONEDNN_FP32
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
@@ -113,11 +122,14 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     onednn_usable = path == 'cpu' and ONEDNN and not tracing  # jit tracing cannot record it
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
+    fused_usable = path == 'batched' and TRITON and not grad and not compiling and not tracing \
+        and (device == 'cuda' or (device == 'cpu' and INTERPRETED))
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
                    onednn=onednn_usable and amp is None
                    and (ONEDNN_FP32 if base.onednn is None else base.onednn),
                    bf16_inference=onednn_usable and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
+                   fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
                    attn_dropout=attn_dropout,
                    cuda_graph=cuda_graph and device == 'cuda' and not compiling and not tracing
                    and not captured,

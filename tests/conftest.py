@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tools'))
+# Triton's interpreter runs the fused GPU kernels (swinv2_backbone.kernels.fused) on CPU tensors;
+# triton.jit reads this when it decorates them, at their first import, which is after this
+os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from swinv2_backbone.execution import Execution
-from swinv2_backbone.kernels import cpu, device, onednn
+from swinv2_backbone.kernels import cpu, device, fused, onednn
 from swinv2_backbone.ops import inverse_norm
 
 from conftest import randomize_
@@ -222,3 +222,64 @@ def test_eval_position_bias_cache_follows_new_weights():
         third = SwinV2Backbone(**kw).eval()
         third.load_state_dict(model.state_dict())
         assert torch.equal(third(x)[0], second)
+
+
+# ------------------------------------------------------------------ fused Triton kernels
+needs_triton = pytest.mark.skipif(not fused.INTERPRETED,
+                                  reason="the fused kernels' tests run in Triton >= 3.0's "
+                                         'interpreter')
+ULP = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}
+
+
+@needs_triton
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('d', [32, 24])
+def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dtype, d):
+    """Against UnitQK and the batched path's permute: q, k and v of every window and head,
+    within two rounding steps of the dtype (the norms sum in another order), for head dims of
+    a power of two and not (masked lanes), more tokens than one program holds, and a zero k
+    (the padding's: it maps to zero)."""
+    torch.manual_seed(0)
+    B, nW, N, h = 2, 7, 64, 3
+    C = h * d
+    qkv = torch.randn(B, nW * N, 3 * C).to(dtype)
+    qkv[1, 5, C:2 * C] = 0
+    temperature = torch.rand(h, 1, 1) * 30 + 1
+    got = fused.qkv_heads(qkv, temperature, h, N)
+    # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
+    want = qkv.view(B, nW, N, 3, h, d).permute(3, 0, 1, 4, 2, 5)
+    want = (*device.UnitQK.apply(want[:2], temperature), want[2])
+    for g, w, scale in zip(got, want, (temperature.max().item(), 1.0, 4.0)):
+        assert g.shape == (B * nW, h, N, d) and g.dtype == dtype and g.is_contiguous()
+        g = g.view(B, nW, h, N, d)
+        torch.testing.assert_close(g.float(), w.float(), rtol=0, atol=2 * scale * ULP[dtype])
+    assert torch.equal(got[1].view(B, nW, h, N, d)[1, 0, :, 5], torch.zeros(h, d, dtype=dtype))
+
+
+@needs_triton
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('C', [96, 100])
+def test_add_layer_norm_adds_autocasts_float32_norm_into_the_residual_stream(dtype, C):
+    """``x += LayerNorm(y)`` in place, against F.layer_norm of y in float32 plus x (what
+    autocast runs on GPUs), for widths of a power of two and not and more rows than one
+    program holds; the residual stream in float32, or in y's dtype (a model cast to it)."""
+    torch.manual_seed(0)
+    norm = randomize_(torch.nn.LayerNorm(C))
+    y = torch.randn(3, 70, C).to(dtype)
+    for x_dtype in {torch.float32, dtype}:
+        x = torch.randn(3, 70, C).to(x_dtype)
+        want = (x.float() + F.layer_norm(y.float(), (C,), norm.weight, norm.bias, norm.eps))
+        got = x.clone()
+        assert fused.add_layer_norm_(got, y, norm).data_ptr() == got.data_ptr()
+        assert got.dtype == x_dtype
+        tol = 1e-5 if x_dtype == torch.float32 else want.abs().max().item() * ULP[x_dtype]
+        torch.testing.assert_close(got.float(), want.detach(), rtol=0, atol=tol)
+
+
+@needs_triton
+def test_add_layer_norm_refuses_a_strided_or_mismatched_residual_by_shape():
+    norm = torch.nn.LayerNorm(8)
+    with pytest.raises(ValueError, match=r'contiguous x .* got \(8, 4\) \(contiguous: False\)'):
+        fused.add_layer_norm_(torch.randn(4, 8).t(), torch.randn(8, 4), norm)
+    with pytest.raises(ValueError, match=r'got \(4, 8\) .* and \(4, 9\)'):
+        fused.add_layer_norm_(torch.randn(4, 8), torch.randn(4, 9), norm)

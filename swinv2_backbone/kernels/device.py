@@ -25,6 +25,7 @@ from torch import nn
 
 from ..execution import Execution
 from ..ops import inverse_norm
+from .fused import qkv_heads
 
 __all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
 
@@ -66,7 +67,8 @@ class UnitQK(torch.autograd.Function):
 
 def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                      temperature: torch.Tensor, pos_bias: torch.Tensor,
-                     mask: torch.Tensor | None, num_heads: int) -> torch.Tensor:
+                     mask: torch.Tensor | None, num_heads: int,
+                     fused: bool = False) -> torch.Tensor:
     """qkv projection and scaled cosine attention of every window of a stage at once.
 
     Args:
@@ -75,6 +77,8 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         temperature: (heads, 1, 1) ``exp(clamped logit_scale)``.
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None.
+        fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
+            kernel (inference only).
 
     Returns:
         (B, L, C), before the output projection.
@@ -83,12 +87,15 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
     N = pos_bias.shape[-1]
     nW, h = L // N, num_heads
     qkv = F.linear(x, weight, qkv_bias)
-    # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
-    qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
-    qk, v = qkv.split((2, 1))  # a split's backward is one cat, not a zero-filled tensor each
-    q, k = UnitQK.apply(qk, temperature)
-    # a copy: a view would keep the whole qkv projection alive for SDPA's backward
-    v = v.squeeze(0).contiguous()
+    if fused:  # each (B*nW, heads, N, d)
+        q, k, v = qkv_heads(qkv, temperature, h, N)
+    else:
+        # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
+        qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
+        qk, v = qkv.split((2, 1))  # a split's backward is one cat, not a zero-filled tensor each
+        q, k = UnitQK.apply(qk, temperature)
+        # a copy: a view would keep the whole qkv projection alive for SDPA's backward
+        v = v.squeeze(0).contiguous()
     d = v.shape[-1]
     if mask is None:  # windows as SDPA's batch: (B*nW, heads, N, d), bias (1, heads, N, N)
         bias = pos_bias.to(v.dtype).unsqueeze(0)

@@ -56,6 +56,11 @@ def _ours_gemm(size, window, onednn: bool):
     return _ours(size, window, execution=Execution('cpu', onednn=onednn))
 
 
+def _ours_unfused(size, window, **kw):
+    from swinv2_backbone.execution import Execution
+    return _ours(size, window, execution=Execution('batched', fused=False), **kw)
+
+
 def _timm(size, window):
     from timm.models.swin_transformer_v2 import SwinTransformerV2
     model = SwinTransformerV2(img_size=size, window_size=window, num_classes=0,
@@ -86,6 +91,10 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'swinv2_backbone (with_cp=mlp)': lambda size, window: _ours(size, window, with_cp='mlp'),
     'swinv2_backbone (with_cp=mlp, cuda_graph)':
         lambda size, window: _ours(size, window, with_cp='mlp', cuda_graph=True),
+    # the batched path without its fused Triton kernels (kernels/fused.py), which run on GPUs
+    'swinv2_backbone (unfused)': _ours_unfused,
+    'swinv2_backbone (cuda_graph, unfused)':
+        lambda size, window: _ours_unfused(size, window, cuda_graph=True),
     # the cpu path with each GEMM library, whatever this CPU's default (kernels/onednn.py)
     'swinv2_backbone (oneDNN GEMMs)':
         lambda size, window: _ours_gemm(size, window, onednn=True),

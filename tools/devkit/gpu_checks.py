@@ -15,6 +15,9 @@
    two shapes, after in-place weight updates, with gradients accumulated over two steps, in
    eval after ``load_state_dict``, under bf16 autocast; outputs are fresh tensors; drop path
    draws anew on every replay.
+6. The fused Triton kernels (``kernels/fused.py``, inference on CUDA by default) equal the
+   batched path without them: float32 (TF32 off) on two shapes, fp16 and bf16 autocast, and
+   replayed from a CUDA graph.
 Prints one line per check and exits 1 if any fails.
 """
 from __future__ import annotations
@@ -105,6 +108,7 @@ def main() -> int:
     failures += [] if ok else ['compile']
     print(f'4. torch.compile (inductor) vs eager: max rel err {err:.1e} {"ok" if ok else "FAIL"}')
     failures += graph_checks(x, batched)
+    failures += fused_checks(x, ref.state_dict())
     print('all checks passed' if not failures else f'FAILED: {failures}')
     return 1 if failures else 0
 
@@ -189,6 +193,37 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
         except Exception as e:  # noqa: BLE001 - report what capture makes of checkpointing
             failures.append(f'cuda_graph with_cp={with_cp!r}')
             print(f'5. cuda_graph, with_cp={with_cp!r}: FAIL {type(e).__name__}: {str(e)[:300]}')
+    return failures
+
+
+def fused_checks(x: torch.Tensor, state: dict) -> list[str]:
+    from swinv2_backbone.execution import Execution, decide
+    failures = []
+
+    def check(name: str, err: float, bound: float = 1e-5) -> None:
+        ok = err < bound
+        failures.extend([] if ok else [name])
+        print(f'6. fused kernels, {name}: max rel err {err:.1e} {"ok" if ok else "FAIL"}')
+
+    fused = model('batched', state).eval()
+    unfused = model(Execution('batched', fused=False), state).eval()
+    graphed = model('batched', state, cuda_graph=True).eval()
+    small = torch.randn(1, 3, 64, 96, device='cuda')  # every window shrinks
+    with torch.no_grad():
+        on = decide('batched', x, fused).fused
+        failures += [] if on else ['fused decision']
+        print(f'6. fused kernels chosen for CUDA inference: {on} {"ok" if on else "FAIL"}')
+        cases = (('fp32', x, None, 1e-5), ('fp32, 64x96', small, None, 1e-5),
+                 ('fp16', x, torch.float16, 1e-2), ('bf16', x, torch.bfloat16, 3e-2))
+        for name, inp, amp, bound in cases:
+            with torch.autocast('cuda', dtype=amp or torch.float32, enabled=amp is not None):
+                want, got = (dict(enumerate(o.float() for o in m(inp)))
+                             for m in (unfused, fused))
+            check(name, rel_err(want, got), bound)
+        graphed(x)  # seen once: the next call captures
+        graphed(x)
+        want, got = dict(enumerate(fused(x))), dict(enumerate(graphed(x)))
+        check('replayed from a CUDA graph', rel_err(want, got))
     return failures
 
 
