@@ -14,9 +14,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tools'))
-# Triton's interpreter runs the fused GPU kernels (swinv2_backbone.kernels.fused) on CPU tensors;
-# triton.jit reads this when it decorates them, at their first import, which is after this
-os.environ.setdefault('TRITON_INTERPRET', '1')
+
+
+def pytest_configure(config) -> None:
+    """Under pytest, Triton's interpreter runs the fused GPU kernels
+    (swinv2_backbone.kernels.fused) on CPU tensors: triton.jit reads this when it decorates
+    them, at their first import, which comes later, with the test modules. A hook, not an
+    import-time setting: tools/devkit/gpu_checks.py imports this file, and on a GPU the
+    kernels must be compiled."""
+    os.environ.setdefault('TRITON_INTERPRET', '1')
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -62,3 +62,44 @@ def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
                  for cp in (False, 'mlp'))
     tokens = 2 * (16 * 24 * 16 * 1 + 8 * 12 * 32 * 2)  # images x sum(H x W x C x depth)
     assert (keep - mlp) * 2**20 == tokens * 4 * 2
+
+
+def test_the_traffic_counter_charges_each_kernel_its_operands_and_outputs():
+    import torch
+    import torch.nn.functional as F
+    from devkit.traffic import TrafficCounter
+    x, w, b = (torch.randn(*s, device='meta') for s in ((4, 6), (3, 6), (3,)))
+    with TrafficCounter() as counter:
+        x.view(2, 12).t()  # views: nothing
+        F.linear(x, w, b)  # addmm: reads x, w and b, writes 4 x 3
+    assert dict(counter.bytes) == {'addmm': (24 + 18 + 3 + 12) * 4}
+
+
+@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='the estimate needs torch >= 2.4')
+def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write():
+    """devkit/traffic.py on fake CUDA tensors under fp16 autocast, no padding: each residual
+    ``x += norm(y)`` reads and writes the float32 stream and reads the fp16 branch; each
+    ``qkv_heads`` reads the fp16 projection and writes as much. The unfused path runs the
+    float32 q/k norms instead, and moves more in all."""
+    from functools import partial
+
+    import torch
+    from devkit.traffic import cuda_inference_traffic
+    from swinv2_backbone.execution import Execution
+    from swinv2_backbone.kernels import fused
+    if not fused.TRITON:
+        pytest.skip('the fused path needs Triton >= 3.0')
+    arch = dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2))
+
+    def build(fuse):
+        return SwinV2Backbone(arch=arch, window_size=4, drop_path_rate=0.0,
+                              execution=Execution('batched', fused=fuse))
+    on, off = (cuda_inference_traffic(partial(build, f), (64, 96), 2, torch.float16).bytes
+               for f in (None, False))
+    # (tokens x C, blocks) of each stage: 2 images of 16 x 24 and 8 x 12 tokens
+    stages = ((2 * 16 * 24 * 16, 1), (2 * 8 * 12 * 32, 2))
+    assert on['fused add_layer_norm_'] == sum(2 * n * (4 + 4 + 2) * d for n, d in stages)
+    assert on['fused qkv_heads'] == sum(2 * n * 3 * 2 * d for n, d in stages)
+    assert 'linalg_vector_norm' not in on and 'linalg_vector_norm' in off
+    assert not any(op.startswith('fused') for op in off)
+    assert sum(on.values()) < sum(off.values())

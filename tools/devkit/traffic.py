@@ -1,0 +1,142 @@
+"""How many bytes a CUDA inference forward moves through GPU memory, estimated without a GPU.
+
+Replayed from a CUDA graph, fp16 inference is bound by the GPU's memory traffic (session 6's
+H100 profile, BENCHMARKS.md), so the bytes each kernel reads and writes say where the time
+goes. The model runs on fake CUDA tensors (``FakeTensorMode``: shapes, dtypes and devices,
+no data) under CUDA's autocast rules, as in :mod:`.activations`; every kernel-launching ATen
+op (:data:`.opcount.NO_LAUNCH` excluded) is charged the bytes of its tensor arguments and
+outputs. ``scaled_dot_product_attention`` runs as the memory-efficient kernel (q, k, v and the
+bias in, the output out: nothing N x N), and the fused Triton kernels
+(:mod:`swinv2_backbone.kernels.fused`), which fake tensors cannot run, are charged what they
+read and write.
+
+An estimate: it assumes each byte crosses memory once per kernel (no cache reuse between
+kernels, broadcast operands read once) and says nothing of how near each kernel comes to the
+bandwidth. Compare implementations with it; measure on a GPU.
+
+    python tools/devkit/traffic.py [--size 800 1344] [--batch 2] [--amp fp16]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+if __name__ == '__main__':  # run as a script: tools/ holds the devkit package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devkit.activations import _efficient_attention  # noqa: E402
+from devkit.opcount import NO_LAUNCH  # noqa: E402
+
+from swinv2_backbone.compat import TORCH_VERSION  # noqa: E402
+
+__all__ = ['TrafficCounter', 'cuda_inference_traffic']
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+class TrafficCounter(TorchDispatchMode):
+    """Bytes read and written per kernel-launching ATen op name while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes: Counter[str] = Counter()
+
+    def charge(self, name: str, nbytes: int) -> None:
+        self.bytes[name] += nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        # metadata queries (prim.device, ...) return no tensor and launch nothing
+        if outputs and not (func.is_view or name in NO_LAUNCH):
+            inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            self.charge(name, sum(_nbytes(t) for t in inputs + outputs))
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(self.bytes.values())
+
+
+def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int], batch: int,
+                           amp: torch.dtype | None) -> TrafficCounter:
+    """The bytes of one inference forward of ``build()`` on (batch, 3, *size) as a CUDA device
+    would run it, under autocast to ``amp`` (None: float32), after a warm-up forward (caches
+    filled). Needs torch >= 2.4 (the device-generic autocast setters)."""
+    if TORCH_VERSION < (2, 4):
+        raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
+    from swinv2_backbone import blocks
+    from swinv2_backbone.kernels import device
+    model = build().eval()
+    counter = TrafficCounter()
+
+    def qkv_heads(qkv, temperature, num_heads, N):  # reads qkv, writes q, k and v
+        counter.charge('fused qkv_heads', 2 * _nbytes(qkv))
+        B, L, C3 = qkv.shape
+        out = qkv.new_empty((3, B * L // N, num_heads, N, C3 // 3 // num_heads))
+        return out[0], out[1], out[2]
+
+    def add_layer_norm_(x, y, norm):  # reads x and y, writes x
+        counter.charge('fused add_layer_norm_', 2 * _nbytes(x) + _nbytes(y))
+        return x
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake, torch.no_grad(), \
+            mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
+            mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
+            mock.patch.object(device, 'qkv_heads', qkv_heads), \
+            mock.patch.object(blocks, 'add_layer_norm_', add_layer_norm_):
+        state = {n: fake.from_tensor(t).to('cuda')
+                 for n, t in (*model.named_parameters(), *model.named_buffers())}
+        x = torch.empty(batch, 3, *size, device='cuda')
+        previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
+        torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
+        torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU
+        try:
+            torch.func.functional_call(model, state, (x,))  # warm-up
+            counter.bytes.clear()  # of the fused kernels' charges
+            with counter:
+                torch.func.functional_call(model, state, (x,))
+        finally:
+            torch.set_autocast_enabled('cuda', previous[0])
+            torch.set_autocast_dtype('cuda', previous[1])
+    return counter
+
+
+def main() -> None:
+    from devkit.benchmark import IMPLEMENTATIONS
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--size', type=int, nargs=2, default=(800, 1344))
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--window', type=int, default=8)
+    parser.add_argument('--amp', choices=('fp16', 'bf16', 'none'), default='fp16')
+    parser.add_argument('--impls', nargs='+', default=['swinv2_backbone',
+                                                       'swinv2_backbone (unfused)', 'timm'])
+    parser.add_argument('--top', type=int, default=8, help='ops listed per implementation')
+    args = parser.parse_args()
+    amp = {'fp16': torch.float16, 'bf16': torch.bfloat16, 'none': None}[args.amp]
+    size = tuple(args.size)
+    print(f'estimated GPU memory traffic of one inference forward, batch {args.batch}, '
+          f'{size[0]}x{size[1]}, {args.amp}')
+    for name in args.impls:
+        counter = cuda_inference_traffic(lambda: IMPLEMENTATIONS[name](size, args.window), size,
+                                         args.batch, amp)
+        top = ', '.join(f'{op} {b / 2**20:.0f}' for op, b in counter.bytes.most_common(args.top))
+        print(f'{name}: {counter.total / 2**20:,.0f} MiB ({top})')
+
+
+if __name__ == '__main__':
+    main()
