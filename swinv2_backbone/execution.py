@@ -55,9 +55,10 @@ class Execution:
         fused: the batched path's inference runs the fused Triton kernels
             (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
             normalisation, and each residual ``x += norm(y)``): without autograd, outside
-            compiling and tracing, with Triton >= 3.0. Requested as None (the default): on CUDA
-            inputs; True: also on CPU inputs where Triton's interpreter runs (the tests);
-            False: never.
+            compiling and tracing, not in float64, where Triton >= 3.0 runs
+            (:func:`~swinv2_backbone.kernels.fused.runs_on`). Requested as None (the
+            default): on CUDA inputs; True: also on CPU inputs where Triton's interpreter runs
+            (the tests); False: never.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
             compiling or tracing, and not inside a capture already).
         captured: this forward is being recorded into a CUDA graph, to be replayed later:
@@ -102,7 +103,7 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
     (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
     are kept); ``cuda_graph``: the module asks for CUDA graphs."""
-    from .kernels.fused import INTERPRETED, TRITON
+    from .kernels.fused import runs_on
     from .kernels.onednn import ONEDNN, ONEDNN_BF16, ONEDNN_FP32
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
@@ -122,8 +123,9 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     onednn_usable = path == 'cpu' and ONEDNN and not tracing  # jit tracing cannot record it
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
-    fused_usable = path == 'batched' and TRITON and not grad and not compiling and not tracing \
-        and (device == 'cuda' or (device == 'cpu' and INTERPRETED))
+    # the kernels compute in float32: not for float64 models
+    fused_usable = path == 'batched' and not grad and not compiling and not tracing \
+        and x.dtype != torch.float64 and runs_on(x.device)
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
                    onednn=onednn_usable and amp is None
                    and (ONEDNN_FP32 if base.onednn is None else base.onednn),

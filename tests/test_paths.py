@@ -256,6 +256,9 @@ def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_com
         assert not decide('batched', x.to('meta'), small().to('meta')).fused
         assert decide(Execution('batched', fused=True), x, model).fused == fused.INTERPRETED
         assert not decide(Execution('batched', fused=False), x, model).fused
+        assert not decide(Execution('batched', fused=True), x.double(), model.double()).fused
+        assert fused.runs_on(torch.device('cpu')) == fused.INTERPRETED
+        assert not fused.runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):
             assert not decide(Execution(path, fused=True), x, model).fused
     assert torch.is_grad_enabled() and not decide(Execution('batched', fused=True), x,

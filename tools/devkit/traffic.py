@@ -80,7 +80,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
     if TORCH_VERSION < (2, 4):
         raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
     from swinv2_backbone import blocks
-    from swinv2_backbone.kernels import device
+    from swinv2_backbone.kernels import device, fused
     model = build().eval()
     counter = TrafficCounter()
 
@@ -97,6 +97,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
     with FakeTensorMode(allow_non_fake_inputs=True) as fake, torch.no_grad(), \
             mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
             mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
+            mock.patch.object(fused, 'runs_on', lambda _: fused.TRITON), \
             mock.patch.object(device, 'qkv_heads', qkv_heads), \
             mock.patch.object(blocks, 'add_layer_norm_', add_layer_norm_):
         state = {n: fake.from_tensor(t).to('cuda')
