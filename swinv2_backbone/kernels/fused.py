@@ -21,6 +21,7 @@ unfused path on machines without a GPU.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -103,6 +104,11 @@ if TRITON:
         tl.store(x + at, total.to(x.dtype.element_ty), mask=keep)
 
 
+def _on(device: torch.device):
+    """Triton launches on the current CUDA device: make it the tensors' own."""
+    return torch.cuda.device(device) if device.type == 'cuda' else contextlib.nullcontext()
+
+
 def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int,
               N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unit q times the temperature, unit k, and v, in SDPA's layout.
@@ -125,8 +131,9 @@ def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int,
     BLOCK_T = max(1, _BLOCK_ELEMENTS // BLOCK_D)
     grid = (triton.cdiv(B * L, BLOCK_T), num_heads)
     # plane: the elements of each of q, k and v in out
-    _qkv_heads_kernel[grid](qkv, temperature.float().contiguous(), out, B * L, B * L * C, N, C,
-                            num_heads, D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, EPS=NORM_EPS)
+    with _on(qkv.device):
+        _qkv_heads_kernel[grid](qkv, temperature.float().contiguous(), out, B * L, B * L * C, N,
+                                C, num_heads, D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, EPS=NORM_EPS)
     return out[0], out[1], out[2]
 
 
@@ -147,6 +154,7 @@ def add_layer_norm_(x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> tor
     BLOCK_C = triton.next_power_of_2(C)
     BLOCK_R = max(1, _BLOCK_ELEMENTS // BLOCK_C)
     rows = x.numel() // C
-    _add_layer_norm_kernel[(triton.cdiv(rows, BLOCK_R),)](
-        x, y, norm.weight, norm.bias, rows, C, norm.eps, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+    with _on(x.device):
+        _add_layer_norm_kernel[(triton.cdiv(rows, BLOCK_R),)](
+            x, y, norm.weight, norm.bias, rows, C, norm.eps, BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
     return x
