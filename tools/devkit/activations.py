@@ -14,7 +14,8 @@ peak, the difference being about the weights and their gradients (2 x 108 MiB).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from unittest import mock
 
 import torch
@@ -24,7 +25,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from swinv2_backbone.compat import TORCH_VERSION
 
-__all__ = ['cuda_saved_for_backward_mib']
+__all__ = ['cuda_saved_for_backward_mib', 'fake_cuda']
 
 
 def _efficient_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -33,19 +34,39 @@ def _efficient_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False
         q, k, v, attn_mask, True, dropout_p, is_causal, scale=scale)[0]
 
 
+@contextmanager
+def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
+    """Fake CUDA tensors without a GPU, under CUDA's autocast to ``amp`` (None: off): yields
+    the ``FakeTensorMode``. SDPA runs as the memory-efficient kernel, and the device queries
+    of ``execution.decide`` are answered as on a GPU: no capture under way, the fused kernels
+    wherever Triton >= 3.0 is installed. Needs torch >= 2.4 (the device-generic autocast
+    setters)."""
+    if TORCH_VERSION < (2, 4):
+        raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
+    from swinv2_backbone.kernels import fused
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake, \
+            mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
+            mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
+            mock.patch.object(fused, 'runs_on', lambda _: fused.TRITON):
+        previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
+        torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
+        torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU
+        try:
+            yield fake
+        finally:
+            torch.set_autocast_enabled('cuda', previous[0])
+            torch.set_autocast_dtype('cuda', previous[1])
+
+
 def cuda_saved_for_backward_mib(build: Callable[[], nn.Module], size: tuple[int, int],
                                 batch: int, amp: torch.dtype | None) -> float:
     """MiB autograd keeps from one training forward of ``build()`` on (batch, 3, *size) as a
     CUDA device would, under autocast to ``amp`` (None: float32). Needs torch >= 2.4 (the
     device-generic autocast setters)."""
-    if TORCH_VERSION < (2, 4):
-        raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
     model = build()
     model.train()  # mmpretrain's train() returns None: do not chain
     names = dict(model.named_parameters())
-    with FakeTensorMode(allow_non_fake_inputs=True) as fake, \
-            mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
-            mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False):
+    with fake_cuda(amp) as fake:
         state = {n: fake.from_tensor(t).to('cuda').requires_grad_(n in names and t.requires_grad)
                  for n, t in (*model.named_parameters(), *model.named_buffers())}
         params = {state[n].untyped_storage()._cdata for n in names}
@@ -57,13 +78,6 @@ def cuda_saved_for_backward_mib(build: Callable[[], nn.Module], size: tuple[int,
             if storage._cdata not in params:
                 saved[storage._cdata] = storage.nbytes()
             return t
-        previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
-        torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
-        torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU
-        try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                torch.func.functional_call(model, state, (x,))
-        finally:
-            torch.set_autocast_enabled('cuda', previous[0])
-            torch.set_autocast_dtype('cuda', previous[1])
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            torch.func.functional_call(model, state, (x,))
     return sum(saved.values()) / 2**20

@@ -23,6 +23,7 @@ Prints one line per check and exits 1 if any fails.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -118,13 +119,19 @@ def rel_err(want: dict, got: dict) -> float:
                for n, w in want.items())
 
 
-def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
-    failures = []
-
+def checker(label: str, failures: list[str]) -> Callable[..., None]:
+    """``check(name, err, bound=1e-5)``: prints ``label, name`` with the error and whether
+    it is below the bound, and adds ``name`` to ``failures`` if not."""
     def check(name: str, err: float, bound: float = 1e-5) -> None:
         ok = err < bound
         failures.extend([] if ok else [name])
-        print(f'5. cuda_graph, {name}: max rel err {err:.1e} {"ok" if ok else "FAIL"}')
+        print(f'{label}, {name}: max rel err {err:.1e} {"ok" if ok else "FAIL"}')
+    return check
+
+
+def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
+    failures = []
+    check = checker('5. cuda_graph', failures)
 
     graphed = model('batched', eager.state_dict(), cuda_graph=True)
     small = torch.randn(1, 3, 64, 96, device='cuda')  # every window shrinks
@@ -200,12 +207,7 @@ def fused_checks(x: torch.Tensor, state: dict) -> list[str]:
     from swinv2_backbone.execution import Execution, decide
     from swinv2_backbone.kernels.fused import INTERPRETED
     failures = []
-
-    def check(name: str, err: float, bound: float = 1e-5) -> None:
-        ok = err < bound
-        failures.extend([] if ok else [name])
-        print(f'6. fused kernels, {name}: max rel err {err:.1e} {"ok" if ok else "FAIL"}')
-
+    check = checker('6. fused kernels', failures)
     fused = model('batched', state).eval()
     unfused = model(Execution('batched', fused=False), state).eval()
     graphed = model('batched', state, cuda_graph=True).eval()

@@ -3,10 +3,10 @@
 Replayed from a CUDA graph, fp16 inference is bound by the GPU's memory traffic (session 6's
 H100 profile, BENCHMARKS.md), so the bytes each kernel reads and writes say where the time
 goes. The model runs on fake CUDA tensors (``FakeTensorMode``: shapes, dtypes and devices,
-no data) under CUDA's autocast rules, as in :mod:`.activations`; every kernel-launching ATen
-op (:data:`.opcount.NO_LAUNCH` excluded) is charged the bytes of its tensor arguments and
-outputs. ``scaled_dot_product_attention`` runs as the memory-efficient kernel (q, k, v and the
-bias in, the output out: nothing N x N), and the fused Triton kernels
+no data) under CUDA's autocast rules (:func:`.activations.fake_cuda`); every
+kernel-launching ATen op (:data:`.opcount.NO_LAUNCH` excluded) is charged the bytes of its
+tensor arguments and outputs. ``scaled_dot_product_attention`` runs as the memory-efficient
+kernel (q, k, v and the bias in, the output out: nothing N x N), and the fused Triton kernels
 (:mod:`swinv2_backbone.kernels.fused`), which fake tensors cannot run, are charged what they
 read and write.
 
@@ -26,19 +26,15 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 if __name__ == '__main__':  # run as a script: tools/ holds the devkit package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devkit.activations import _efficient_attention  # noqa: E402
+from devkit.activations import fake_cuda  # noqa: E402
 from devkit.opcount import NO_LAUNCH  # noqa: E402
-
-from swinv2_backbone.compat import TORCH_VERSION  # noqa: E402
 
 __all__ = ['TrafficCounter', 'cuda_inference_traffic']
 
@@ -75,12 +71,10 @@ class TrafficCounter(TorchDispatchMode):
 def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int], batch: int,
                            amp: torch.dtype | None) -> TrafficCounter:
     """The bytes of one inference forward of ``build()`` on (batch, 3, *size) as a CUDA device
-    would run it, under autocast to ``amp`` (None: float32), after a warm-up forward (caches
-    filled). Needs torch >= 2.4 (the device-generic autocast setters)."""
-    if TORCH_VERSION < (2, 4):
-        raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
+    would run it (:func:`~devkit.activations.fake_cuda`), under autocast to ``amp`` (None:
+    float32), after a warm-up forward (caches filled). Needs torch >= 2.4."""
     from swinv2_backbone import blocks
-    from swinv2_backbone.kernels import device, fused
+    from swinv2_backbone.kernels import device
     model = build().eval()
     counter = TrafficCounter()
 
@@ -94,26 +88,16 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
         counter.charge('fused add_layer_norm_', 2 * _nbytes(x) + _nbytes(y))
         return x
 
-    with FakeTensorMode(allow_non_fake_inputs=True) as fake, torch.no_grad(), \
-            mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
-            mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
-            mock.patch.object(fused, 'runs_on', lambda _: fused.TRITON), \
+    with fake_cuda(amp) as fake, torch.no_grad(), \
             mock.patch.object(device, 'qkv_heads', qkv_heads), \
             mock.patch.object(blocks, 'add_layer_norm_', add_layer_norm_):
         state = {n: fake.from_tensor(t).to('cuda')
                  for n, t in (*model.named_parameters(), *model.named_buffers())}
         x = torch.empty(batch, 3, *size, device='cuda')
-        previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
-        torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
-        torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU
-        try:
-            torch.func.functional_call(model, state, (x,))  # warm-up
-            counter.bytes.clear()  # of the fused kernels' charges
-            with counter:
-                torch.func.functional_call(model, state, (x,))
-        finally:
-            torch.set_autocast_enabled('cuda', previous[0])
-            torch.set_autocast_dtype('cuda', previous[1])
+        torch.func.functional_call(model, state, (x,))  # warm-up
+        counter.bytes.clear()  # of the fused kernels' charges
+        with counter:
+            torch.func.functional_call(model, state, (x,))
     return counter
 
 
