@@ -237,9 +237,16 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
     model, x = small(), torch.randn(1, 3, 8, 8)
     assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32
     assert onednn.ONEDNN_FP32 == (onednn.ONEDNN and onednn.gains_on(
-        torch.backends.cpu.get_cpu_capability()))
-    assert [onednn.gains_on(c) for c in ('AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == \
-        [False, True, True, False]
+        torch.backends.cpu.get_cpu_capability(), onednn.cpu_vendor()))
+    assert [onednn.gains_on(c, 'AuthenticAMD') for c in ('AVX2', 'AVX512', 'AVX512_BF16',
+                                                         'DEFAULT')] == [False, True, True, False]
+    # MKL runs AVX-512 on Intel's own processors: nothing to gain there
+    assert not onednn.gains_on('AVX512', 'GenuineIntel')
+    assert onednn.gains_on('AVX512', '')
+    assert onednn.cpu_vendor('processor\t: 0\nvendor_id\t: AuthenticAMD\n') == 'AuthenticAMD'
+    assert onednn.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
+        'GenuineIntel'
+    assert onednn.cpu_vendor('arm') == ''
     assert decide(Execution('cpu', onednn=True), x, model).onednn == onednn.ONEDNN
     assert not decide(Execution('cpu', onednn=False), x, model).onednn
     assert not decide(Execution('batched', onednn=True), x, model).onednn

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='default: all cores')
     parser.add_argument('--impls', nargs='+', choices=list(bench.IMPLEMENTATIONS),
-                        help='default: all but with_cp and the GEMM libraries, and '
-                             'cuda_graph and unfused only on a GPU')
+                        help='default: all but with_cp and the GEMM libraries, cuda_graph and '
+                             'unfused only on a GPU, graphed peers only in inference')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
     parser.add_argument('--saved', action='store_true',
                         help='training: also the MiB a CUDA step keeps for backward, '
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.impls is None:
         args.impls = [n for n in bench.IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
                       and (device.type == 'cuda' or ('cuda_graph' not in n
-                                                     and 'unfused' not in n))]
+                                                     and 'unfused' not in n))
+                      and (args.mode == 'inference' or not n.startswith('timm ('))]
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:

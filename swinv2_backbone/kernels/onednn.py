@@ -7,12 +7,18 @@ AVX-512, a 2048^3 fp32 GEMM runs at about 375 GFLOP/s with oneDNN against 150 wi
 results agree to float rounding. oneDNN also fuses the bias and an exact (erf) GELU into the
 GEMM.
 
-Without AVX-512 there is nothing to gain: on an AVX2 EPYC both reach about 65 GFLOP/s on one
-GEMM in cache, oneDNN's slows down on the transposed operands of the backward, and in
-interleaved training steps the best round was MKL's in each of four runs, by 7-19%
-(BENCHMARKS.md). So float32 linears go to oneDNN only on CPUs with AVX-512
-(:data:`ONEDNN_FP32`, decided once at import), unless an
-:class:`~swinv2_backbone.execution.Execution` asks otherwise.
+Elsewhere there is nothing to gain (BENCHMARKS.md):
+- without AVX-512: on an AVX2 EPYC both reach about 65 GFLOP/s on one GEMM in cache, oneDNN's
+  slows down on the transposed operands of the backward, and in interleaved training steps the
+  best round was MKL's in each of four runs, by 7-19%;
+- on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512, AMX; 2 threads)
+  the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the model's own shapes
+  within 10% either way, and the whole model's training step 13% faster with MKL (inference
+  at 800x1344 3-6% faster, at 512x512 14% slower).
+
+So float32 linears go to oneDNN only on non-Intel CPUs with AVX-512 (:data:`ONEDNN_FP32`,
+decided once at import), unless an :class:`~swinv2_backbone.execution.Execution` asks
+otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
@@ -21,13 +27,16 @@ the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
 """
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from ..execution import Execution
 
-__all__ = ['ONEDNN', 'ONEDNN_BF16', 'ONEDNN_FP32', 'OneDnnLinear', 'backward_gemm', 'gains_on',
-           'gemm', 'linear']
+__all__ = ['ONEDNN', 'ONEDNN_BF16', 'ONEDNN_FP32', 'OneDnnLinear', 'backward_gemm', 'cpu_vendor',
+           'gains_on', 'gemm', 'linear']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
@@ -36,13 +45,23 @@ ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
 ONEDNN_BF16 = ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def gains_on(capability: str) -> bool:
+def cpu_vendor(text: str | None = None) -> str:
+    """'GenuineIntel', 'AuthenticAMD' or '' (unknown), read from ``text``: by default Linux's
+    /proc/cpuinfo, else ``platform.processor()`` (which names the vendor on Windows)."""
+    if text is None:
+        cpuinfo = Path('/proc/cpuinfo')
+        text = cpuinfo.read_text(errors='replace') if cpuinfo.exists() else platform.processor()
+    return next((v for v in ('GenuineIntel', 'AuthenticAMD') if v in text), '')
+
+
+def gains_on(capability: str, vendor: str) -> bool:
     """Whether oneDNN's float32 GEMM beats MKL's on a CPU of this
-    ``torch.backends.cpu.get_cpu_capability()`` ('AVX2', 'AVX512', 'AVX512_BF16', ...)."""
-    return capability.startswith('AVX512')
+    ``torch.backends.cpu.get_cpu_capability()`` ('AVX2', 'AVX512', 'AVX512_BF16', ...) and
+    :func:`cpu_vendor`: with AVX-512 that MKL does not use (any vendor but Intel)."""
+    return capability.startswith('AVX512') and vendor != 'GenuineIntel'
 
 
-ONEDNN_FP32 = ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability())
+ONEDNN_FP32 = ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability(), cpu_vendor())
 
 
 def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

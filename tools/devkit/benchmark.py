@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +45,48 @@ class _Features(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return tuple(self.fn(self.model, x))
+
+
+class _GraphedInference(nn.Module):
+    """A peer's inference forward replayed from a CUDA graph captured by hand, as a user could
+    (``torch.cuda.graph``; one graph per input shape, dtype and autocast dtype, captured on
+    first sight after two warm-up calls; fresh outputs on each call, as ours returns): the
+    time of the peer's kernels without the host's dispatch. Inference only: a graphed
+    training step of timm failed under ``make_graphed_callables`` (BENCHMARKS.md). On the
+    meta device (op counts) it runs eagerly."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._graphs = {}
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        if x.device.type == 'meta':
+            return self.model(x)
+        if x.device.type != 'cuda' or torch.is_grad_enabled():
+            raise ValueError(f'a graphed peer times CUDA inference only, not {x.device.type} '
+                             f'with grad {torch.is_grad_enabled()}')
+        from swinv2_backbone.compat import autocast_dtype, autocast_enabled
+        amp = autocast_dtype('cuda') if autocast_enabled('cuda') else None
+        key = (x.shape, x.dtype, amp)
+        if key not in self._graphs:
+            static = x.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.model(static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # autocast's weight cache would keep casts made during the capture: off
+            cast = torch.autocast('cuda', dtype=amp, cache_enabled=False) if amp else nullcontext()
+            with torch.cuda.graph(graph), cast:
+                out = self.model(static)
+            self._graphs[key] = graph, static, out
+        graph, static, out = self._graphs[key]
+        static.copy_(x)
+        graph.replay()
+        return tuple(o.clone() for o in out)
 
 
 def _ours(size, window, **kw):
@@ -101,6 +144,7 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'swinv2_backbone (MKL GEMMs)':
         lambda size, window: _ours_gemm(size, window, onednn=False),
     'timm': _timm,
+    'timm (cuda_graph)': lambda size, window: _GraphedInference(_timm(size, window)),
     'hf': _hf,
     'mmpretrain': _mmpretrain,
 }
