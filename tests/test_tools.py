@@ -184,6 +184,20 @@ def test_benchmark_tool_refuses_a_missing_gpu_by_name():
     assert proc.returncode == 2 and '--device cuda: no GPU is visible' in proc.stderr
 
 
+def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay():
+    """'timm (cuda_graph)' replays timm's CUDA inference from a graph; on the meta device (op
+    counts) it is timm, and off CUDA or with autograd it says so instead of timing eager timm
+    under a graphed name."""
+    from devkit import benchmark
+    graphed = benchmark.build('timm (cuda_graph)', (64, 96), 8).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match='CUDA inference only, not cpu'):
+            graphed(x)
+        want = [o.shape for o in benchmark.build('timm', (64, 96), 8).to('meta')(x.to('meta'))]
+        assert [o.shape for o in graphed.to('meta')(x.to('meta'))] == want
+
+
 def test_memory_of_a_step_is_measured_in_its_own_process():
     from devkit import benchmark
     assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0
