@@ -155,7 +155,22 @@ FP32 = ' (fp32)'
 
 
 def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
-    return IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
+    model = IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
+    _trained_biases(model)
+    return model
+
+
+def _trained_biases(model: nn.Module) -> None:
+    """Fill the biases random initialisation leaves at zero with small random values (std
+    0.02), as trained weights have them. With a zero v bias, the zero-padded tokens of a
+    shifted, padded window attend only to zero values and masked ones (weight e^-100), so the
+    attention outputs there are subnormal floats. No trained model computes those, and on an
+    Intel Xeon they slowed the GEMMs reading them about tenfold (BENCHMARKS.md): timm's and
+    ours at 800x1344, not HF's (whose padded tokens came out exactly zero)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1 and not p.is_meta and not p.any():
+                p.normal_(std=0.02)
 
 
 def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
