@@ -102,7 +102,7 @@ class Mlp(nn.Module):
 
     Training without dropout goes through :class:`~swinv2_backbone.kernels.cpu.GeluMlp` (saves
     only the fc1 output; on the batched path in one chunk); cpu inference through oneDNN on
-    non-Intel AVX-512 CPUs (bias and GELU fused into the fc1 GEMM). The reference path runs
+    AVX-512 CPUs (bias and GELU fused into the fc1 GEMM). The reference path runs
     the modules.
 
     ``recompute``: training keeps only the input; backward recomputes the hidden layer

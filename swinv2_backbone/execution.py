@@ -5,8 +5,8 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
 
 - ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
   the official code writes it; also what attention dropout in training runs.
-- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.kernels.cpu`): oneDNN GEMMs (on non-Intel
-  CPUs with AVX-512), attention a few windows at a time into reused buffers, in-place inference in
+- ``'cpu'``: the CPU kernels (:mod:`swinv2_backbone.kernels.cpu`): oneDNN GEMMs (on CPUs with
+  AVX-512), attention a few windows at a time into reused buffers, in-place inference in
   cache-sized chunks, and lean autograd functions for training.
 - ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.kernels.device`): one qkv GEMM,
   one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
@@ -45,7 +45,8 @@ class Execution:
         compiling: ``torch.compile`` is tracing this forward.
         onednn: float32 CPU linears, and the cpu path's backward GEMMs, run on oneDNN (the cpu
             path, outside autocast and jit tracing, which cannot record the op). Requested as
-            None (the default): where oneDNN's GEMM beats MKL's, on non-Intel CPUs with AVX-512
+            None (the default): where oneDNN's GEMM beats MKL's, on CPUs with AVX-512, in
+            training only on non-Intel ones
             (:data:`~swinv2_backbone.kernels.onednn.ONEDNN_FP32`); True or False chooses.
         bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
             oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
@@ -128,7 +129,7 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
         and x.dtype != torch.float64 and runs_on(x.device)
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
                    onednn=onednn_usable and amp is None
-                   and (ONEDNN_FP32 if base.onednn is None else base.onednn),
+                   and (ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
                    bf16_inference=onednn_usable and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),

@@ -235,14 +235,18 @@ def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
 
 def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked():
     model, x = small(), torch.randn(1, 3, 8, 8)
-    assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32
-    assert onednn.ONEDNN_FP32 == (onednn.ONEDNN and onednn.gains_on(
-        torch.backends.cpu.get_cpu_capability(), onednn.cpu_vendor()))
-    assert [onednn.gains_on(c, 'AuthenticAMD') for c in ('AVX2', 'AVX512', 'AVX512_BF16',
-                                                         'DEFAULT')] == [False, True, True, False]
-    # MKL runs AVX-512 on Intel's own processors: nothing to gain there
-    assert not onednn.gains_on('AVX512', 'GenuineIntel')
-    assert onednn.gains_on('AVX512', '')
+    with torch.no_grad():
+        assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32[False]
+    assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32[True]  # the model trains
+    for grad in (False, True):
+        assert onednn.ONEDNN_FP32[grad] == (onednn.ONEDNN and onednn.gains_on(
+            torch.backends.cpu.get_cpu_capability(), onednn.cpu_vendor(), grad))
+        assert [onednn.gains_on(c, 'AuthenticAMD', grad) for c in (
+            'AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == [False, True, True, False]
+        assert onednn.gains_on('AVX512', '', grad)
+    # MKL runs AVX-512 on Intel's own processors: there it keeps the backward's GEMMs
+    assert onednn.gains_on('AVX512', 'GenuineIntel', False)
+    assert not onednn.gains_on('AVX512', 'GenuineIntel', True)
     assert onednn.cpu_vendor('processor\t: 0\nvendor_id\t: AuthenticAMD\n') == 'AuthenticAMD'
     assert onednn.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
         'GenuineIntel'

@@ -11,14 +11,14 @@ Elsewhere there is nothing to gain (BENCHMARKS.md):
 - without AVX-512: on an AVX2 EPYC both reach about 65 GFLOP/s on one GEMM in cache, oneDNN's
   slows down on the transposed operands of the backward, and in interleaved training steps the
   best round was MKL's in each of four runs, by 7-19%;
-- on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512, AMX; 2 threads)
-  the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the model's own shapes
-  within 10% either way, and the whole model's training step 13% faster with MKL (inference
-  at 800x1344 3-6% faster, at 512x512 14% slower).
+- in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
+  AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
+  model's own shapes within 10% either way, and the training step (whose backward GEMMs read
+  transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN.
 
-So float32 linears go to oneDNN only on non-Intel CPUs with AVX-512 (:data:`ONEDNN_FP32`,
-decided once at import), unless an :class:`~swinv2_backbone.execution.Execution` asks
-otherwise.
+So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones
+(:data:`ONEDNN_FP32`, decided once at import, indexed by whether autograd records), unless
+an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
@@ -54,14 +54,17 @@ def cpu_vendor(text: str | None = None) -> str:
     return next((v for v in ('GenuineIntel', 'AuthenticAMD') if v in text), '')
 
 
-def gains_on(capability: str, vendor: str) -> bool:
+def gains_on(capability: str, vendor: str, grad: bool) -> bool:
     """Whether oneDNN's float32 GEMM beats MKL's on a CPU of this
     ``torch.backends.cpu.get_cpu_capability()`` ('AVX2', 'AVX512', 'AVX512_BF16', ...) and
-    :func:`cpu_vendor`: with AVX-512 that MKL does not use (any vendor but Intel)."""
-    return capability.startswith('AVX512') and vendor != 'GenuineIntel'
+    :func:`cpu_vendor`, in inference (``grad`` False) or training: with AVX-512, in training
+    only where MKL does not use it (any vendor but Intel)."""
+    return capability.startswith('AVX512') and (not grad or vendor != 'GenuineIntel')
 
 
-ONEDNN_FP32 = ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability(), cpu_vendor())
+# oneDNN for float32 linears on this CPU: ONEDNN_FP32[grad]
+ONEDNN_FP32 = {grad: ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability(), cpu_vendor(),
+                                         grad) for grad in (False, True)}
 
 
 def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
