@@ -132,30 +132,36 @@ class WindowAttentionV2(nn.Module):
         # (a replay would not look), nor for weights made under inference_mode (they have no
         # version counter)
         if not self.training and not execution.grad and not execution.compiling and \
-                not execution.captured and not any(p.is_inference() for p in params):
+                not execution.exporting and not execution.captured and \
+                not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device, *(p._version for p in params))
             if self._pos_bias_cache is not None and self._pos_bias_cache[0] == key:
                 return self._pos_bias_cache[1]
         # float32 under autocast too: bf16 rounds 16 * sigmoid by up to 0.03
         with torch.autocast(self.relative_coords_table.device.type, enabled=False) \
                 if execution.amp is not None else nullcontext():
-            pos_bias = self._position_bias(window)
+            pos_bias = self._position_bias(window, execution.exporting)
         if key is not None:
             self._pos_bias_cache = (key, pos_bias)
         return pos_bias
 
-    def _position_bias(self, window: int) -> torch.Tensor:
-        if window == self.window_size:
+    def _position_bias(self, window: int, exporting: bool) -> torch.Tensor:
+        # the table in the buffers' dtype: a model made half by .half() has half buffers too
+        device, dtype = self.relative_coords_table.device, self.relative_coords_table.dtype
+        if exporting:  # the window may be symbolic: the graph computes the tables from it
+            table = relative_coords_table(window, self.pretrained_window_size).to(device, dtype)
+            index = relative_position_index(window).to(device)
+        elif window == self.window_size:
             table, index = self.relative_coords_table, self.relative_position_index
         else:  # the map is smaller than the window, which shrinks to it (see effective_window),
             # normalised as the official code does there: by the shrunk window, if not pretrained
-            device = self.relative_coords_table.device
-            key = (window, str(device))
+            key = (window, str(device), dtype)
             if key not in self._shrunk_tables:  # built once (a CUDA graph capture cannot
                 # copy from the host), as plain tensors that training may save for backward
                 with torch.inference_mode(False):
                     self._shrunk_tables[key] = (
-                        relative_coords_table(window, self.pretrained_window_size).to(device),
+                        relative_coords_table(window, self.pretrained_window_size).to(
+                            device, dtype),
                         relative_position_index(window).to(device))
             table, index = self._shrunk_tables[key]
         cpb = self.cpb_mlp(table).view(-1, self.num_heads).t()  # (heads, (2w-1)^2)
@@ -170,21 +176,25 @@ class WindowAttentionV2(nn.Module):
         """Attend within windows.
 
         Args:
-            x: (B, L, C) tokens in window order, L = num_windows * window^2.
+            x: (B, L, C) tokens in window order, L = num_windows * window^2; or (B, nW, N, C)
+                windows (the export path, whose symbolic sizes are not divided).
             window: side of the windows in ``x``.
             mask: (num_windows, N, N) additive shift mask, or None.
             execution: how this forward runs (:mod:`swinv2_backbone.execution`).
 
         Returns:
-            (B, L, C)
+            the shape of ``x``
         """
-        B, L, C = x.shape
+        shape, C = x.shape, x.shape[-1]
         N = window * window
         qkv_bias = self.qkv_bias()
         temperature = self.temperature()
         pos_bias = self.position_bias(window, execution)
         if execution.path == 'reference' or execution.attn_dropout:
-            out = self._reference(x.view(-1, N, C), qkv_bias, temperature, pos_bias, mask)
+            windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, C)
+            if mask is not None:  # window w of image b is row b*nW + w
+                mask = mask.repeat(shape[0] if x.dim() == 4 else len(windows) // len(mask), 1, 1)
+            out = self._reference(windows, qkv_bias, temperature, pos_bias, mask)
         elif execution.path == 'batched':
             out = device.window_attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias,
                                           mask, self.num_heads, execution.fused)
@@ -200,21 +210,20 @@ class WindowAttentionV2(nn.Module):
                     else nullcontext():
                 out = cpu.attend(*cpu.head_major(qkv, temperature, self.num_heads), pos_bias,
                                  mask, execution.chunk_logits)
-        out = linear(out.reshape(B, L, C), self.proj.weight, self.proj.bias, execution)
+        out = linear(out.reshape(shape), self.proj.weight, self.proj.bias, execution)
         return self.proj_drop(out)
 
     def _reference(self, x: torch.Tensor, qkv_bias: torch.Tensor | None,
                    temperature: torch.Tensor, pos_bias: torch.Tensor,
                    mask: torch.Tensor | None) -> torch.Tensor:
-        """The math in plain ops, as the official code writes it: (B_, N, C) -> (B_, N, C)."""
+        """The math in plain ops, as the official code writes it: (B_, N, C) -> (B_, N, C);
+        ``mask``: (B_, N, N), one row per window, or None."""
         B_, N, C = x.shape
         qkv = nn.functional.linear(x, self.qkv.weight, qkv_bias)
         # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
         q, k, v = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         q = q * inverse_norm(q) * temperature
         k = k * inverse_norm(k)
-        if mask is not None:  # window w of image b is row b*nW + w
-            mask = mask.repeat(B_ // mask.shape[0], 1, 1)
         attn = attention_logits(q.to(v.dtype), k.to(v.dtype), pos_bias, mask)
         attn = self.attn_drop(attn.softmax(dim=-1))
         return (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)

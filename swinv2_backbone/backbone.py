@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
 from .execution import Execution, check_execution, decide
 from .graphs import CudaGraphs
+from .ops import is_static
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'SwinV2Backbone']
 
@@ -308,6 +309,8 @@ class SwinV2Backbone(BaseModule):
             raise ValueError(f'expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
             raise TypeError(f'expected a floating-point tensor, got dtype {x.dtype}')
+        if not is_static(*x.shape):  # recorded for export: checked on the example beforehand
+            return
         if x.shape[1] != self.in_channels:
             raise ValueError(f'expected {self.in_channels} input channels, got {x.shape[1]} '
                              f'(shape {tuple(x.shape)})')
@@ -317,7 +320,7 @@ class SwinV2Backbone(BaseModule):
 
     def _abs_pos_embed(self, h: int, w: int) -> torch.Tensor:
         pos = self.absolute_pos_embed
-        if pos.shape[2:] != (h, w):
+        if not is_static(h, w) or pos.shape[2:] != (h, w):
             pos = F.interpolate(pos, size=(h, w), mode='bicubic', align_corners=False)
         return pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
 

@@ -19,7 +19,8 @@ from .kernels.cpu import GeluMlp
 from .kernels.device import layer_norm
 from .kernels.fused import add_layer_norm_
 from .kernels.onednn import linear
-from .ops import effective_window, pad_to_multiple, shift_attn_mask, window_layout
+from .ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor, stage_window,
+                  window_layout, window_order)
 
 __all__ = ['CHECKPOINT_SCOPES', 'DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout',
            'SwinV2Block', 'SwinV2Stage', 'WindowOrder']
@@ -321,6 +322,8 @@ class SwinV2Stage(nn.Module):
         """(B, H, W, C/2 or C) -> (B, H', W', C); H' = ceil(H/2) when downsampling."""
         if self.downsample is not None:
             x = self.downsample(x, execution)
+        if execution.exporting:
+            return self._forward_symbolic(x, execution)
         B, H, W, C = x.shape
         layout = self.layout(H, W, x.device)
         x = x.reshape(B, H * W, C)
@@ -342,3 +345,33 @@ class SwinV2Stage(nn.Module):
             else:
                 x = blk(x, layout.window, mask, execution)
         return x.index_select(1, order.scatter).view(B, H, W, C)
+
+    def _forward_symbolic(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
+        """The export path: :meth:`forward` with the window, shift, orders and mask computed
+        in the graph from the map's (symbolic) size, nothing cached.
+
+        Each block's order is gathered from the previous one's with a zero token appended
+        (:func:`~swinv2_backbone.ops.window_order` marks padding as one past the last token),
+        so padding enters every block as zeros without a branch on the size.
+        """
+        B, H, W, C = x.shape
+        window, shift = stage_window(H, W, self.window_size)
+        has_shifted = any(blk.shifted for blk in self.blocks)
+        plain = window_order(H, W, window, 0, x.device)
+        shifted = window_order(H, W, window, shift, x.device) if has_shifted else None
+        mask = shift_attn_mask(H, W, window, shift, x.device) if has_shifted else None
+        x = x.reshape(B, H * W, C)
+        position = None  # (H, W) of each map token in the current order; None: row-major
+        for blk in self.blocks:
+            source, target = shifted if blk.shifted else plain
+            # index into the current tokens, plus one zero token for the padding
+            tokens = size_tensor(H * W, x.device)
+            index = source if position is None else torch.where(
+                source < tokens, position.reshape(-1)[torch.minimum(source, tokens - 1)],
+                size_tensor(x.shape[1], x.device))
+            # gathered by the (nW, N) index into (B, nW, N, C): symbolic sizes give
+            # window-shaped tokens without a division
+            x = torch.cat((x, torch.zeros_like(x[:, :1])), 1)[:, index]
+            position = target
+            x = blk(x, window, mask if blk.shifted else None, execution).flatten(1, 2)
+        return x[:, position]  # (B, H, W, C)

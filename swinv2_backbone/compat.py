@@ -7,6 +7,12 @@ are tested). The rest of the package calls the names below and never checks a ve
   ``torch.get_autocast_dtype``, ``torch.amp.is_autocast_available``); before, there was one
   function per device.
 - ``is_compiling``: ``torch.compiler.is_compiling`` from torch 2.3, ``torch._dynamo``'s before.
+- ``is_exporting``: a graph is recorded for another runtime. The ONNX exporters (TorchScript's and
+  dynamo's) say so through ``torch.onnx.is_in_onnx_export``, ``torch.jit.trace`` through
+  ``torch.jit.is_tracing``, ``torch.export`` from torch 2.6 through
+  ``torch.compiler.is_exporting``.
+- ``CPU_HALF``: the CPU runs float16 convolutions (torch 2.1 does not), which the TorchScript
+  ONNX exporter needs to trace a half model on the CPU; probed once.
 - Weights-only ``torch.load``, the default from torch 2.6. mmengine 0.10.7 calls ``torch.load``
   without ``weights_only``; its checkpoints hold a ``HistoryBuffer`` (whose statistic methods
   are pickled as ``getattr(HistoryBuffer, 'min')``) and numpy arrays and scalars in
@@ -30,8 +36,8 @@ import numpy as np
 import torch
 
 __all__ = ['AUTOCAST_DEVICES', 'NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints',
-           'autocast_available', 'autocast_dtype', 'autocast_enabled', 'is_compiling',
-           'load_weights_only']
+           'CPU_HALF', 'autocast_available', 'autocast_dtype', 'autocast_enabled',
+           'is_compiling', 'is_exporting', 'load_weights_only']
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -83,6 +89,26 @@ is_compiling = getattr(torch.compiler, 'is_compiling', None)
 if is_compiling is None:  # torch < 2.3
     import torch._dynamo
     is_compiling = torch._dynamo.is_compiling
+
+
+def _cpu_runs_half() -> bool:
+    one = torch.ones(1, 1, 1, 1, dtype=torch.float16)
+    try:
+        torch.nn.functional.conv2d(one, one)
+    except RuntimeError:  # "slow_conv2d_cpu" not implemented for 'Half'
+        return False
+    return True
+
+
+CPU_HALF = _cpu_runs_half()
+
+_torch_export_running = getattr(torch.compiler, 'is_exporting', lambda: False)
+
+
+def is_exporting() -> bool:
+    """Whether this call is recorded into a graph for another runtime (ONNX, ``torch.export``,
+    ``torch.jit.trace``), whose input sizes may differ from the example's."""
+    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or _torch_export_running()
 
 
 # ---------------------------------------------------------------- weights-only torch.load

@@ -14,6 +14,12 @@ call (device, autograd, autocast, tracing) into an :class:`Execution` once per f
   (:mod:`swinv2_backbone.kernels.fused`) for the q/k normalisation and the residual norms.
 - ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
 
+While a graph is recorded for another runtime (ONNX export, ``torch.export``,
+``torch.jit.trace``), every request runs ``'reference'``: plain ops only (no custom autograd
+functions, Triton, oneDNN or CUDA graphs), and the stages compute windows, padding and shift
+masks from the input's shape inside the graph (``Execution.exporting``), so that one exported
+graph takes any input size.
+
 Orthogonal to the path: ``SwinV2Backbone(cuda_graph=True)`` replays CUDA inputs' forwards (and
 backwards) from CUDA graphs (:mod:`swinv2_backbone.graphs`); :func:`decide` says when.
 
@@ -27,7 +33,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .compat import autocast_available, autocast_dtype, autocast_enabled, is_compiling
+from .compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
+                     is_exporting)
 
 __all__ = ['EXECUTION_PATHS', 'Execution', 'check_execution', 'decide']
 
@@ -43,6 +50,9 @@ class Execution:
         grad: autograd records this forward (some input or parameter needs a gradient).
         amp: the autocast dtype on the input's device, or None outside autocast.
         compiling: ``torch.compile`` is tracing this forward.
+        exporting: a graph is recorded for another runtime (ONNX, ``torch.export``,
+            ``torch.jit.trace``): the path is 'reference' and the stages derive their layout
+            from the input's (symbolic) shape in the graph, caching nothing.
         onednn: float32 CPU linears, and the cpu path's backward GEMMs, run on oneDNN (the cpu
             path, outside autocast and jit tracing, which cannot record the op). Requested as
             None (the default): where oneDNN's GEMM beats MKL's, on CPUs with AVX-512, in
@@ -79,6 +89,7 @@ class Execution:
     grad: bool = False
     amp: torch.dtype | None = None
     compiling: bool = False
+    exporting: bool = False
     onednn: bool | None = None
     bf16_inference: bool = False
     fused: bool | None = None
@@ -109,7 +120,8 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
     device = x.device.type
-    path = base.path
+    exporting = is_exporting()
+    path = 'reference' if exporting else base.path
     if path == 'auto':
         path = 'cpu' if device == 'cpu' else 'batched'
     elif path == 'cpu' and device != 'cpu':
@@ -119,23 +131,22 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
         x.requires_grad or any(p.requires_grad for p in module.parameters()))
     amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
         else None
-    tracing = torch.jit.is_tracing()
     compiling = is_compiling()
-    onednn_usable = path == 'cpu' and ONEDNN and not tracing  # jit tracing cannot record it
+    onednn_usable = path == 'cpu' and ONEDNN
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     # the kernels compute in float32: not for float64 models
-    fused_usable = path == 'batched' and not grad and not compiling and not tracing \
+    fused_usable = path == 'batched' and not grad and not compiling \
         and x.dtype != torch.float64 and runs_on(x.device)
-    return replace(base, path=path, grad=grad, amp=amp, compiling=compiling,
+    return replace(base, path=path, grad=grad, amp=amp, compiling=compiling, exporting=exporting,
                    onednn=onednn_usable and amp is None
                    and (ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
                    bf16_inference=onednn_usable and ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
                    attn_dropout=attn_dropout,
-                   cuda_graph=cuda_graph and device == 'cuda' and not compiling and not tracing
-                   and not captured,
+                   cuda_graph=cuda_graph and device == 'cuda' and not compiling
+                   and not exporting and not captured,
                    captured=captured,
                    # the batched path works on whole stages: no chunks
                    mlp_chunk_rows=None if path == 'batched' else base.mlp_chunk_rows)

@@ -13,11 +13,62 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'attention_logits',
+    'NORM_EPS', 'inverse_norm', 'attention_logits', 'is_static', 'size_min', 'size_max',
+    'ceil_div', 'size_tensor', 'stage_window', 'window_order',
 ]
 
 # F.normalize's epsilon: a norm at or below it is treated as zero
 NORM_EPS = 1e-12
+
+
+# ---------------------------------------------------------------- sizes that may be symbolic
+# While a graph is recorded for another runtime, a tensor's size is a SymInt (torch.export, the
+# dynamo ONNX exporter) or a 0-dim tensor (the TorchScript tracer). The helpers below compute
+# with either as with an int, so the recorded graph derives windows, padding and masks from the
+# input's shape instead of freezing the example's values.
+Size = int | torch.SymInt | torch.Tensor
+
+
+def is_static(*sizes) -> bool:
+    """Whether every size is a plain int (not recorded into a graph)."""
+    return all(isinstance(s, int) for s in sizes)
+
+
+def size_min(a: Size, b: Size) -> Size:
+    """``min(a, b)`` of sizes, recorded as an op where one is symbolic."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.minimum(size_tensor(a), size_tensor(b))
+    return torch.sym_min(a, b)
+
+
+def size_max(a: Size, b: Size) -> Size:
+    """``max(a, b)`` of sizes, recorded as an op where one is symbolic."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.maximum(size_tensor(a), size_tensor(b))
+    return torch.sym_max(a, b)
+
+
+def size_tensor(n: Size, device: torch.device | None = None,
+                dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """A size as a 0-dim tensor, for arithmetic with index tensors: the ONNX exporters record
+    tensor-tensor ops from symbolic sizes, where some scalar forms (``%``, ``//``) they do not."""
+    if isinstance(n, torch.Tensor):
+        return n.to(device=device, dtype=dtype)
+    return torch.scalar_tensor(n, dtype=dtype, device=device)
+
+
+def ceil_div(a: Size, b: Size) -> Size:
+    """``ceil(a / b)`` of positive sizes."""
+    return (a + b - 1) // b
+
+
+def stage_window(H: Size, W: Size, window: int) -> tuple[Size, Size]:
+    """:func:`effective_window` without a branch, for symbolic sizes: the window is
+    ``min(H, W, window)`` and the shift ``window // 2`` only where the map is larger than the
+    window along its shorter side."""
+    short = size_min(H, W)
+    larger = size_min(size_max(short - window, 0), 1)  # 1 where short > window, else 0
+    return size_min(short, window), larger * (window // 2)
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -57,7 +108,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad (B, H, W, C) at the bottom and right so H and W are multiples of ``multiple``."""
     _, H, W, _ = x.shape
     pad_h, pad_w = (-H) % multiple, (-W) % multiple
-    if pad_h or pad_w:
+    # symbolic sizes always pad (by zero where nothing is missing): no branch on the shape
+    if pad_h or pad_w if is_static(H, W) else True:
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     return x
 
@@ -73,60 +125,93 @@ def effective_window(H: int, W: int, window: int, shift: int) -> tuple[int, int]
     return window, shift
 
 
-def window_layout(H: int, W: int, window: int,
-                  shift: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Where each token of the padded, shifted, partitioned map comes from.
+def window_order(H: Size, W: Size, window: Size, shift: Size,
+                 device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each token of the padded, shifted, partitioned map comes from, by arithmetic.
 
-    The reference code zero-pads an H x W map to window multiples, rolls it by ``-shift`` and
-    cuts it into windows (:func:`window_partition`). This gives the same token order as one
-    index, so a single gather replaces pad + roll + partition (and another one the way back).
-    Only fixed-shape ops, so it traces under ``torch.compile``.
+    The reference code zero-pads an H x W map to window multiples (Hp x Wp), rolls it by
+    ``-shift`` and cuts it into windows (:func:`window_partition`). Position (i, j, a, b) of
+    that window order (window row i, window column j, offset a, b) holds padded-map row
+    ``(i * window + a + shift) % Hp`` and column ``(j * window + b + shift) % Wp``. Only
+    arithmetic on the sizes, so symbolic sizes give a graph that computes the order.
 
     Returns:
-        source: (Hp*Wp,) int64; position j of the window layout (window j // window^2, offset
-            j % window^2) holds token ``source[j]`` of the row-major H*W map, or the value
-            H*W where it holds padding.
-        position: (H*W,) int64; the layout position of each token of the map (its inverse).
-        pad: (Hp*Wp - H*W,) int64; the layout positions that hold padding.
+        source: (num_windows, window*window) int64; the row-major token of the H x W map at
+            each position, or the value H*W where the position holds padding.
+        position: (H, W) int64; the position (window * window^2 + offset) of each token of
+            the map (the inverse).
     """
-    Hp, Wp = H + (-H) % window, W + (-W) % window
-    grid = torch.arange(Hp * Wp).view(1, Hp, Wp, 1)
-    grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2)) if shift else grid
-    cell = window_partition(grid, window).reshape(-1)  # padded-grid cell at each position
-    row, col = cell // Wp, cell % Wp
-    source = torch.where((row < H) & (col < W), row * W + col, H * W)
-    # each token appears once, padding (H*W) last: sorting gives tokens 0..H*W-1, then padding
-    order = torch.argsort(source, stable=True)
-    return source, order[:H * W], order[H * W:]
+    nh, nw = ceil_div(H, window), ceil_div(W, window)
+    Hp, Wp = nh * window, nw * window
+    w, s, h_, w_, hp, wp = (size_tensor(n, device) for n in (window, shift, H, W, Hp, Wp))
+    offset = torch.arange(window, device=device)
+    # (nh, window) padded-map rows, (nw, window) columns, of each window row / column
+    rows = (torch.arange(nh, device=device).unsqueeze(1) * w + offset + s) % hp
+    cols = (torch.arange(nw, device=device).unsqueeze(1) * w + offset + s) % wp
+    r, c = rows[:, None, :, None], cols[None, :, None, :]  # (nh, 1, w, 1), (1, nw, 1, w)
+    # (nh, nw, w, w) -> (nW, N): merging dims, which symbolic sizes need no division for
+    source = torch.where((r < h_) & (c < w_), r * w_ + c, h_ * w_).reshape(
+        nh * nw, window * window)
+    # the window-order coordinates of each map row / column: rolled by -shift
+    rr = (torch.arange(H, device=device) + hp - s) % hp
+    cc = (torch.arange(W, device=device) + wp - s) % wp
+    window_index = (rr // w).unsqueeze(1) * nw + cc // w  # (H, W)
+    position = (window_index * w + (rr % w).unsqueeze(1)) * w + cc % w
+    return source, position
 
 
-def shift_attn_mask(H: int, W: int, window: int, shift: int,
+def window_layout(H: int, W: int, window: int,
+                  shift: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`window_order` and the positions that hold padding.
+
+    Returns:
+        source: (Hp*Wp,) int64, as :func:`window_order`.
+        position: (H*W,) int64, as :func:`window_order`.
+        pad: (Hp*Wp - H*W,) int64; the layout positions that hold padding, ascending.
+    """
+    source, position = (t.reshape(-1) for t in window_order(H, W, window, shift))
+    # padding (the value H*W) sorts last, in ascending positions: fixed-shape ops only, so it
+    # traces under torch.compile (nonzero would break the graph)
+    return source, position, torch.argsort(source, stable=True)[H * W:]
+
+
+def shift_attn_mask(H: Size, W: Size, window: Size, shift: Size,
                     device: torch.device | None = None) -> torch.Tensor:
     """Additive mask that keeps shifted windows from mixing regions that were not adjacent.
 
-    Regions are labelled on the padded (H, W) map exactly as the reference implementations do
-    (pad first, then shift); padded tokens are not masked, as in the references.
+    Regions are labelled on the padded, rolled map exactly as the reference implementations
+    do: along each side of padded length n, rows [0, n - window), [n - window, n - shift) and
+    [n - shift, n). Padded tokens are not masked, as in the references. Computed from the sizes
+    in window order by arithmetic, so symbolic sizes give a graph that computes it (a shift of
+    0 gives a mask of zeros).
 
     Args:
-        H, W: padded map size, multiples of ``window``.
+        H, W: map size (padded to window multiples here, if not already).
         window: window side.
-        shift: shift size (> 0).
+        shift: shift size.
 
     Returns:
         (num_windows, window*window, window*window) float32 tensor of 0 and -100.
     """
-    img = torch.zeros(1, H, W, 1, device=device)
-    cnt = 0
-    for hs in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-        for ws in (slice(0, -window), slice(-window, -shift), slice(-shift, None)):
-            img[:, hs, ws, :] = cnt
-            cnt += 1
-    labels = window_partition(img, window).squeeze(-1)  # (nW, N)
+    w, s = size_tensor(window, device), size_tensor(shift, device)
+
+    def regions(n: Size) -> torch.Tensor:  # (windows along the side, window) labels
+        count = ceil_div(n, window)
+        q = torch.arange(count, device=device).unsqueeze(1) * w + \
+            torch.arange(window, device=device)  # rolled-map row of each window row, offset
+        padded = size_tensor(count * window, device)
+        return (q >= padded - w).long() + (q >= padded - s).long()
+
+    rows, cols = regions(H), regions(W)
+    nh, nw = rows.shape[0], cols.shape[0]
+    # (nh, 1, w, 1) and (1, nw, 1, w) -> (nW, N)
+    labels = (rows[:, None, :, None] * 3 + cols[None, :, None, :]).reshape(
+        nh * nw, window * window)
     diff = labels.unsqueeze(1) - labels.unsqueeze(2)  # (nW, N, N)
     return diff.ne(0).float() * -100.0
 
 
-def relative_coords_table(window: int, pretrained_window: int = 0) -> torch.Tensor:
+def relative_coords_table(window: Size, pretrained_window: int = 0) -> torch.Tensor:
     """Log-spaced relative coordinates fed to the CPB MLP.
 
     Offsets in [-(window-1), window-1] are normalised by ``pretrained_window - 1`` (by
@@ -139,13 +224,13 @@ def relative_coords_table(window: int, pretrained_window: int = 0) -> torch.Tens
     coords = torch.arange(-(window - 1), window, dtype=torch.float32)
     table = torch.stack(torch.meshgrid(coords, coords, indexing='ij'), dim=-1)
     norm = (pretrained_window if pretrained_window > 0 else window) - 1
-    if norm > 0:
-        table = table / norm
+    # a 1x1 window's table is 0 whatever divides it
+    table = table / size_tensor(size_max(norm, 1), dtype=torch.float32)
     table = table * 8
     return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
 
 
-def relative_position_index(window: int) -> torch.Tensor:
+def relative_position_index(window: Size) -> torch.Tensor:
     """For each (query, key) pair in a window, the row of the flattened coordinate table.
 
     Returns:
@@ -168,7 +253,9 @@ def inverse_norm(t: torch.Tensor) -> torch.Tensor:
     """
     dtype = torch.promote_types(t.dtype, torch.float32)
     norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype)
-    return torch.where(norm > NORM_EPS, norm.clamp_min(NORM_EPS).reciprocal(), 0.0)
+    # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
+    # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
+    return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,

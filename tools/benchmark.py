@@ -4,12 +4,15 @@
     python tools/benchmark.py [--device cpu|cuda] [--amp bf16|fp16] [--size H W] [--window 8]
                               [--mode inference|training] [--batch 1] [--rounds 10]
                               [--warmup 2] [--impls NAME ...] [--no-memory] [--json FILE]
+                              [--runtime onnxruntime|openvino]
 
 Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
 GPU); peak memory is measured per implementation (on CPU in a process of its own); op counts are
 the kernel-launching ATen ops of one step on the meta device, the paths a GPU takes. With
 --amp bf16 on a CPU our own float32 runs in the same rounds too, and the bf16 features are
-compared with float32. See tools/devkit/benchmark.py.
+compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
+OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds.
+See tools/devkit/benchmark.py.
 """
 from __future__ import annotations
 
@@ -47,13 +50,22 @@ def main(argv: list[str] | None = None) -> int:
                         help='training: also the MiB a CUDA step keeps for backward, '
                         'estimated on fake CUDA tensors (devkit/activations.py)')
     parser.add_argument('--json', help='also write the results here')
+    parser.add_argument('--runtime', choices=['onnxruntime', 'openvino'],
+                        help='also our ONNX export and timm\'s, run by this runtime (CPU)')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    exported = lambda n: any(n.endswith(suffix) for suffix in bench.RUNTIMES)  # noqa: E731
+    if args.runtime and (device.type != 'cpu' or args.mode != 'inference'):
+        parser.error('--runtime: exported models run CPU inference only')
     if args.impls is None:
         args.impls = [n for n in bench.IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
                       and (device.type == 'cuda' or ('cuda_graph' not in n
                                                      and 'unfused' not in n))
-                      and (args.mode == 'inference' or not n.startswith('timm ('))]
+                      and (args.mode == 'inference' or not n.startswith('timm ('))
+                      and not exported(n)]
+        if args.runtime:
+            suffix = f' ({args.runtime}{" bf16" if args.amp == "bf16" else ""})'
+            args.impls += [f'swinv2_backbone{suffix}', f'timm{suffix}']
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:
@@ -81,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         gflops *= 3  # backward costs about twice the forward
     print(f'  model: {gflops:.1f} GFLOP per step')
     print('counting ops on the meta device ...')
-    ops = bench.op_counts(args.impls, size, args.window, args.mode, args.batch)
+    ops = bench.op_counts([n for n in args.impls if not exported(n)], size, args.window,
+                          args.mode, args.batch)
     times = bench.run_benchmark(impls, size, args.window, args.mode, args.batch,
                                 args.rounds, args.warmup, amp, args.device)
     memory = {}

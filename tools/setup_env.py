@@ -19,7 +19,7 @@ Steps, each skipped when already done:
      ``-std=c++17`` becomes ``c++20`` for torch >= 2.4, whose headers need it; about 15
      minutes on 2 cores) and the wheel is kept in
      ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>`` for later clones;
-  4. install this package in editable mode with its extras ``mmdet,mmseg,tests``;
+  4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export``;
   5. write a stamp holding the hash of ``setup.cfg``, the constraints and this script: when it
      matches, a re-run returns at once.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
-EXTRAS = 'mmdet,mmseg,tests'
+EXTRAS = 'mmdet,mmseg,tests,export'
 CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
 # mmcv 2.1.0's setup.py uses pkg_resources and setuptools APIs that 70 removed
 MMCV_BUILD_SETUPTOOLS = 'setuptools<70'

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ['FP32', 'IMPLEMENTATIONS', 'bf16_error', 'build', 'cuda_step_peak_mb', 'matmul_gflops',
-           'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark']
+__all__ = ['FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build', 'cuda_step_peak_mb',
+           'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark']
 
 TOOLS = str(Path(__file__).resolve().parent.parent)
 
@@ -87,6 +87,61 @@ class _GraphedInference(nn.Module):
         static.copy_(x)
         graph.replay()
         return tuple(o.clone() for o in out)
+
+
+class _Exported(nn.Module):
+    """A model exported to ONNX and run by onnxruntime or OpenVINO on the CPU, timed like the
+    PyTorch rows (inference only; autocast does not reach it, the precision is the runtime's:
+    ``hint`` 'f32' or 'bf16' for OpenVINO). Ours is exported as users export it (dynamic
+    batch and size, TorchScript exporter: seconds instead of minutes); the peer is exported at
+    the benchmark's size, as built."""
+
+    def __init__(self, model: nn.Module, runtime: str, hint: str = 'f32') -> None:
+        super().__init__()
+        import tempfile
+        self.runtime, self.hint = runtime, hint
+        self.example_model = model.eval()
+        self._run = None
+        self._dir = tempfile.TemporaryDirectory(prefix='swinv2-bench-')
+        self.path = Path(self._dir.name) / 'model.onnx'
+
+    def _load(self, x: torch.Tensor) -> None:
+        from swinv2_backbone import SwinV2Backbone, export_onnx
+        model = self.example_model
+        if isinstance(model, SwinV2Backbone):
+            export_onnx(model, self.path, exporter='torchscript')
+        else:
+            with torch.no_grad():
+                kw = dict(dynamo=False) if 'dynamo' in torch.onnx.export.__code__.co_varnames \
+                    else {}
+                torch.onnx.export(model, (x,), str(self.path), input_names=['image'],
+                                  opset_version=17, **kw)
+        threads = torch.get_num_threads()
+        if self.runtime == 'onnxruntime':
+            import onnxruntime as ort
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(str(self.path), options,
+                                           providers=['CPUExecutionProvider'])
+            self._run = lambda a: session.run(None, {'image': a})
+        else:
+            import openvino as ov
+            compiled = ov.Core().compile_model(str(self.path), 'CPU', {
+                'INFERENCE_PRECISION_HINT': self.hint, 'INFERENCE_NUM_THREADS': threads})
+            request = compiled.create_infer_request()
+            self._run = lambda a: list(request.infer({0: a}).values())
+
+    def forward(self, x: torch.Tensor):
+        if x.device.type != 'cpu':
+            raise ValueError(f'{self.runtime} rows run on the CPU, not {x.device}')
+        if self._run is None:
+            self._load(x)
+        return tuple(torch.from_numpy(o) for o in self._run(x.numpy()))
+
+
+# runtime rows: name suffix -> (runtime, OpenVINO precision hint)
+RUNTIMES = {' (onnxruntime)': ('onnxruntime', 'f32'), ' (openvino)': ('openvino', 'f32'),
+            ' (openvino bf16)': ('openvino', 'bf16')}
 
 
 def _ours(size, window, **kw):
@@ -147,6 +202,11 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'timm (cuda_graph)': lambda size, window: _GraphedInference(_timm(size, window)),
     'hf': _hf,
     'mmpretrain': _mmpretrain,
+    **{f'{peer}{suffix}': partial(lambda build_, runtime, hint, size, window:
+                                  _Exported(build_(size, window), runtime, hint),
+                                  build_, *RUNTIMES[suffix])
+       for peer, build_ in (('swinv2_backbone', _ours), ('timm', _timm))
+       for suffix in RUNTIMES},
 }
 
 

@@ -1,0 +1,209 @@
+"""ONNX export: one file that takes any batch and any image size the backbone takes.
+
+While a graph is recorded, :func:`~swinv2_backbone.execution.decide` runs the plain ops and the
+stages compute windows, padding, shift masks and gather indices from the input's shape inside
+the graph (:meth:`~swinv2_backbone.blocks.SwinV2Stage._forward_symbolic`), so nothing is
+frozen at the example's size: odd sizes, maps smaller than a window (whose windows shrink and
+stop shifting) and pad-then-shift all run from the one file.
+
+Two exporters, decided once (:data:`DEFAULT_EXPORTER`):
+
+- ``'dynamo'`` (``torch.export``, then ONNX; torch >= 2.6): the exporter PyTorch develops.
+  Its symbolic shapes make it slow on this model (minutes for SwinV2-T on a CPU).
+- ``'torchscript'`` (the tracer; every torch, the only one on torch < 2.6): seconds.
+
+Both give files that agree with PyTorch (tests/test_export.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .backbone import SwinV2Backbone
+from .compat import CPU_HALF, TORCH_VERSION
+
+__all__ = ['DEFAULT_EXPORTER', 'EXPORTERS', 'INPUT_NAME', 'check_onnx', 'export_onnx',
+           'read_metadata']
+
+EXPORTERS = ('dynamo', 'torchscript')
+# torch.onnx.export(dynamo=True) exports dynamic shapes reliably from torch 2.6
+DEFAULT_EXPORTER = 'dynamo' if TORCH_VERSION >= (2, 6) else 'torchscript'
+INPUT_NAME = 'image'
+# the example traced: batch 2 and sizes that are not 0 or 1 (torch.export specialises those)
+EXAMPLE_SIZE = (2, 64, 96)
+
+
+def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool = True,
+                opset: int | None = None, half: bool = False, exporter: str | None = None,
+                example: torch.Tensor | None = None) -> Path:
+    """Export ``model`` to an ONNX file.
+
+    Args:
+        model: the backbone; exported in eval mode (its mode is restored afterwards), on its
+            device, with ``with_cp``, frozen stages and ``execution`` making no difference.
+        path: the ``.onnx`` file, written to a temporary name beside it and renamed.
+        dynamic: batch, height and width are dynamic axes (``batch``, ``height``, ``width``);
+            False fixes them at the example's.
+        opset: ONNX opset; default: the exporter's.
+        half: float16 weights, input and outputs.
+        exporter: 'dynamo' or 'torchscript'; default :data:`DEFAULT_EXPORTER`.
+        example: the (B, C, H, W) input traced; default batch 2 at 64x96.
+
+    Returns:
+        the path written. Its outputs are named after ``model.out_features``; its metadata
+        (:func:`read_metadata`) holds the output channels and strides, the architecture and
+        the windows.
+    """
+    if not isinstance(model, SwinV2Backbone):
+        raise TypeError(f'export_onnx exports a SwinV2Backbone, got {type(model).__name__}')
+    exporter = exporter or DEFAULT_EXPORTER
+    if exporter not in EXPORTERS:
+        raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    if exporter == 'dynamo' and TORCH_VERSION < (2, 6):
+        raise ValueError(f"exporter='dynamo' needs torch >= 2.6 (this is {torch.__version__}); "
+                         "use 'torchscript'")
+    param = next(model.parameters())
+    if half and exporter == 'torchscript' and param.device.type == 'cpu' and not CPU_HALF:
+        raise ValueError(f'a half export with the TorchScript exporter runs the model in '
+                         f'float16, which torch {torch.__version__} cannot on the CPU: move the '
+                         'model to a CUDA GPU, or export with torch >= 2.6')
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f'output folder {path.parent} does not exist')
+    dtype = torch.float16 if half else param.dtype
+    if example is None:
+        B, H, W = EXAMPLE_SIZE
+        example = torch.randn(B, model.in_channels, H, W)
+    example = example.to(param.device, dtype)
+    model._check_input(example)
+    if exporter == 'dynamo' and dynamic and (example.shape[0] < 2 or min(example.shape[2:]) < 2):
+        raise ValueError(f'a dynamic dynamo export needs an example of batch >= 2 and sides >= 2 '
+                         f'(torch.export fixes sizes 0 and 1), got {tuple(example.shape)}')
+    names = list(model.out_features)
+    training = model.training
+    if half:
+        model = _half_copy(model)
+    model.eval()
+    # the file appears whole or not at all: exported into a folder beside it, then renamed
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f'.{path.name}.') as tmp:
+        tmp_file = Path(tmp) / path.name
+        try:
+            with torch.no_grad():
+                _export(model, example, tmp_file, exporter, dynamic, opset, names)
+        finally:
+            model.train(training)
+        _write_metadata(tmp_file, model, exporter, half, dynamic)
+        for f in Path(tmp).iterdir():  # the model, and external data if it has any
+            os.replace(f, path.parent / f.name)
+    return path
+
+
+def _half_copy(model: SwinV2Backbone) -> SwinV2Backbone:
+    import copy
+    return copy.deepcopy(model).half()
+
+
+def _export(model: SwinV2Backbone, example: torch.Tensor, path: Path, exporter: str,
+            dynamic: bool, opset: int | None, names: list[str]) -> None:
+    kwargs: dict = dict(input_names=[INPUT_NAME], output_names=names)
+    if opset is not None:
+        kwargs['opset_version'] = opset
+    if exporter == 'dynamo':
+        if dynamic:
+            Dim = torch.export.Dim
+            side = dict(min=model.patch_size)
+            kwargs['dynamic_shapes'] = {'x': {0: Dim('batch'), 2: Dim('height', **side),
+                                              3: Dim('width', **side)}}
+        program = torch.onnx.export(model, (example,), dynamo=True, **kwargs)
+        # weights beyond protobuf's 2 GB go to a data file beside the model
+        program.save(str(path), external_data=_large(model))
+        return
+    if dynamic:
+        axes = {0: 'batch', 2: 'height', 3: 'width'}
+        out_axes = {0: 'batch', 2: 'height', 3: 'width'}
+        kwargs['dynamic_axes'] = {INPUT_NAME: axes, **{n: out_axes for n in names}}
+    if TORCH_VERSION >= (2, 5):
+        kwargs['dynamo'] = False
+    import warnings
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates this exporter, which we choose
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(model, (example,), str(path), **kwargs)
+
+
+def _large(model: torch.nn.Module) -> bool:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) > (1 << 31) - (1 << 26)
+
+
+def _write_metadata(path: Path, model: SwinV2Backbone, exporter: str, half: bool,
+                    dynamic: bool) -> None:
+    import onnx
+
+    from . import __version__
+    proto = onnx.load(str(path), load_external_data=False)
+    values = {
+        'producer': f'swinv2_backbone {__version__}',
+        'out_features': list(model.out_features),
+        'out_channels': list(model.out_channels),
+        'out_strides': list(model.out_strides),
+        'embed_dim': model.num_features[0],
+        'depths': list(model.depths),
+        'num_heads': list(model.num_heads),
+        'window_sizes': list(model.window_sizes),
+        'pretrained_window_sizes': [s.blocks[0].attn.pretrained_window_size
+                                    for s in model.stages],
+        'patch_size': model.patch_size,
+        'in_channels': model.in_channels,
+        'dtype': 'float16' if half else 'float32',
+        'dynamic': dynamic,
+        'exporter': f'{exporter} (torch {torch.__version__})',
+    }
+    del proto.metadata_props[:]
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(proto, str(path))
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata :func:`export_onnx` wrote into a file, decoded."""
+    import onnx
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: json.loads(p.value) for p in proto.metadata_props}
+
+
+def check_onnx(model: SwinV2Backbone, path: str | os.PathLike,
+               sizes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:
+    """Run the exported file in onnxruntime (CPU) against ``model`` in PyTorch.
+
+    Args:
+        sizes: (batch, height, width) of each random input.
+
+    Returns:
+        one row per size: ``{'size': (B, H, W), 'rel_err': {name: max |ort - torch| / std}}``.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: a float16 file warns of every CPU cast
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    dtype = np.float16 if session.get_inputs()[0].type == 'tensor(float16)' else np.float32
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    was_training = model.training
+    model.eval()
+    try:
+        for B, H, W in sizes:
+            x = torch.randn(B, model.in_channels, H, W, generator=g)
+            with torch.no_grad():
+                want = model(x.to(next(model.parameters()).device))
+            got = session.run(None, {INPUT_NAME: x.numpy().astype(dtype)})
+            rows.append({'size': (B, H, W), 'rel_err': {
+                name: float(np.abs(o.astype(np.float32) - w.cpu().numpy()).max() / w.std())
+                for name, o, w in zip(model.out_features, got, want)}})
+    finally:
+        model.train(was_training)
+    return rows

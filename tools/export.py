@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Export a SwinV2 backbone to one ONNX file that takes any batch and image size.
+
+    python tools/export.py --out swinv2.onnx
+        [--config CFG | --arch tiny|small|base|large|auto] [--checkpoint PATH]
+        [--window W] [--pretrained-windows W1 W2 W3 W4]
+        [--stages stem stage1 stage2 stage3 stage4]
+        [--exporter dynamo|torchscript] [--opset N] [--half] [--static H W] [--check]
+
+The model is built as tools/extract_features.py builds it (a config's backbone, a preset, or
+the architecture read from a checkpoint). ``--check`` runs the file once in onnxruntime (CPU)
+against PyTorch at a few sizes and prints the error, max |onnx - torch| over each stage's std.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from swinv2_backbone.export import DEFAULT_EXPORTER, EXPORTERS, check_onnx, export_onnx
+from swinv2_backbone.extract import build_extractor
+
+# what --check runs: the example's size, odd sizes, a map smaller than a window, a batch of 3
+CHECK_SIZES = [(2, 64, 96), (1, 97, 131), (1, 24, 40), (3, 224, 160)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--config', help='mmdet/mmseg config with a SwinV2Backbone')
+    parser.add_argument('--arch', help="preset name, or 'auto' to read it from --checkpoint")
+    parser.add_argument('--checkpoint', help='weights in any layout the package loads')
+    parser.add_argument('--window', type=int)
+    parser.add_argument('--pretrained-windows', type=int, nargs='+')
+    parser.add_argument('--stages', nargs='+', default=['stage1', 'stage2', 'stage3', 'stage4'])
+    parser.add_argument('--exporter', choices=EXPORTERS, default=DEFAULT_EXPORTER)
+    parser.add_argument('--opset', type=int)
+    parser.add_argument('--half', action='store_true', help='float16 weights, input, outputs')
+    parser.add_argument('--static', type=int, nargs=2, metavar=('H', 'W'),
+                        help='fix batch 1 and this size instead of dynamic axes')
+    parser.add_argument('--check', action='store_true',
+                        help='run the file in onnxruntime against PyTorch and print the error')
+    args = parser.parse_args(argv)
+    if not (args.config or args.arch or args.checkpoint):
+        args.arch = 'tiny'
+        print('no --config/--arch/--checkpoint: SwinV2-T with random weights')
+    try:
+        model = build_extractor(args.config, args.arch, args.checkpoint, args.stages,
+                                args.window, args.pretrained_windows, device='cpu')
+        example = None
+        if args.static:
+            example = torch.randn(1, model.in_channels, *args.static)
+        start = time.time()
+        path = export_onnx(model, args.out, dynamic=not args.static, opset=args.opset,
+                           half=args.half, exporter=args.exporter, example=example)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    outputs = zip(model.out_features, model.out_channels, model.out_strides)
+    print(f'wrote {path} ({args.exporter} exporter, {time.time() - start:.1f} s): outputs '
+          + ', '.join(f'{n} ({c} ch, stride {s})' for n, c, s in outputs))
+    if args.check:
+        sizes = [(1, *args.static)] if args.static else CHECK_SIZES
+        for row in check_onnx(model, path, sizes):
+            errs = ', '.join(f'{n} {e:.1e}' for n, e in row['rel_err'].items())
+            print(f'check {"x".join(map(str, row["size"]))}: max |onnx - torch| / std: {errs}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
