@@ -92,7 +92,8 @@ def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f'.{path.name}.') as tmp:
         tmp_file = Path(tmp) / path.name
         try:
-            with torch.no_grad():
+            # the file's precision is float32 or ``half``: an autocast the caller is in stays out
+            with torch.no_grad(), torch.autocast(example.device.type, enabled=False):
                 _export(model, example, tmp_file, exporter, dynamic, opset, names)
         finally:
             model.train(training)

@@ -111,7 +111,7 @@ class _Exported(nn.Module):
         if isinstance(model, SwinV2Backbone):
             export_onnx(model, self.path, exporter='torchscript')
         else:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast('cpu', enabled=False):
                 kw = dict(dynamo=False) if 'dynamo' in torch.onnx.export.__code__.co_varnames \
                     else {}
                 torch.onnx.export(model, (x,), str(self.path), input_names=['image'],
