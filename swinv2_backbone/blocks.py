@@ -361,11 +361,11 @@ class SwinV2Stage(nn.Module):
         shifted = window_order(H, W, window, shift, x.device) if has_shifted else None
         mask = shift_attn_mask(H, W, window, shift, x.device) if has_shifted else None
         x = x.reshape(B, H * W, C)
+        tokens = size_tensor(H * W, x.device)
         position = None  # (H, W) of each map token in the current order; None: row-major
         for blk in self.blocks:
             source, target = shifted if blk.shifted else plain
             # index into the current tokens, plus one zero token for the padding
-            tokens = size_tensor(H * W, x.device)
             index = source if position is None else torch.where(
                 source < tokens, position.reshape(-1)[torch.minimum(source, tokens - 1)],
                 size_tensor(x.shape[1], x.device))

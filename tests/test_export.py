@@ -166,3 +166,18 @@ def test_tools_export_writes_a_file_and_checks_it(tmp_path):
                            '--out', str(tmp_path / 'no' / 'x.onnx'), '--exporter', 'torchscript'],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and 'does not exist' in proc.stderr
+
+
+def test_while_a_graph_is_recorded_every_request_runs_the_plain_ops(model):
+    from swinv2_backbone.execution import Execution, decide
+    seen = []
+
+    def record(x):
+        for requested in ('auto', 'cpu', 'batched', Execution('batched', fused=True)):
+            seen.append(decide(requested, x, model))
+        return x * 2
+
+    torch.jit.trace(record, torch.randn(1, 3, 8, 8), check_trace=False)
+    assert [(e.path, e.exporting, e.onednn, e.fused, e.cuda_graph) for e in seen] == \
+        [('reference', True, False, False, False)] * 4
+    assert not decide('auto', torch.randn(1, 3, 8, 8), model).exporting
