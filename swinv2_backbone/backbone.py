@@ -111,9 +111,13 @@ class SwinV2Backbone(BaseModule):
                                  'or pass a dict')
             preset = ARCH_PRESETS[arch]
         elif isinstance(arch, dict):
-            unknown = set(arch) - {'embed_dim', 'depths', 'num_heads', 'extra_norm_every_n_blocks'}
+            accepted = ('embed_dim', 'depths', 'num_heads', 'extra_norm_every_n_blocks')
+            unknown = set(arch) - set(accepted)
             if unknown:
-                raise ValueError(f'unknown arch keys {sorted(unknown)}')
+                hint = " (OpenMMLab's 'embed_dims' is 'embed_dim' here)" \
+                    if 'embed_dims' in unknown else ''
+                raise ValueError(f'unknown arch keys {sorted(unknown)}; accepted: '
+                                 f'{list(accepted)}{hint}')
             preset = arch
         else:
             raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')

@@ -177,6 +177,9 @@ def test_bad_input_names_the_problem(x, exc, match):
 @pytest.mark.parametrize('kwargs,exc,match', [
     (dict(arch='huge'), ValueError, "unknown arch 'huge'"),
     (dict(arch=3), TypeError, 'arch must be a str or dict, got int'),
+    (dict(arch=dict(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))), ValueError,
+     r"unknown arch keys \['embed_dims'\]; accepted: \['embed_dim', 'depths', 'num_heads', "
+     r"'extra_norm_every_n_blocks'\] \(OpenMMLab's 'embed_dims' is 'embed_dim' here\)"),
     (dict(arch=dict(embed_dim=32, depths=(1, 1), num_heads=(1,))), ValueError,
      r'depths \(1, 1\) and num_heads \(1,\)'),
     (dict(window_size=0), ValueError, 'window sizes must be positive, got 0'),

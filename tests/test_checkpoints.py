@@ -326,3 +326,17 @@ def test_converter_leaves_no_partial_file_when_the_write_fails(tmp_path, ref, mo
     with pytest.raises(OSError, match='disk full'):
         loading.save_checkpoint({'w': torch.zeros(1)}, dst)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('umask,mode', [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_files_get_the_mode_the_umask_gives_not_the_temporary_files(
+        tmp_path, umask, mode):
+    import os
+    from swinv2_backbone import save_checkpoint
+    old = os.umask(umask)
+    try:
+        for name in ('w.pth', 'w.safetensors'):
+            save_checkpoint({'a': torch.zeros(2)}, tmp_path / name)
+            assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    finally:
+        os.umask(old)

@@ -17,6 +17,7 @@ from conftest import randomize_
 from swinv2_backbone import SwinV2Backbone, export_onnx
 from swinv2_backbone.compat import CPU_HALF, TORCH_VERSION
 from swinv2_backbone.export import check_onnx, read_metadata
+from swinv2_backbone.loading import _umask
 
 onnxruntime = pytest.importorskip('onnxruntime')
 ov = pytest.importorskip('openvino')
@@ -68,6 +69,7 @@ def test_outputs_are_named_after_the_stages_and_the_metadata_states_the_contract
     assert meta['out_strides'] == list(model.out_strides)
     assert meta['depths'] == list(ARCH['depths']) and meta['window_sizes'] == [4] * 4
     assert meta['dynamic'] is True and meta['dtype'] == 'float32'
+    assert exported.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not a temporary file's 0600
     x = np.random.default_rng(0).standard_normal((1, 3, 37, 53), dtype=np.float32)
     shapes = [o.shape for o in session.run(None, {'image': x})]
     assert shapes == [(1, c, -(-37 // s), -(-53 // s))
