@@ -19,7 +19,7 @@ from .kernels.cpu import GeluMlp
 from .kernels.device import layer_norm
 from .kernels.fused import add_layer_norm_
 from .kernels.onednn import linear
-from .ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor, stage_window,
+from .ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor,
                   window_layout, window_order)
 
 __all__ = ['CHECKPOINT_SCOPES', 'DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout',
@@ -355,7 +355,7 @@ class SwinV2Stage(nn.Module):
         so padding enters every block as zeros without a branch on the size.
         """
         B, H, W, C = x.shape
-        window, shift = stage_window(H, W, self.window_size)
+        window, shift = effective_window(H, W, self.window_size, self.window_size // 2)
         has_shifted = any(blk.shifted for blk in self.blocks)
         plain = window_order(H, W, window, 0, x.device)
         shifted = window_order(H, W, window, shift, x.device) if has_shifted else None

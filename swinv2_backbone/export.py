@@ -16,6 +16,7 @@ Both give files that agree with PyTorch (tests/test_export.py).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -85,8 +86,8 @@ def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool
                          f'(torch.export fixes sizes 0 and 1), got {tuple(example.shape)}')
     names = list(model.out_features)
     training = model.training
-    if half:
-        model = _half_copy(model)
+    if half:  # a copy: the caller's model stays float32
+        model = copy.deepcopy(model).half()
     model.eval()
     # the file appears whole or not at all: exported into a folder beside it, then renamed
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f'.{path.name}.') as tmp:
@@ -101,11 +102,6 @@ def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool
         for f in Path(tmp).iterdir():  # the model, and external data if it has any
             os.replace(f, path.parent / f.name)
     return path
-
-
-def _half_copy(model: SwinV2Backbone) -> SwinV2Backbone:
-    import copy
-    return copy.deepcopy(model).half()
 
 
 def _export(model: SwinV2Backbone, example: torch.Tensor, path: Path, exporter: str,
@@ -124,9 +120,8 @@ def _export(model: SwinV2Backbone, example: torch.Tensor, path: Path, exporter: 
         program.save(str(path), external_data=_large(model))
         return
     if dynamic:
-        axes = {0: 'batch', 2: 'height', 3: 'width'}
-        out_axes = {0: 'batch', 2: 'height', 3: 'width'}
-        kwargs['dynamic_axes'] = {INPUT_NAME: axes, **{n: out_axes for n in names}}
+        axes = {0: 'batch', 2: 'height', 3: 'width'}  # the input's and every output's
+        kwargs['dynamic_axes'] = {name: axes for name in (INPUT_NAME, *names)}
     if TORCH_VERSION >= (2, 5):
         kwargs['dynamo'] = False
     import warnings

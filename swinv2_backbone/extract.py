@@ -134,6 +134,27 @@ def build_extractor(config: str | None = None, arch: str | dict | None = None,
     return model.to(device).eval()
 
 
+def add_backbone_arguments(parser) -> None:
+    """The command-line options of :func:`build_extractor` (``tools/extract_features.py``,
+    ``tools/export.py``); :func:`backbone_from_arguments` builds from them."""
+    parser.add_argument('--config', help='mmdet/mmseg config with a SwinV2Backbone')
+    parser.add_argument('--arch', help="preset name, or 'auto' to read it from --checkpoint")
+    parser.add_argument('--checkpoint', help='weights in any layout the package loads')
+    parser.add_argument('--window', type=int)
+    parser.add_argument('--pretrained-windows', type=int, nargs='+')
+    parser.add_argument('--stages', nargs='+', default=list(FEATURE_NAMES[1:]))
+
+
+def backbone_from_arguments(args, device: str | None = None) -> SwinV2Backbone:
+    """:func:`build_extractor` from :func:`add_backbone_arguments`' options; with none of
+    --config, --arch, --checkpoint, SwinV2-T with random weights (and says so)."""
+    if not (args.config or args.arch or args.checkpoint):
+        args.arch = 'tiny'
+        print('no --config/--arch/--checkpoint: SwinV2-T with random weights')
+    return build_extractor(args.config, args.arch, args.checkpoint, args.stages, args.window,
+                           args.pretrained_windows, device)
+
+
 def pca_picture(image: Image.Image, feats: dict[str, np.ndarray],
                 strides: dict[str, int]) -> Image.Image:
     """The image beside each stage's features, the first three principal components of the

@@ -14,7 +14,7 @@ __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
     'NORM_EPS', 'inverse_norm', 'attention_logits', 'is_static', 'size_min', 'size_max',
-    'ceil_div', 'size_tensor', 'stage_window', 'window_order',
+    'ceil_div', 'size_tensor', 'window_order',
 ]
 
 # F.normalize's epsilon: a norm at or below it is treated as zero
@@ -62,15 +62,6 @@ def ceil_div(a: Size, b: Size) -> Size:
     return (a + b - 1) // b
 
 
-def stage_window(H: Size, W: Size, window: int) -> tuple[Size, Size]:
-    """:func:`effective_window` without a branch, for symbolic sizes: the window is
-    ``min(H, W, window)`` and the shift ``window // 2`` only where the map is larger than the
-    window along its shorter side."""
-    short = size_min(H, W)
-    larger = size_min(size_max(short - window, 0), 1)  # 1 where short > window, else 0
-    return size_min(short, window), larger * (window // 2)
-
-
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """Cut a map into non-overlapping windows.
 
@@ -114,15 +105,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
-def effective_window(H: int, W: int, window: int, shift: int) -> tuple[int, int]:
+def effective_window(H: Size, W: Size, window: int, shift: int) -> tuple[Size, Size]:
     """Window and shift actually used on an H x W map.
 
     As in the official SwinV2 (and HF transformers): when the map is no larger than the window
-    along its shorter side, the window shrinks to that side and the shift is dropped.
+    along its shorter side, the window shrinks to that side and the shift is dropped. Without a
+    branch, so symbolic sizes (export) give a graph that decides it: the window is
+    ``min(H, W, window)``, the shift ``shift`` only where the shorter side exceeds the window.
     """
-    if min(H, W) <= window:
-        return min(H, W), 0
-    return window, shift
+    short = size_min(H, W)
+    larger = size_min(size_max(short - window, 0), 1)  # 1 where short > window, else 0
+    return size_min(short, window), larger * shift
 
 
 def window_order(H: Size, W: Size, window: Size, shift: Size,
@@ -143,20 +136,21 @@ def window_order(H: Size, W: Size, window: Size, shift: Size,
     """
     nh, nw = ceil_div(H, window), ceil_div(W, window)
     Hp, Wp = nh * window, nw * window
-    w, s, h_, w_, hp, wp = (size_tensor(n, device) for n in (window, shift, H, W, Hp, Wp))
+    # the sizes as tensors: (window, shift, map height, map width, padded height, width)
+    win, sh, ht, wt, hp, wp = (size_tensor(n, device) for n in (window, shift, H, W, Hp, Wp))
     offset = torch.arange(window, device=device)
     # (nh, window) padded-map rows, (nw, window) columns, of each window row / column
-    rows = (torch.arange(nh, device=device).unsqueeze(1) * w + offset + s) % hp
-    cols = (torch.arange(nw, device=device).unsqueeze(1) * w + offset + s) % wp
+    rows = (torch.arange(nh, device=device).unsqueeze(1) * win + offset + sh) % hp
+    cols = (torch.arange(nw, device=device).unsqueeze(1) * win + offset + sh) % wp
     r, c = rows[:, None, :, None], cols[None, :, None, :]  # (nh, 1, w, 1), (1, nw, 1, w)
     # (nh, nw, w, w) -> (nW, N): merging dims, which symbolic sizes need no division for
-    source = torch.where((r < h_) & (c < w_), r * w_ + c, h_ * w_).reshape(
+    source = torch.where((r < ht) & (c < wt), r * wt + c, ht * wt).reshape(
         nh * nw, window * window)
     # the window-order coordinates of each map row / column: rolled by -shift
-    rr = (torch.arange(H, device=device) + hp - s) % hp
-    cc = (torch.arange(W, device=device) + wp - s) % wp
-    window_index = (rr // w).unsqueeze(1) * nw + cc // w  # (H, W)
-    position = (window_index * w + (rr % w).unsqueeze(1)) * w + cc % w
+    rr = (torch.arange(H, device=device) + hp - sh) % hp
+    cc = (torch.arange(W, device=device) + wp - sh) % wp
+    window_index = (rr // win).unsqueeze(1) * nw + cc // win  # (H, W)
+    position = (window_index * win + (rr % win).unsqueeze(1)) * win + cc % win
     return source, position
 
 

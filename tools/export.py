@@ -20,7 +20,7 @@ import time
 import torch
 
 from swinv2_backbone.export import DEFAULT_EXPORTER, EXPORTERS, check_onnx, export_onnx
-from swinv2_backbone.extract import build_extractor
+from swinv2_backbone.extract import add_backbone_arguments, backbone_from_arguments
 
 # what --check runs: the example's size, odd sizes, a map smaller than a window, a batch of 3
 CHECK_SIZES = [(2, 64, 96), (1, 97, 131), (1, 24, 40), (3, 224, 160)]
@@ -29,12 +29,7 @@ CHECK_SIZES = [(2, 64, 96), (1, 97, 131), (1, 24, 40), (3, 224, 160)]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, help='the .onnx file to write')
-    parser.add_argument('--config', help='mmdet/mmseg config with a SwinV2Backbone')
-    parser.add_argument('--arch', help="preset name, or 'auto' to read it from --checkpoint")
-    parser.add_argument('--checkpoint', help='weights in any layout the package loads')
-    parser.add_argument('--window', type=int)
-    parser.add_argument('--pretrained-windows', type=int, nargs='+')
-    parser.add_argument('--stages', nargs='+', default=['stage1', 'stage2', 'stage3', 'stage4'])
+    add_backbone_arguments(parser)
     parser.add_argument('--exporter', choices=EXPORTERS, default=DEFAULT_EXPORTER)
     parser.add_argument('--opset', type=int)
     parser.add_argument('--half', action='store_true', help='float16 weights, input, outputs')
@@ -43,12 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--check', action='store_true',
                         help='run the file in onnxruntime against PyTorch and print the error')
     args = parser.parse_args(argv)
-    if not (args.config or args.arch or args.checkpoint):
-        args.arch = 'tiny'
-        print('no --config/--arch/--checkpoint: SwinV2-T with random weights')
     try:
-        model = build_extractor(args.config, args.arch, args.checkpoint, args.stages,
-                                args.window, args.pretrained_windows, device='cpu')
+        model = backbone_from_arguments(args, device='cpu')
         example = None
         if args.static:
             example = torch.randn(1, model.in_channels, *args.static)

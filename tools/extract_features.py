@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinv2_backbone.extract import build_extractor, extract_features, find_images
+from swinv2_backbone.extract import (add_backbone_arguments, backbone_from_arguments,
+                                     extract_features, find_images)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('images', nargs='+')
     parser.add_argument('--out', required=True, help='output directory')
-    parser.add_argument('--config', help='mmdet/mmseg config with a SwinV2Backbone')
-    parser.add_argument('--arch', help="preset name, or 'auto' to read it from --checkpoint")
-    parser.add_argument('--checkpoint', help='weights in any layout the package loads')
-    parser.add_argument('--window', type=int)
-    parser.add_argument('--pretrained-windows', type=int, nargs='+')
-    parser.add_argument('--stages', nargs='+', default=['stage1', 'stage2', 'stage3', 'stage4'])
+    add_backbone_arguments(parser)
     parser.add_argument('--resize', default='keep')
     parser.add_argument('--format', default='npz', choices=['npz', 'safetensors'])
     parser.add_argument('--fp16', action='store_true', help='store float16')
@@ -38,13 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--single-file', help='write every image into this one file instead')
     parser.add_argument('--device')
     args = parser.parse_args(argv)
-    if not (args.config or args.arch or args.checkpoint):
-        args.arch = 'tiny'
-        print('no --config/--arch/--checkpoint: SwinV2-T with random weights')
     try:
         images = find_images(args.images)
-        model = build_extractor(args.config, args.arch, args.checkpoint, args.stages,
-                                args.window, args.pretrained_windows, args.device)
+        model = backbone_from_arguments(args, args.device)
         summary = extract_features(model, images, args.out, args.format, args.resize,
                                    args.fp16, args.batch_size, args.vis, args.single_file)
     except (FileNotFoundError, ValueError) as e:
