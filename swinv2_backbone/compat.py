@@ -11,6 +11,9 @@ are tested). The rest of the package calls the names below and never checks a ve
   dynamo's) say so through ``torch.onnx.is_in_onnx_export``, ``torch.jit.trace`` through
   ``torch.jit.is_tracing``, ``torch.export`` from torch 2.6 through
   ``torch.compiler.is_exporting``.
+- ``TORCHSCRIPT_EXPORT``: the keywords of ``torch.onnx.export`` that pick the TorchScript
+  exporter. ``dynamo`` exists from torch 2.5 and defaults to True from 2.9; before 2.5 the
+  TorchScript exporter is the only one and the keyword does not exist.
 - ``CPU_HALF``: the CPU runs float16 convolutions (torch 2.1 does not), which the TorchScript
   ONNX exporter needs to trace a half model on the CPU; probed once.
 - Weights-only ``torch.load``, the default from torch 2.6. mmengine 0.10.7 calls ``torch.load``
@@ -36,8 +39,8 @@ import numpy as np
 import torch
 
 __all__ = ['AUTOCAST_DEVICES', 'NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints',
-           'CPU_HALF', 'autocast_available', 'autocast_dtype', 'autocast_enabled',
-           'is_compiling', 'is_exporting', 'load_weights_only']
+           'CPU_HALF', 'TORCHSCRIPT_EXPORT', 'autocast_available', 'autocast_dtype',
+           'autocast_enabled', 'is_compiling', 'is_exporting', 'load_weights_only']
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -103,6 +106,9 @@ def _cpu_runs_half() -> bool:
 CPU_HALF = _cpu_runs_half()
 
 _torch_export_running = getattr(torch.compiler, 'is_exporting', lambda: False)
+
+
+TORCHSCRIPT_EXPORT: dict = {'dynamo': False} if TORCH_VERSION >= (2, 5) else {}
 
 
 def is_exporting() -> bool:

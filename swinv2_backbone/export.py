@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .backbone import SwinV2Backbone
-from .compat import CPU_HALF, TORCH_VERSION
+from .compat import CPU_HALF, TORCH_VERSION, TORCHSCRIPT_EXPORT
 
 __all__ = ['DEFAULT_EXPORTER', 'EXPORTERS', 'INPUT_NAME', 'check_onnx', 'export_onnx',
            'read_metadata']
@@ -122,8 +122,7 @@ def _export(model: SwinV2Backbone, example: torch.Tensor, path: Path, exporter: 
     if dynamic:
         axes = {0: 'batch', 2: 'height', 3: 'width'}  # the input's and every output's
         kwargs['dynamic_axes'] = {name: axes for name in (INPUT_NAME, *names)}
-    if TORCH_VERSION >= (2, 5):
-        kwargs['dynamo'] = False
+    kwargs.update(TORCHSCRIPT_EXPORT)
     import warnings
     with warnings.catch_warnings():  # torch >= 2.9 deprecates this exporter, which we choose
         warnings.simplefilter('ignore', DeprecationWarning)

@@ -14,7 +14,7 @@ __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
     'NORM_EPS', 'inverse_norm', 'attention_logits', 'is_static', 'size_min', 'size_max',
-    'ceil_div', 'size_tensor', 'window_order',
+    'ceil_div', 'size_tensor', 'window_order', 'adaptive_avg_pool2d',
 ]
 
 # F.normalize's epsilon: a norm at or below it is treated as zero
@@ -60,6 +60,35 @@ def size_tensor(n: Size, device: torch.device | None = None,
 def ceil_div(a: Size, b: Size) -> Size:
     """``ceil(a / b)`` of positive sizes."""
     return (a + b - 1) // b
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, output_size: int | tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` from plain ops whose bins come from the input's shape.
+
+    Bin ``i`` of ``out`` along a side of ``n`` covers ``[floor(i n / out), ceil((i + 1) n / out))``,
+    as in PyTorch, also where ``n < out`` (bins overlap). Each side is averaged separately:
+    differences of a cumulative sum gathered at the bin edges. The ONNX exporters record this
+    for any input size, where ``F.adaptive_avg_pool2d`` is exported only for the example's
+    (UperNet's and PSPNet's pyramid pooling, through mmdeploy).
+    """
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    if out_h is None or out_w is None:
+        raise ValueError(f'output_size {output_size!r}: None (keep the input size) is not '
+                         'supported')
+    y = _adaptive_mean(_adaptive_mean(x.float(), 2, out_h), 3, out_w)
+    return y.to(x.dtype)
+
+
+def _adaptive_mean(x: torch.Tensor, dim: int, out: int) -> torch.Tensor:
+    n = size_tensor(x.shape[dim], x.device)
+    i = torch.arange(out, device=x.device)
+    start, end = (i * n) // out, ceil_div((i + 1) * n, out)
+    total = torch.cumsum(x, dim)
+    total = torch.cat([torch.zeros_like(total.narrow(dim, 0, 1)), total], dim)
+    sums = total.index_select(dim, end) - total.index_select(dim, start)
+    shape = [1] * x.dim()
+    shape[dim] = out
+    return sums / (end - start).to(x.dtype).view(shape)
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -19,7 +19,8 @@ Steps, each skipped when already done:
      ``-std=c++17`` becomes ``c++20`` for torch >= 2.4, whose headers need it; about 15
      minutes on 2 cores) and the wheel is kept in
      ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>`` for later clones;
-  4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export``;
+  4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export``, and
+     mmdeploy without its dependencies (see ``DEPLOY``);
   5. write a stamp holding the hash of ``setup.cfg``, the constraints and this script: when it
      matches, a re-run returns at once.
 """
@@ -41,6 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
 EXTRAS = 'mmdet,mmseg,tests,export'
 CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
+# mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.deploy, tests/test_deploy.py) pins
+# protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
+# protobuf and onnx, so it goes in without its dependencies, with the one it imports that
+# nothing else here brings
+DEPLOY = ('mmdeploy', 'aenum')
 # mmcv 2.1.0's setup.py uses pkg_resources and setuptools APIs that 70 removed
 MMCV_BUILD_SETUPTOOLS = 'setuptools<70'
 
@@ -176,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log(f'installing swinv2_backbone (editable) with extras {EXTRAS}')
     venv.pip('install', '-e', f'{ROOT}[{EXTRAS}]')
+    log(f'installing {", ".join(DEPLOY)} without dependencies')
+    venv.pip('install', '--no-deps', *DEPLOY)
     stamp.write_text(fp)
     log(f'{args.env} environment ready in {time.time() - start:.0f} s')
     return 0

@@ -107,15 +107,14 @@ class _Exported(nn.Module):
 
     def _load(self, x: torch.Tensor) -> None:
         from swinv2_backbone import SwinV2Backbone, export_onnx
+        from swinv2_backbone.compat import TORCHSCRIPT_EXPORT
         model = self.example_model
         if isinstance(model, SwinV2Backbone):
             export_onnx(model, self.path, exporter='torchscript')
         else:
             with torch.no_grad(), torch.autocast('cpu', enabled=False):
-                kw = dict(dynamo=False) if 'dynamo' in torch.onnx.export.__code__.co_varnames \
-                    else {}
                 torch.onnx.export(model, (x,), str(self.path), input_names=['image'],
-                                  opset_version=17, **kw)
+                                  opset_version=17, **TORCHSCRIPT_EXPORT)
         threads = torch.get_num_threads()
         if self.runtime == 'onnxruntime':
             import onnxruntime as ort
