@@ -196,6 +196,11 @@ FORMATS: dict[str, Callable[[Mapping[str, torch.Tensor]], tuple[StateDict, list]
 }
 
 
+# layouts with the same keys: the official release and timm differ in where patch merging sits,
+# which their converters read from the keys
+_FAMILY = {'official': 'swin', 'timm': 'swin'}
+
+
 def detect_format(keys: list[str] | Mapping[str, torch.Tensor]) -> str:
     """Name the layout of a flat state dict from its keys.
 
@@ -225,12 +230,21 @@ def detect_format(keys: list[str] | Mapping[str, torch.Tensor]) -> str:
 
 def convert_state_dict(sd: Mapping[str, torch.Tensor],
                        fmt: str = 'auto') -> tuple[StateDict, list, str]:
-    """Map ``sd`` to our layout. Returns ``(state_dict, dropped_keys, format_used)``."""
-    if fmt == 'auto':
-        fmt = detect_format(sd)
-    if fmt not in FORMATS:
+    """Map ``sd`` to our layout. Returns ``(state_dict, dropped_keys, format_used)``.
+
+    A ``fmt`` named by the caller must be the layout the keys are in (official and timm share
+    theirs), else a ValueError names the detected one: mapping keys of one layout by another's
+    rules would write them unchanged.
+    """
+    if fmt not in ('auto', *FORMATS):
         raise ValueError(f'unknown checkpoint format {fmt!r}; choose from auto, '
                          f'{", ".join(FORMATS)}')
+    detected = detect_format(sd)
+    if fmt == 'auto':
+        fmt = detected
+    elif _FAMILY.get(fmt, fmt) != _FAMILY.get(detected, detected):
+        raise ValueError(f"the keys are in the {detected} layout, not {fmt}'s (first keys: "
+                         f"{', '.join(list(sd)[:3])}); convert with {detected!r} or 'auto'")
     out, dropped = FORMATS[fmt](sd)
     return out, dropped, fmt
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import os.path as osp
+import re
 from pathlib import Path
 
 import torch
@@ -35,10 +36,41 @@ def add_runner_args(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)  # set by older launchers
 
 
+# a base config of a host package ('mmdet::...'), and a local base config ('../x.py')
+_HOST_BASE = re.compile(r"""['"](\w+)::""")
+_LOCAL_BASE = re.compile(r"""['"]([^'":]+\.py)['"]""")
+
+
+def hosts_named(path: str | os.PathLike) -> set[str]:
+    """The packages whose base configs ``path`` or its local bases name (``'mmdet::...'``),
+    read from the text: mmengine resolves them only when the package is installed."""
+    hosts, todo, seen = set(), [Path(path).resolve()], set()
+    while todo:
+        file = todo.pop()
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        text = file.read_text()
+        hosts.update(_HOST_BASE.findall(text))
+        todo.extend((file.parent / base).resolve() for base in _LOCAL_BASE.findall(text))
+    return hosts
+
+
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Config:
+    """``Config.fromfile`` after checking that the hosts whose base configs it inherits import
+    (else an ImportError with the ``pip install`` line that fixes it)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f'config not found: {path}')
-    cfg = Config.fromfile(str(path))
+    for host in sorted(hosts_named(path) & set(HOSTS)):
+        require_host(host)
+    try:
+        cfg = Config.fromfile(str(path))
+    except ModuleNotFoundError as e:
+        if e.name != 'pkg_resources':
+            raise
+        raise ImportError("mmengine finds 'mmdet::' and 'mmseg::' base configs through "
+                          'pkg_resources, which setuptools >= 81 no longer has: pip install '
+                          '"setuptools<81"') from e
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -138,7 +170,8 @@ def _check_paths(cfg: Config, mode: str) -> None:
     backbone = cfg.model.get('backbone', {})
     init = backbone.get('init_cfg') or {}
     ckpt = init.get('checkpoint') if isinstance(init, dict) else None
-    if ckpt and '://' not in str(ckpt) and not osp.exists(ckpt):
+    # testing loads the trained checkpoint and never initialises from the pretrained one
+    if mode == 'train' and ckpt and '://' not in str(ckpt) and not osp.exists(ckpt):
         raise FileNotFoundError(f'model.backbone.init_cfg.checkpoint does not exist: {ckpt} '
                                 '(download the weights the config header names, or set '
                                 'init_cfg=None to train from scratch)')

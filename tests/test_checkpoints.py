@@ -340,3 +340,24 @@ def test_saved_files_get_the_mode_the_umask_gives_not_the_temporary_files(
             assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
     finally:
         os.umask(old)
+
+
+def test_converter_refuses_a_layout_the_keys_are_not_in_and_accounts_for_hf_merges(tmp_path):
+    """--from timm on an HF directory used to map nothing and write the HF keys unchanged,
+    saying 'timm layout'; an HF conversion says where its missing tensors went."""
+    import transformers
+    config = transformers.Swinv2Config(image_size=64, window_size=4, embed_dim=16,
+                                       depths=[1, 1], num_heads=[1, 2])
+    hf_dir = tmp_path / 'hf'
+    transformers.Swinv2Model(config).save_pretrained(hf_dir)
+    run = convert(str(hf_dir), str(tmp_path / 'out.pth'), '--from', 'timm')
+    assert run.returncode == 1
+    assert "the keys are in the hf layout, not timm's" in run.stderr
+    assert "convert with 'hf' or 'auto'" in run.stderr
+    assert not (tmp_path / 'out.pth').exists()
+    run = convert(str(hf_dir), str(tmp_path / 'out.pth'))
+    assert run.returncode == 0, run.stderr
+    source = len(read_checkpoint(hf_dir))
+    converted = len(read_checkpoint(tmp_path / 'out.pth'))
+    assert (f'mapped {source} tensors to {converted} of the swinv2_backbone layout (query, key '
+            'and value projections merged into qkv)') in run.stdout

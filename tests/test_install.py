@@ -89,6 +89,19 @@ def test_core_installs_and_runs_without_mmcv_from_source_wheel_and_sdist(tmp_pat
 
     _run(*pip, 'install', str(src))
     assert 'core ok' in _run(py, str(script), cwd=tmp_path, env=run_env)
+    # the tools with a config whose host is not installed: the pip line that fixes it, before
+    # mmengine's resolution of 'mmdet::' fails (pkg_resources or "mmdet is not installed")
+    det = src / 'configs' / 'mmdet' / 'mask-rcnn_swinv2-t-w16_fpn_1x_coco.py'
+    seg = src / 'configs' / 'mmseg' / 'upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'
+    for tool, config, host, extra in (('train.py', det, 'mmdet', ()),
+                                      ('test.py', det, 'mmdet', ('work/iter_1.pth',)),
+                                      ('get_flops.py', det, 'mmdet', ()),
+                                      ('train.py', seg, 'mmseg', ())):
+        proc = subprocess.run([py, str(src / 'tools' / tool), str(config), *extra],
+                              cwd=tmp_path, env=run_env, capture_output=True, text=True)
+        assert proc.returncode == 2, (tool, proc.stdout[-2000:], proc.stderr[-2000:])
+        assert f'this is an {host} config, but {host} does not import here' in proc.stderr
+        assert f'pip install "swinv2_backbone[{host}]"' in proc.stderr, proc.stderr[-2000:]
 
     dist = tmp_path / 'dist'
     _run(sys.executable, '-m', 'build', '--outdir', str(dist), str(src))

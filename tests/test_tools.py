@@ -69,9 +69,13 @@ def test_train_validate_checkpoint_and_resume(tmp_path, data, config, host, metr
     assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
     assert (work / 'iter_3.pth').exists()
 
+    # evaluating a trained model never reads the pretrained weights its config names: they
+    # need not be on this machine
+    absent = {'model.backbone.init_cfg.type': 'Pretrained',
+              'model.backbone.init_cfg.checkpoint': str(tmp_path / 'imagenet.pth')}
     code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
                     str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test'),
-                    *options(data, host, 3))
+                    *options(data, host, 3, **absent))
     assert code == 0, out[-3000:]
     assert f"'{metric}':" in out.splitlines()[-1]
 
@@ -148,8 +152,22 @@ def test_get_flops_reports_swinv2_tiny_at_256():
     assert code == 0, out[-2000:]
     # the paper's SwinV2-T (window 16, 256 px): 28 M parameters, 6.6 GFLOPs
     assert 'backbone 27.58 M' in out
-    backbone_gflops = float(out.split('FLOPs: backbone ')[1].split(' G')[0])
-    assert 6.5 < backbone_gflops < 6.8
+    # "  FLOPs: total T G, backbone B G, neck N G, ...": the heads are counted too
+    line = next(t for t in out.splitlines() if t.startswith('  FLOPs: total '))
+    total, *parts = line.removeprefix('  FLOPs: total ').split(', ')
+    gflops = {name: float(value) for name, value, _ in (p.split(' ') for p in parts)}
+    assert list(gflops) == ['backbone', 'neck', 'rpn_head', 'roi_head']
+    assert 6.5 < gflops['backbone'] < 6.8 and gflops['roi_head'] > 0
+    assert abs(float(total.split(' ')[0]) - sum(gflops.values())) < 0.05
+
+
+def test_get_flops_measures_an_ade20k_config_at_its_crop_with_the_decode_head():
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'get_flops.py'), str(
+        ROOT / 'configs' / 'mmseg' / 'upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'))
+    assert code == 0, out[-2000:]
+    assert 'input (3, 512, 512)' in out
+    decode = float(out.split('decode_head ')[-1].split(' G')[0])
+    assert decode > 100  # UperNet's head at 512 x 512 costs more than the SwinV2-T backbone
 
 
 def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(f'{args.src}: {fmt} layout, {len(source)} tensors')
-    print(f'mapped {len(state_dict)} tensors to the swinv2_backbone layout')
+    merged = ' (query, key and value projections merged into qkv)' if fmt == 'hf' else ''
+    print(f'mapped {len(source) - len(dropped)} tensors to {len(state_dict)} of the '
+          f'swinv2_backbone layout{merged}')
     if dropped:
         print(f'dropped {len(dropped)} (heads, decoders, window-dependent buffers):')
         for key in dropped:
