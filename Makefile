@@ -22,7 +22,7 @@ test-oldest: setup-oldest
 demo: setup
 	.venv/bin/python tools/demo.py
 
-# a query-based detector: SwinV2 DINO from scratch, about 12 minutes on 2 cores
+# a query-based detector: SwinV2 DINO from scratch, about 10 minutes on 2 cores
 demo-dino: setup
 	.venv/bin/python tools/demo_dino.py
 

@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,8 @@ def build_extractor(config: str | None = None, arch: str | dict | None = None,
     if sd is not None:
         load_pretrained(model, sd, strict=True)
     else:
+        warnings.warn('no checkpoint: the backbone has random weights, and so have the '
+                      'features (pass checkpoint=, or --checkpoint)', stacklevel=2)
         model.init_weights()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     return model.to(device).eval()
@@ -150,7 +153,7 @@ def backbone_from_arguments(args, device: str | None = None) -> SwinV2Backbone:
     --config, --arch, --checkpoint, SwinV2-T with random weights (and says so)."""
     if not (args.config or args.arch or args.checkpoint):
         args.arch = 'tiny'
-        print('no --config/--arch/--checkpoint: SwinV2-T with random weights')
+        print('no --config/--arch/--checkpoint: SwinV2-T')
     return build_extractor(args.config, args.arch, args.checkpoint, args.stages, args.window,
                            args.pretrained_windows, device)
 

@@ -120,3 +120,14 @@ def test_cli_with_a_checkpoint_and_auto_arch(tmp_path, images):
     assert re.search(r'^failed +1$', run.stdout, re.M)
     assert 'broken.jpg' in run.stdout
     assert (tmp_path / 'out' / 'sub' / 'c.npz').exists()
+    assert 'random weights' not in run.stderr
+
+
+def test_a_model_without_weights_says_its_features_are_random(tmp_path, images):
+    with pytest.warns(UserWarning, match='no checkpoint: the backbone has random weights'):
+        model()
+    run = subprocess.run([sys.executable, str(ROOT / 'tools' / 'extract_features.py'),
+                          str(images / 'a.png'), '--out', str(tmp_path / 'out'), '--arch',
+                          'tiny', '--window', '4'], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert 'no checkpoint: the backbone has random weights' in run.stderr
