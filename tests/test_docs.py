@@ -46,8 +46,9 @@ def _paths() -> list[str]:
 
 
 # the package's modules, which the docs also name without the package (``ops.window_order``)
-MODULES = sorted({p.stem for p in (ROOT / 'swinv2_backbone').rglob('*.py')} - {'__init__'}
-                 | {p.name for p in (ROOT / 'swinv2_backbone').iterdir() if p.is_dir()} - {'__pycache__'})
+PACKAGE = ROOT / 'swinv2_backbone'
+MODULES = sorted({p.stem for p in PACKAGE.rglob('*.py')} - {'__init__'}
+                 | {p.name for p in PACKAGE.iterdir() if p.is_dir()} - {'__pycache__'})
 EXTENSIONS = {'py', 'md', 'sh', 'txt', 'json', 'png', 'pth', 'onnx', 'cfg', 'safetensors'}
 
 
@@ -80,7 +81,8 @@ def test_the_docs_name_things_at_all():
     """The collectors find what the README is known to name (they would pass vacuously)."""
     assert 'swinv2_backbone/deploy.py' in _paths()
     assert 'swinv2_backbone.deploy.export_model' in _dotted()
-    assert ['tools/get_flops.py', 'configs/mmseg/upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'] in _commands()
+    assert ['tools/get_flops.py',
+            'configs/mmseg/upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'] in _commands()
     assert len(_paths()) > 40 and len(_dotted()) > 5 and len(_commands()) > 10, (
         len(_paths()), len(_dotted()), len(_commands()))
 
