@@ -25,6 +25,7 @@ from torch import nn
 
 from .checkpoints import convert_state_dict
 from .compat import load_weights_only
+from .download import fetch, is_url
 
 __all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
@@ -64,7 +65,8 @@ def _read_file(path: Path) -> dict:
 
 
 def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` state dict from a checkpoint file or HF model directory.
+    """A flat ``{name: tensor}`` state dict from a checkpoint file, an HF model directory or an
+    ``http(s)://`` URL (downloaded once into torch.hub's cache, :mod:`swinv2_backbone.download`).
 
     Containers are unwrapped: ``state_dict`` (mmengine), ``model`` (official release),
     ``module``. ``trust_file`` allows arbitrary pickled objects (only for files you trust).
@@ -73,6 +75,14 @@ def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[s
         FileNotFoundError: the path does not exist (or a directory holds no HF weights file).
         ValueError: the file is not a checkpoint, is truncated, or holds no tensors.
     """
+    if is_url(path):
+        file = fetch(path)
+        try:
+            return read_checkpoint(file, trust_file)
+        except ValueError as e:  # a cached file that does not read is not kept
+            file.unlink(missing_ok=True)
+            raise ValueError(f'{path}: the downloaded file does not read, and was removed from '
+                             f'the cache: {e}') from e
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'checkpoint not found: {path}')

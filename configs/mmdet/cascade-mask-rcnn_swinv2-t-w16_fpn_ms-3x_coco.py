@@ -1,6 +1,6 @@
 # Cascade Mask R-CNN + FPN, SwinV2-T, window 16, COCO, 3x multi-scale, AdamW.
 # Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
-#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
+#   downloaded into torch.hub's cache on first use.
 # Changes from mmdet's cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py: the SwinV2 backbone,
 # AdamW (lr 1e-4, weight decay 0.05, none on SwinV2-specific parameters) instead of SGD.
 _base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py', '../_base_/swinv2_finetune.py']
@@ -15,7 +15,7 @@ model = dict(
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(

@@ -1,7 +1,7 @@
 # DINO (5 feature scales) + SwinV2-T, window 16, COCO, 12 epochs, AdamW.
 # Weights: the official SwinV2-T window-16 ImageNet-1k release at 256 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
-#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth (loaded as is).
+#   downloaded into torch.hub's cache on first use (loaded as is).
 #   At 256 px its last stage ran an 8x8 window, hence pretrained_window_sizes (16, 16, 16, 8).
 # Changes from mmdet's dino/dino-5scale_swin-l_8xb2-12e_coco.py: the SwinV2-T backbone (all
 # four stages into the channel mapper, as there) and the SwinV2 fine-tuning recipe: the
@@ -21,7 +21,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         with_cp=False,
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(

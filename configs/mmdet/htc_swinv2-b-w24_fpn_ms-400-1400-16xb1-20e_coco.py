@@ -3,7 +3,7 @@
 # detection results.
 # Weights: the official SwinV2-B ImageNet-22k window-12 release at 192 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window12_192_22k.pth
-#   saved as checkpoints/swinv2_base_patch4_window12_192_22k.pth (loaded as is). At 192 px its
+#   downloaded into torch.hub's cache on first use (loaded as is). At 192 px its
 #   last stage ran a 6x6 window, hence pretrained_window_sizes (12, 12, 12, 6); the CPB
 #   extrapolates to window 24.
 # Changes from mmdet's htc/htc_x101-64x4d-dconv-c3-c5_fpn_ms-400-1400-16xb1-20e_coco.py: the
@@ -28,7 +28,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         with_cp=True,
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_base_patch4_window12_192_22k.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window12_192_22k.pth')),
     neck=dict(in_channels=[128, 256, 512, 1024]),
     test_cfg=dict(rcnn=dict(nms=dict(type='soft_nms', iou_threshold=0.5))))
 

@@ -1,7 +1,7 @@
 # Mask R-CNN + FPN, SwinV2-T, window 16, COCO, 3x schedule (36 epochs) with multi-scale
 # training and random crops (mmdet's Swin recipe), AdamW.
 # Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
-#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth.
+#   downloaded into torch.hub's cache on first use.
 # Changes from mmdet's swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py: the SwinV2 backbone
 # and no weight decay on the SwinV2-specific parameters (as ./mask-rcnn_swinv2-t-w16_fpn_1x_coco.py).
 _base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py', '../_base_/swinv2_finetune.py']
@@ -16,7 +16,7 @@ model = dict(
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(

@@ -1,7 +1,7 @@
 # RetinaNet + FPN (from stride 8), SwinV2-T, window 16, COCO, 1x schedule, AdamW.
 # Weights: the window-8 ImageNet-1k release at 256 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth
-#   saved as checkpoints/swinv2_tiny_patch4_window8_256.pth; its CPB, pretrained at window 8,
+#   downloaded into torch.hub's cache on first use; its CPB, pretrained at window 8,
 #   extrapolates to window 16.
 # Changes from mmdet's swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py: the SwinV2 backbone, AdamW
 # (lr 1e-4, weight decay 0.05, none on SwinV2-specific parameters) instead of SGD.
@@ -17,7 +17,7 @@ model = dict(
         drop_path_rate=0.2,
         out_indices=(1, 2, 3),
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_tiny_patch4_window8_256.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window8_256.pth')),
     neck=dict(in_channels=[192, 384, 768]))
 
 optim_wrapper = dict(

@@ -1,7 +1,7 @@
 # Mask2Former, SwinV2-L, window 24, ADE20K 640x640, 160k iterations, AdamW.
 # Weights: the official SwinV2-L ImageNet-22k window-12 release at 192 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
-#   saved as checkpoints/swinv2_large_patch4_window12_192_22k.pth (loaded as is). At 192 px its
+#   downloaded into torch.hub's cache on first use (loaded as is). At 192 px its
 #   last stage ran a 6x6 window, hence pretrained_window_sizes (12, 12, 12, 6); the CPB
 #   extrapolates to window 24 (the 20x20 last map at 640 px runs one 20x20 window).
 # Changes from mmseg's mask2former/mask2former_swin-l-in22k-384x384-pre_8xb2-160k_ade20k-640x640.py:
@@ -25,7 +25,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         with_cp=False,
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_large_patch4_window12_192_22k.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth')),
     decode_head=dict(in_channels=[192, 384, 768, 1536]))
 
 optim_wrapper = dict(

@@ -1,7 +1,7 @@
 # Mask2Former, SwinV2-T, window 16, ADE20K 512x512, 160k iterations, AdamW.
 # Weights: the official SwinV2-T window-16 ImageNet-1k release at 256 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth
-#   saved as checkpoints/swinv2_tiny_patch4_window16_256.pth (loaded as is).
+#   downloaded into torch.hub's cache on first use (loaded as is).
 #   At 256 px its last stage ran an 8x8 window, hence pretrained_window_sizes (16, 16, 16, 8).
 # Changes from mmseg's mask2former/mask2former_swin-t_8xb2-160k_ade20k-512x512.py: the SwinV2-T
 # backbone (loaded through init_cfg; model.pretrained stays None) and the SwinV2 fine-tuning
@@ -24,7 +24,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         with_cp=False,
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swinv2_tiny_patch4_window16_256.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_tiny_patch4_window16_256.pth')),
     decode_head=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(
