@@ -199,6 +199,34 @@ FORMATS: dict[str, Callable[[Mapping[str, torch.Tensor]], tuple[StateDict, list]
 # layouts with the same keys: the official release and timm differ in where patch merging sits,
 # which their converters read from the keys
 _FAMILY = {'official': 'swin', 'timm': 'swin'}
+# a key of each layout's blocks, whatever prefix a wrapper puts before it (mmdet/mmseg's and
+# mmpretrain's ``backbone.``, HF task models' ``swinv2.``, SimMIM's ``encoder.``, timm's
+# ``FeatureGetterNet`` ``model.``)
+ANCHORS = {
+    'ours': r'stages\.\d+\.blocks\.\d+\.attn\.cpb_mlp\.',
+    'hf': r'encoder\.layers\.\d+\.blocks\.\d+\.attention\.self\.continuous_position_bias_mlp\.',
+    'mmpretrain': r'stages\.\d+\.blocks\.\d+\.attn\.w_msa\.cpb_mlp\.',
+    'swin': r'layers\.\d+\.blocks\.\d+\.attn\.cpb_mlp\.',  # official and timm
+}
+_LOOKED_FOR = ('stages.N.blocks.N.attn.cpb_mlp (this package), '
+               'encoder.layers.N.blocks.N.attention.self.continuous_position_bias_mlp (HF '
+               'transformers), stages.N.blocks.N.attn.w_msa.cpb_mlp (mmpretrain), '
+               'layers.N.blocks.N.attn.cpb_mlp (the official release, timm)')
+
+
+def _normalise(keys):
+    """timm's feature wrappers (``features_only``: FeatureListNet, FeatureDictNet) name stage i
+    ``layers_i``; the models themselves ``layers.i``."""
+    return [re.sub(r'(^|\.)layers_(\d+)\.', r'\1layers.\2.', k) for k in keys]
+
+
+def _prefix(keys: list[str], fmt: str) -> str:
+    """What comes before the layout's keys (``backbone.``, ``swinv2.``, ...; '' for none)."""
+    anchor = re.compile(r'^(.*?)' + ANCHORS[_FAMILY.get(fmt, fmt)])
+    for k in keys:
+        if m := anchor.match(k):
+            return m.group(1)
+    return ''
 
 
 def detect_format(keys: list[str] | Mapping[str, torch.Tensor]) -> str:
@@ -207,25 +235,28 @@ def detect_format(keys: list[str] | Mapping[str, torch.Tensor]) -> str:
     Raises:
         ValueError: when the keys are not those of any SwinV2 layout (Swin v1, ResNet, ...).
     """
-    keys = list(keys)
+    keys = _normalise(list(keys))
     has = lambda pat: any(re.search(pat, k) for k in keys)  # noqa: E731
-    if has(r'(^|\.)stages\.\d+\.blocks\.\d+\.attn\.cpb_mlp\.'):
-        return 'ours'
-    if has(r'attention\.self\.continuous_position_bias_mlp\.'):
-        return 'hf'
-    if has(r'attn\.w_msa\.cpb_mlp\.'):
-        return 'mmpretrain'
-    if has(r'(^|\.)layers\.\d+\.blocks\.\d+\.attn\.cpb_mlp\.'):
+    for fmt in ('ours', 'hf', 'mmpretrain'):
+        if has(r'(^|\.)' + ANCHORS[fmt]):
+            return fmt
+    if has(r'(^|\.)' + ANCHORS['swin']):
         # the official release puts patch merging at the end of stages, timm at their start
         if has(r'(^|\.)layers\.0\.downsample\.') or has(r'^encoder\.'):
             return 'official'
         return 'timm'
-    hint = ''
-    if has(r'relative_position_bias_table'):
-        hint = ' (it has relative_position_bias_table: a Swin v1 checkpoint?)'
-    sample = ', '.join(keys[:3])
-    raise ValueError(f'not a SwinV2 checkpoint: no continuous-position-bias MLP among its '
-                     f'{len(keys)} keys{hint}; first keys: {sample}')
+    cpb = [k for k in keys if 'cpb_mlp' in k or 'continuous_position_bias' in k]
+    if cpb:
+        found = f'its continuous-position-bias MLP keys are in no layout read here: {cpb[:3]}'
+    elif any('relative_position_bias_table' in k for k in keys):
+        found = 'it has relative_position_bias_table but no continuous-position-bias MLP: ' \
+                'a Swin v1 checkpoint?'
+        found += f' First keys: {", ".join(keys[:3])}'
+    else:
+        found = f'none of its {len(keys)} keys is a continuous-position-bias MLP; first keys: ' \
+                f'{", ".join(keys[:3])}'
+    raise ValueError(f'not a SwinV2 checkpoint in a layout this package reads (looked for '
+                     f'{_LOOKED_FOR}, under any prefix): {found}')
 
 
 def convert_state_dict(sd: Mapping[str, torch.Tensor],
@@ -245,8 +276,12 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor],
     elif _FAMILY.get(fmt, fmt) != _FAMILY.get(detected, detected):
         raise ValueError(f"the keys are in the {detected} layout, not {fmt}'s (first keys: "
                          f"{', '.join(list(sd)[:3])}); convert with {detected!r} or 'auto'")
-    out, dropped = FORMATS[fmt](sd)
-    return out, dropped, fmt
+    names = dict(zip(_normalise(sd), sd))  # normalised name -> the checkpoint's own
+    prefix = _prefix(list(names), fmt)
+    outside = [names[k] for k in names if not k.startswith(prefix)]
+    body = {k[len(prefix):]: sd[names[k]] for k in names if k.startswith(prefix)}
+    out, dropped = FORMATS[fmt](body)
+    return out, outside + dropped, fmt
 
 
 def infer_arch(sd: Mapping[str, torch.Tensor]) -> dict:

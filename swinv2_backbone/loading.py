@@ -52,11 +52,14 @@ def _read_file(path: Path) -> dict:
         return load_weights_only(path)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        glob = next((ln for ln in lines if 'Unsupported global' in ln), None)
-        if glob:
-            raise ValueError(f'{path} holds Python objects besides tensors that a safe load '
-                             f'refuses ({glob[:200]}); if you trust the file, convert it with '
-                             'tools/convert_checkpoint.py --trust-file') from e
+        # torch's loader: "Unsupported global: GLOBAL m.f is not allowed" or "Trying to load
+        # unsupported GLOBAL m.f whose module m is blocked"; ours (torch < 2.6) the first
+        refused = sorted(set(re.findall(r'GLOBAL ([\w.]+)', str(e))))
+        if refused:
+            raise ValueError(f'{path} holds Python objects besides tensors, which the safe '
+                             f'loader refuses to create: {", ".join(refused)}. If you trust '
+                             'the file, load it with load_pretrained(..., trust_file=True) or '
+                             'convert it once with tools/convert_checkpoint.py --trust-file') from e
         raise ValueError(f'{path} is not a readable PyTorch checkpoint (truncated or corrupt?): '
                          f'{lines[-2] if len(lines) > 1 else lines[0]}') from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:

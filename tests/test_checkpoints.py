@@ -361,3 +361,66 @@ def test_converter_refuses_a_layout_the_keys_are_not_in_and_accounts_for_hf_merg
     converted = len(read_checkpoint(tmp_path / 'out.pth'))
     assert (f'mapped {source} tensors to {converted} of the swinv2_backbone layout (query, key '
             'and value projections merged into qkv)') in run.stdout
+
+
+class _Shell:
+    """Pickles as a call of os.system: what a malicious checkpoint holds."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_a_file_that_would_run_code_is_refused_naming_what_it_holds(tmp_path):
+    marker = tmp_path / 'ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'extra': _Shell(marker)}, path)
+    with pytest.raises(ValueError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert 'holds Python objects besides tensors, which the safe loader refuses to create: ' \
+        'posix.system' in message
+    assert 'trust_file=True' in message and 'truncated or corrupt' not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('feature_cls', ['list', 'getter'])
+def test_loads_timm_features_only_state_dicts(tmp_path, x, feature_cls):
+    """timm's feature wrappers: FeatureListNet names stages ``layers_N.``, FeatureGetterNet
+    keeps the model under ``model.``; both used to fail ("not a SwinV2 checkpoint")."""
+    import timm
+    ref = timm.create_model('swinv2_tiny_window8_256', pretrained=False, features_only=True,
+                            feature_cls=feature_cls, drop_path_rate=0.0)
+    ref = randomize_(ref).eval()
+    keys = list(ref.state_dict())
+    assert any(k.startswith('layers_0.' if feature_cls == 'list' else 'model.layers.0.')
+               for k in keys), keys[:5]
+    torch.save(ref.state_dict(), tmp_path / 'features.pth')
+    with torch.no_grad():
+        ref_feats = [f if f.shape[1] in (96, 192, 384, 768) else f.permute(0, 3, 1, 2)
+                     for f in ref(x)]
+    assert_matches(ours(tmp_path / 'features.pth'), ref_feats, x)
+
+
+def test_loads_any_prefix_a_wrapper_adds(tmp_path, ref, x):
+    sd = {f'model.{k}': v for k, v in ref.state_dict().items()}
+    sd['criterion.weight'] = torch.ones(3)
+    torch.save({'state_dict': sd}, tmp_path / 'wrapped.pth')
+    report = load_pretrained(SwinV2Backbone('tiny', window_size=8, out_norm=False),
+                             tmp_path / 'wrapped.pth')
+    assert report.format == 'timm' and 'criterion.weight' in report.dropped
+    assert_matches(ours(tmp_path / 'wrapped.pth'), timm_feats(ref, x), x)
+
+
+def test_an_unknown_layout_says_what_it_looked_for_and_never_denies_present_keys():
+    with pytest.raises(ValueError) as info:
+        detect_format(['net.block0.attn.cpb_mlp.0.weight', 'net.block0.qkv.weight'])
+    message = str(info.value)
+    assert 'looked for stages.N.blocks.N.attn.cpb_mlp (this package), ' in message
+    assert 'layers.N.blocks.N.attn.cpb_mlp (the official release, timm)' in message
+    assert "its continuous-position-bias MLP keys are in no layout read here: " \
+        "['net.block0.attn.cpb_mlp.0.weight']" in message
+    assert 'none of its' not in message
