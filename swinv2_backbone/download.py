@@ -1,4 +1,5 @@
-"""Checkpoints named by URL, as OpenMMLab configs name them: downloaded once, verified, cached.
+"""Checkpoints named by URL, as OpenMMLab configs name them: downloaded once, verified, cached;
+and HF hub repositories (``hf://owner/name``) through ``huggingface_hub``.
 
 :func:`fetch` gives a local file for an ``http(s)://`` URL. The cache is the one torch.hub and
 mmengine's ``load_from_http`` use (``$TORCH_HOME/hub/checkpoints``, by default
@@ -25,7 +26,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ['DOWNLOAD_TIMEOUT', 'cache_dir', 'fetch', 'is_url']
+__all__ = ['DOWNLOAD_TIMEOUT', 'HF_PREFIX', 'cache_dir', 'fetch', 'fetch_hf', 'is_hf', 'is_url']
+
+# an HF hub repository: hf://owner/name, or hf://owner/name@revision
+HF_PREFIX = 'hf://'
+# what a model repository's weights are in (safetensors first, as read_checkpoint prefers)
+_HF_WEIGHTS = ['*.safetensors', '*.safetensors.index.json', 'pytorch_model*.bin',
+               'pytorch_model.bin.index.json', 'config.json']
 
 # seconds without a byte before a download is given up
 DOWNLOAD_TIMEOUT = 60.0
@@ -36,6 +43,30 @@ _HASH_SUFFIX = re.compile(r'-([a-f0-9]{6,64})\.')
 
 def is_url(source) -> bool:
     return isinstance(source, str) and source.startswith(('http://', 'https://'))
+
+
+def is_hf(source) -> bool:
+    return isinstance(source, str) and source.startswith(HF_PREFIX)
+
+
+def fetch_hf(source: str) -> Path:
+    """The local snapshot folder of an HF hub repository (``hf://owner/name[@revision]``),
+    through ``huggingface_hub``: its cache (``HF_HOME``, ``HF_HUB_CACHE``), ``HF_HUB_OFFLINE``
+    and token. Only the weights and ``config.json`` are downloaded."""
+    repo, _, revision = source[len(HF_PREFIX):].partition('@')
+    if repo.count('/') != 1:
+        raise ValueError(f'{source}: an HF hub id is hf://owner/name or hf://owner/name@revision')
+    try:
+        import huggingface_hub
+    except ImportError as e:
+        raise ImportError(f'{source}: HF hub ids need huggingface_hub: pip install '
+                          '"swinv2_backbone[hub]"') from e
+    try:
+        folder = huggingface_hub.snapshot_download(repo, revision=revision or None,
+                                                   allow_patterns=_HF_WEIGHTS)
+    except Exception as e:  # noqa: BLE001 - offline misses, 404s, auth, network: one message
+        raise ValueError(f'{source}: the HF hub gave no snapshot ({type(e).__name__}: {e})') from e
+    return Path(folder)
 
 
 def cache_dir() -> Path:

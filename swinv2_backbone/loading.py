@@ -25,7 +25,7 @@ from torch import nn
 
 from .checkpoints import convert_state_dict
 from .compat import load_weights_only
-from .download import fetch, is_url
+from .download import fetch, fetch_hf, is_hf, is_url
 
 __all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
@@ -68,8 +68,9 @@ def _read_file(path: Path) -> dict:
 
 
 def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[str, torch.Tensor]:
-    """A flat ``{name: tensor}`` state dict from a checkpoint file, an HF model directory or an
-    ``http(s)://`` URL (downloaded once into torch.hub's cache, :mod:`swinv2_backbone.download`).
+    """A flat ``{name: tensor}`` state dict from a checkpoint file, an HF model directory, an
+    ``http(s)://`` URL (downloaded once into torch.hub's cache) or an HF hub id
+    (``hf://owner/name[@revision]``; :mod:`swinv2_backbone.download`).
 
     Containers are unwrapped: ``state_dict`` (mmengine), ``model`` (official release),
     ``module``. ``trust_file`` allows arbitrary pickled objects (only for files you trust).
@@ -86,6 +87,8 @@ def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[s
             file.unlink(missing_ok=True)
             raise ValueError(f'{path}: the downloaded file does not read, and was removed from '
                              f'the cache: {e}') from e
+    if is_hf(path):
+        path = fetch_hf(path)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'checkpoint not found: {path}')

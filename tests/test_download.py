@@ -106,3 +106,40 @@ def test_unreachable_server_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r'http://127\.0\.0\.1:9/w\.pth: the download failed'):
         read_checkpoint('http://127.0.0.1:9/w.pth')
     assert not download.cache_dir().exists() or _cache() == []
+
+
+def _hub_cache(root, repo: str, files: dict) -> None:
+    """A huggingface_hub cache holding one snapshot of ``repo``, as a download leaves it."""
+    commit = 'a' * 40
+    base = root / f'models--{repo.replace("/", "--")}'
+    (base / 'refs').mkdir(parents=True)
+    (base / 'refs' / 'main').write_text(commit)
+    snapshot = base / 'snapshots' / commit
+    snapshot.mkdir(parents=True)
+    for name, write in files.items():
+        write(snapshot / name)
+
+
+def test_hf_hub_id_reads_the_hub_cache_offline(tmp_path, monkeypatch):
+    import transformers
+    config = transformers.Swinv2Config(image_size=64, window_size=4, embed_dim=16,
+                                       depths=[1, 1], num_heads=[1, 2])
+    hf = transformers.Swinv2Model(config)
+    hf.save_pretrained(tmp_path / 'saved')  # model.safetensors + config.json
+    _hub_cache(tmp_path / 'hub', 'someone/swinv2-test', {
+        name: (lambda dst, src=tmp_path / 'saved' / name: dst.write_bytes(src.read_bytes()))
+        for name in ('model.safetensors', 'config.json')})
+    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'hub'))
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    import huggingface_hub.constants as constants
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    model = SwinV2Backbone(arch=ARCH, window_size=4, out_norm=False,
+                           init_cfg=dict(type='Pretrained', checkpoint='hf://someone/swinv2-test'))
+    model.init_weights()
+    assert torch.equal(model.patch_embed.proj.weight,
+                       hf.embeddings.patch_embeddings.projection.weight)
+    with pytest.raises(ValueError, match=r'hf://someone/missing: the HF hub gave no snapshot'):
+        read_checkpoint('hf://someone/missing')
+    with pytest.raises(ValueError, match='an HF hub id is hf://owner/name'):
+        read_checkpoint('hf://just-a-name')

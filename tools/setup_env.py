@@ -19,7 +19,7 @@ Steps, each skipped when already done:
      ``-std=c++17`` becomes ``c++20`` for torch >= 2.4, whose headers need it; about 15
      minutes on 2 cores) and the wheel is kept in
      ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>`` for later clones;
-  4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export``, and
+  4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export,hub``, and
      mmdeploy without its dependencies (see ``DEPLOY``);
   5. write a stamp holding the hash of ``setup.cfg``, the constraints and this script: when it
      matches, a re-run returns at once.
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
-EXTRAS = 'mmdet,mmseg,tests,export'
+EXTRAS = 'mmdet,mmseg,tests,export,hub'
 CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
 # mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.deploy, tests/test_deploy.py) pins
 # protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
