@@ -82,6 +82,9 @@ class SwinV2Backbone(BaseModule):
             embedding and the ``stem`` output norm); k >= 1 also freezes stages 1..k, each with
             the patch merging that feeds it and its output norm, so stage k's output is fixed.
             Frozen parts have ``requires_grad=False`` and stay in eval mode through ``train()``.
+        mask_token: add the learned token that replaces masked patches in SimMIM pretraining
+            (``forward(x, mask)``, mmpretrain's ``SimMIM``); loading its checkpoint into a model
+            without one drops it.
         norm_eval: keep normalisation layers in eval mode during training. SwinV2 has only
             LayerNorms, which compute the same in both modes; accepted so mmdet/mmseg configs
             that set it keep working.
@@ -102,7 +105,7 @@ class SwinV2Backbone(BaseModule):
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
                  pretrain_img_size: int = 256, with_cp: bool | str = False,
                  execution: str | Execution = 'auto', cuda_graph: bool = False,
-                 frozen_stages: int = -1,
+                 frozen_stages: int = -1, mask_token: bool = False,
                  norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -168,6 +171,8 @@ class SwinV2Backbone(BaseModule):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, grid, grid))
         else:
             self.absolute_pos_embed = None
+        # SimMIM: masked patches are replaced by a learned token (the official SimMIM SwinV2)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, embed_dim)) if mask_token else None
         self.pos_drop = nn.Dropout(drop_rate)
         total = sum(depths)  # drop path grows linearly over all blocks (plain Python: meta-safe)
         dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -265,8 +270,9 @@ class SwinV2Backbone(BaseModule):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        if self.absolute_pos_embed is not None:
-            trunc_normal_(self.absolute_pos_embed, std=0.02)
+        for p in (self.absolute_pos_embed, self.mask_token):
+            if p is not None:
+                trunc_normal_(p, std=0.02)
         # res-post-norm starts every block as the identity (official _init_respostnorm)
         for stage in self.stages:
             for blk in stage.blocks:
@@ -328,20 +334,41 @@ class SwinV2Backbone(BaseModule):
             pos = F.interpolate(pos, size=(h, w), mode='bicubic', align_corners=False)
         return pos.permute(0, 2, 3, 1)  # (1, C, h, w) -> (1, h, w, C)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(B, C_in, H, W) -> tuple of (B, out_channels[i], ceil(H/s_i), ceil(W/s_i))."""
+    def forward(self, x: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(B, C_in, H, W) -> tuple of (B, out_channels[i], ceil(H/s_i), ceil(W/s_i)).
+
+        ``mask`` (SimMIM pretraining, with ``mask_token=True``): (B, ceil(H/p), ceil(W/p)), 1
+        where a patch is replaced by the mask token, as mmpretrain's ``SimMIM`` passes it.
+        """
         self._check_input(x)
+        if mask is not None:
+            self._check_mask(x, mask)
         execution = decide(self.execution, x, self,
                            attn_dropout=self.training and self.attn_drop_rate > 0,
-                           cuda_graph=self.cuda_graph)
+                           cuda_graph=self.cuda_graph and mask is None)
         if execution.cuda_graph:
             return self._graphs(self, self._forward, x, execution,
                                 keep=lambda: [list(s._layouts.values()) for s in self.stages])
-        return self._forward(x, execution)
+        return self._forward(x, execution, mask)
 
-    def _forward(self, x: torch.Tensor, execution: Execution) -> tuple[torch.Tensor, ...]:
+    def _check_mask(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        if self.mask_token is None:
+            raise ValueError('a mask needs a mask token: build with mask_token=True (SimMIM '
+                             'pretraining)')
+        grid = (x.shape[0], -(-x.shape[2] // self.patch_size), -(-x.shape[3] // self.patch_size))
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != grid:
+            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f'mask must be a (B, H/patch, W/patch) = {grid} tensor for input '
+                             f'{tuple(x.shape)}, got {got}')
+
+    def _forward(self, x: torch.Tensor, execution: Execution,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """The eager forward, as :meth:`forward` decided to run it."""
         x = self.patch_embed(x, execution)  # (B, h, w, C)
+        if mask is not None:
+            w = mask.unsqueeze(-1).to(x.dtype)
+            x = x * (1 - w) + self.mask_token.to(x.dtype) * w
         if self.absolute_pos_embed is not None:
             x = x + self._abs_pos_embed(*x.shape[1:3])
         x = self.pos_drop(x)

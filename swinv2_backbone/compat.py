@@ -31,6 +31,8 @@ are tested). The rest of the package calls the names below and never checks a ve
 """
 from __future__ import annotations
 
+import _compat_pickle
+import codecs
 import pickle
 import re
 import types
@@ -133,7 +135,9 @@ def _mmengine_globals() -> dict[str, object]:
     """``{name a pickle uses: object}`` for everything mmengine checkpoints hold."""
     from mmengine.logging.history_buffer import HistoryBuffer
     multiarray = np._core.multiarray if NUMPY_VERSION >= (2, 0) else np.core.multiarray
-    allowed = {'builtins.getattr': _history_buffer_statistic}
+    # protocol-2 pickles (torch.save's) hold bytes, numpy 1's array data among them, as
+    # _codecs.encode(str, 'latin1'); torch's own weights-only loader allows it from 2.4
+    allowed = {'builtins.getattr': _history_buffer_statistic, '_codecs.encode': codecs.encode}
     for obj in (HistoryBuffer, np.ndarray, np.dtype,
                 *{type(np.dtype(t)) for t in np.sctypeDict.values()}):
         allowed[f'{obj.__module__}.{obj.__name__}'] = obj
@@ -167,6 +171,10 @@ else:
             from torch._weights_only_unpickler import _get_allowed_globals
             if not self.allowed:
                 self.allowed.update(_mmengine_globals())
+            # protocol-2 pickles name Python 2's modules (__builtin__.getattr), which pickle's
+            # own find_class maps to Python 3's
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
             full = f'{module}.{name}'
             allowed = _get_allowed_globals().get(full, self.allowed.get(full))
             if allowed is None:

@@ -229,6 +229,9 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | dict,
     _adapt(model, sd, report)
 
     own = model.state_dict()
+    if 'mask_token' in sd and 'mask_token' not in own:  # SimMIM's, for pretraining only
+        del sd['mask_token']
+        report.dropped.append('mask_token')
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
                   for k, v in sd.items() if k in own and v.shape != own[k].shape]
     if mismatched:

@@ -22,7 +22,7 @@ from mmengine.runner import Runner
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels',
            'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host']
 
-HOSTS = ('mmdet', 'mmseg')
+HOSTS = ('mmdet', 'mmseg', 'mmpretrain')
 
 
 def add_runner_args(parser: argparse.ArgumentParser) -> None:
@@ -77,11 +77,12 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None) -> Con
 
 
 def host_of(cfg: Config) -> str:
-    """'mmdet' or 'mmseg', from the config's ``default_scope`` (set by the hosts' bases)."""
+    """'mmdet', 'mmseg' or 'mmpretrain' (SimMIM pretraining), from the config's
+    ``default_scope`` (set by the hosts' bases)."""
     scope = cfg.get('default_scope')
     if scope not in HOSTS:
         raise ValueError(f'config default_scope is {scope!r}; expected one of {HOSTS} '
-                         "(inherit an 'mmdet::' or 'mmseg::' base config)")
+                         "(inherit an 'mmdet::', 'mmseg::' or 'mmpretrain::' base config)")
     return scope
 
 
@@ -153,7 +154,10 @@ def _dataset_paths(dataset: dict) -> list[tuple[str, str]]:
         paths.append(('data_root', root))
     if dataset.get('ann_file'):
         paths.append(('ann_file', osp.join(root, dataset['ann_file'])))
-    for key, prefix in (dataset.get('data_prefix') or {}).items():
+    prefixes = dataset.get('data_prefix') or {}
+    if isinstance(prefixes, str):  # mmpretrain's CustomDataset takes one folder
+        prefixes = {'img_path': prefixes}
+    for key, prefix in prefixes.items():
         if prefix:
             paths.append((f'data_prefix.{key}', osp.join(root, prefix)))
     return paths
