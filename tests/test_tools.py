@@ -226,3 +226,20 @@ def test_the_gemm_bound_is_the_model_flops_at_the_fastest_matmul_rate():
     from devkit import benchmark
     assert benchmark.gemm_bound_ms(285.4, {'mm': 50.0, 'onednn': 100.0}) == pytest.approx(2854.0)
     assert benchmark.matmul_gflops(n=64, repeats=3) > 0
+
+
+def test_demo_pictures_draw_at_the_threshold_with_the_best_f1():
+    """Two shapes; detections: one right at 0.9, a wrong class at 0.6, the other right at 0.3.
+    A fixed 0.5 would hide the second shape; the best F1 (0.8) keeps everything from 0.3."""
+    import torch
+    from demo import best_f1_threshold
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([[0., 0, 10, 10], [20, 20, 30, 30]]),
+                                       labels=torch.tensor([0, 1]))
+    sample.pred_instances = InstanceData(
+        bboxes=torch.tensor([[0., 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 31]]),
+        labels=torch.tensor([0, 2, 1]), scores=torch.tensor([0.9, 0.6, 0.3]))
+    threshold, f1 = best_f1_threshold([sample])
+    assert threshold == pytest.approx(0.3) and f1 == pytest.approx(0.8)
