@@ -191,3 +191,19 @@ def test_drop_path_draws_as_timm_in_training_and_is_identity_in_eval(drop_prob):
         assert 0 < int(dropped.sum()) < 64
         assert torch.allclose(got[~dropped], x[~dropped] / (1 - drop_prob))
     assert torch.equal(ours.eval()(x), x)
+
+
+def test_the_readme_says_outputs_match_before_the_output_norms_hf_does_not_have():
+    """The README's claim of equal stage outputs holds with out_norm=False (what these tests
+    compare): HF's Swinv2Backbone has no per-stage norms, and ours adds them by default."""
+    from pathlib import Path
+    from transformers import Swinv2Backbone
+    readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text()
+    intro = ' '.join(readme.split('\n## ')[0].split())
+    assert 'with the same weights (before the output norms' in intro
+    assert '`out_norm=False`' in intro
+    ref = Swinv2Backbone(_hf_config((64, 64), (8,) * 4, (0,) * 4, out_features=list(NAMES)))
+    stage_norms = [k for k in ref.state_dict() if 'norm' in k and not k.startswith(
+        ('embeddings.', 'encoder.'))]
+    assert not stage_norms, stage_norms
+    assert list(SwinV2Backbone('tiny', window_size=8).out_norms) == list(NAMES)

@@ -89,12 +89,19 @@ def test_pretrains_on_shapes_and_the_checkpoint_fine_tunes_a_detector(tmp_path):
     checkpoint = work / 'iter_40.pth'
     assert checkpoint.exists()
 
-    # the detector's backbone takes every backbone weight of the pretraining
+    # a detector built from the demo config, its backbone's init_cfg naming the checkpoint,
+    # takes every backbone weight of the pretraining
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py')
-    backbone = {k: v for k, v in cfg.model.backbone.items() if k not in ('type', '_delete_')}
-    model = SwinV2Backbone(**backbone, init_cfg=dict(type='Pretrained',
-                                                     checkpoint=str(checkpoint)))
-    report = load_pretrained(model, str(checkpoint))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint))
+    init_default_scope('mmdet')
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    model = detector.backbone
+    report = load_pretrained(SwinV2Backbone(**{k: v for k, v in cfg.model.backbone.items()
+                                               if k not in ('type', '_delete_', 'init_cfg')}),
+                             str(checkpoint))
     assert report.format == 'ours'
     assert 'mask_token' in report.dropped and any(k.startswith('neck.') for k in report.dropped)
     assert all(k.startswith('out_norms.stage') for k in report.missing), report.missing
