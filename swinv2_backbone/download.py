@@ -6,7 +6,8 @@ mmengine's ``load_from_http`` use (``$TORCH_HOME/hub/checkpoints``, by default
 ``~/.cache/torch/hub/checkpoints``), under the URL's file name, so a file one of them fetched
 is not fetched again. A download goes to a temporary name in the cache and is renamed when
 complete; a file name with a hash suffix (``name-<sha256 prefix>.pth``, torch.hub's convention)
-is checked against the SHA-256 of what arrived. Whatever goes wrong (an HTTP error, a timeout, a
+is checked against the SHA-256 of what arrived (:func:`~swinv2_backbone.files.atomic_write`:
+the file gets the mode the umask gives). Whatever goes wrong (an HTTP error, a timeout, a
 connection lost, fewer bytes than announced, a hash that differs) raises a ValueError naming the
 URL and what happened, and leaves nothing in the cache.
 """
@@ -14,17 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import re
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import torch
+
+from .files import atomic_write
 
 __all__ = ['DOWNLOAD_TIMEOUT', 'HF_PREFIX', 'cache_dir', 'fetch', 'fetch_hf', 'is_hf', 'is_url']
 
@@ -82,9 +83,9 @@ def fetch(url: str, timeout: float | None = None, progress: bool = True) -> Path
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.part', dir=target.parent)
-    try:
-        with os.fdopen(fd, 'wb') as out:
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'wb') as out:
             digest = _download(url, out, DOWNLOAD_TIMEOUT if timeout is None else timeout,
                                progress)
         expected = _HASH_SUFFIX.search(name)
@@ -92,10 +93,8 @@ def fetch(url: str, timeout: float | None = None, progress: bool = True) -> Path
             raise ValueError(f'{url}: the download is corrupt: its SHA-256 begins '
                              f'{digest[:len(expected.group(1))]}, the file name says '
                              f'{expected.group(1)}')
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(target, write)
     return target
 
 

@@ -13,9 +13,7 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from torch import nn
 from .checkpoints import convert_state_dict
 from .compat import load_weights_only
 from .download import fetch, fetch_hf, is_hf, is_url
+from .files import atomic_write
 
 __all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
@@ -111,32 +110,6 @@ def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[s
     if not tensors:
         raise ValueError(f'{path} holds no tensors; keys: {list(obj)[:5]}')
     return tensors
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it: set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    Whatever fails (the writer, a full disk, an interrupt) leaves ``path`` as it was and no
-    temporary file behind. The file gets the mode a plain ``open`` would give it under the
-    process's umask (``mkstemp``'s 0600 would otherwise survive the rename).
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(state_dict: dict[str, torch.Tensor], path: str | os.PathLike,

@@ -3,6 +3,7 @@ torch.hub's cache, verified, and nothing left in the cache when a download fails
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,10 @@ def test_init_cfg_url_downloads_once_into_the_cache(server):
         assert all(torch.equal(v, own[k]) for k, v in other.state_dict().items())
     assert _Handler.requests == ['/w.pth']  # the second build read the cache
     assert _cache() == ['w.pth']
+    # the mode a plain open gives under the umask, not the temporary file's 0600
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (download.cache_dir() / 'w.pth').stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_a_hash_suffix_is_checked(server):

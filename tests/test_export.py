@@ -17,7 +17,7 @@ from conftest import randomize_
 from swinv2_backbone import SwinV2Backbone, export_onnx
 from swinv2_backbone.compat import CPU_HALF, TORCH_VERSION
 from swinv2_backbone.export import check_onnx, read_metadata
-from swinv2_backbone.loading import _umask
+from swinv2_backbone.files import _umask
 
 onnxruntime = pytest.importorskip('onnxruntime')
 ov = pytest.importorskip('openvino')
