@@ -11,7 +11,8 @@ tokens of a shifted window that were not adjacent.
 
 To change the attention, edit:
 
-1. :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation) and
+1. :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; its forward without
+   autograd, for the export: :func:`~swinv2_backbone.ops.unit_vectors`) and
    :func:`~swinv2_backbone.ops.attention_logits` (the logits), which the reference path and
    the cpu kernels use; :meth:`WindowAttentionV2.position_bias` for the CPB;
 2. the kernels: :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
@@ -35,7 +36,8 @@ from torch import nn
 from .execution import Execution
 from .kernels import cpu, device
 from .kernels.onednn import linear
-from .ops import attention_logits, inverse_norm, relative_coords_table, relative_position_index
+from .ops import (attention_logits, inverse_norm, relative_coords_table, relative_position_index,
+                  unit_vectors)
 
 __all__ = ['LOGIT_SCALE_MAX', 'WindowAttentionV2']
 
@@ -194,7 +196,8 @@ class WindowAttentionV2(nn.Module):
             windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, C)
             if mask is not None:  # window w of image b is row b*nW + w
                 mask = mask.repeat(shape[0] if x.dim() == 4 else len(windows) // len(mask), 1, 1)
-            out = self._reference(windows, qkv_bias, temperature, pos_bias, mask)
+            out = self._reference(windows, qkv_bias, temperature, pos_bias, mask,
+                                  execution.exporting)
         elif execution.path == 'batched':
             out = device.window_attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias,
                                           mask, self.num_heads, execution.fused)
@@ -215,15 +218,18 @@ class WindowAttentionV2(nn.Module):
 
     def _reference(self, x: torch.Tensor, qkv_bias: torch.Tensor | None,
                    temperature: torch.Tensor, pos_bias: torch.Tensor,
-                   mask: torch.Tensor | None) -> torch.Tensor:
+                   mask: torch.Tensor | None, exporting: bool = False) -> torch.Tensor:
         """The math in plain ops, as the official code writes it: (B_, N, C) -> (B_, N, C);
-        ``mask``: (B_, N, N), one row per window, or None."""
+        ``mask``: (B_, N, N), one row per window, or None. ``exporting``: a graph without
+        autograd, whose q/k normalisation needs no zero-norm mask (:func:`unit_vectors`)."""
         B_, N, C = x.shape
         qkv = nn.functional.linear(x, self.qkv.weight, qkv_bias)
         # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
         q, k, v = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        q = q * inverse_norm(q) * temperature
-        k = k * inverse_norm(k)
+        if exporting:
+            q, k = unit_vectors(q) * temperature, unit_vectors(k)
+        else:
+            q, k = q * inverse_norm(q) * temperature, k * inverse_norm(k)
         attn = attention_logits(q.to(v.dtype), k.to(v.dtype), pos_bias, mask)
         attn = self.attn_drop(attn.softmax(dim=-1))
         return (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'attention_logits', 'is_static', 'size_min', 'size_max',
+    'NORM_EPS', 'inverse_norm', 'unit_vectors', 'attention_logits', 'is_static', 'size_min', 'size_max',
     'ceil_div', 'size_tensor', 'window_order', 'adaptive_avg_pool2d',
 ]
 
@@ -124,13 +124,14 @@ def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad (B, H, W, C) at the bottom and right so H and W are multiples of ``multiple``."""
-    _, H, W, _ = x.shape
+def pad_to_multiple(x: torch.Tensor, multiple: int, channels_last: bool = True) -> torch.Tensor:
+    """Zero-pad (B, H, W, C), or (B, C, H, W) if not ``channels_last``, at the bottom and right
+    so H and W are multiples of ``multiple``."""
+    H, W = x.shape[1:3] if channels_last else x.shape[2:]
     pad_h, pad_w = (-H) % multiple, (-W) % multiple
     # symbolic sizes always pad (by zero where nothing is missing): no branch on the shape
     if pad_h or pad_w if is_static(H, W) else True:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        x = F.pad(x, ((0, 0) if channels_last else ()) + (0, pad_w, 0, pad_h))
     return x
 
 
@@ -279,6 +280,17 @@ def inverse_norm(t: torch.Tensor) -> torch.Tensor:
     # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
     # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
     return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
+
+
+def unit_vectors(t: torch.Tensor) -> torch.Tensor:
+    """``F.normalize(t, dim=-1)``, the official code's q/k normalisation, with the norm in
+    float32 at least: the forward of ``t * inverse_norm(t)`` for graphs without autograd (the
+    ONNX export). The two differ only for vectors of norm in (0, NORM_EPS], which this maps to
+    ``t / NORM_EPS`` as the references do. Without the zero-norm mask the runtimes fuse the
+    chain: OpenVINO ran the mask's version about a fifth slower (BENCHMARKS.md).
+    """
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    return t / torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype).clamp_min(NORM_EPS)
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,

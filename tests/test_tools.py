@@ -195,6 +195,28 @@ def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     assert 'bf16 autocast:' in proc.stdout and 'bf16-rounded weights' in proc.stdout
 
 
+@pytest.mark.parametrize('name', ['swinv2_backbone (openvino)', 'timm (openvino)',
+                                  'swinv2_backbone (onnxruntime, static)',
+                                  'timm (onnxruntime, static)'])
+def test_benchmark_runtime_rows_compute_what_their_model_computes(name):
+    """An exported row of tools/benchmark.py times the model it names: its outputs equal the
+    PyTorch model's (float32), and a row for any size (ours, and timm built with
+    ``dynamic_img_size``) runs its one file at a second size and batch too."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('openvino')
+    from devkit import benchmark
+    row = benchmark.build(name, (64, 96), 8).eval()
+    sizes = [(1, 64, 96)] + ([] if 'static' in name else [(2, 96, 64)])
+    for B, H, W in sizes:
+        x = torch.randn(B, 3, H, W)
+        with torch.no_grad():
+            got, want = row(x), row.example_model(x)
+        assert len(got) == len(want) == 4
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            assert (g - w).abs().max() <= 1e-4 * w.std(), (name, (B, H, W))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the error is for machines without a GPU')
 def test_benchmark_tool_refuses_a_missing_gpu_by_name():
     proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--device', 'cuda'], cwd=ROOT,

@@ -11,7 +11,8 @@ GPU); peak memory is measured per implementation (on CPU in a process of its own
 the kernel-launching ATen ops of one step on the meta device, the paths a GPU takes. With
 --amp bf16 on a CPU our own float32 runs in the same rounds too, and the bf16 features are
 compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
-OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds.
+OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds:
+files for any size (dynamic axes), and files fixed at --size (``, static``).
 See tools/devkit/benchmark.py.
 """
 from __future__ import annotations
@@ -64,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                       and (args.mode == 'inference' or not n.startswith('timm ('))
                       and not exported(n)]
         if args.runtime:
-            suffix = f' ({args.runtime}{" bf16" if args.amp == "bf16" else ""})'
-            args.impls += [f'swinv2_backbone{suffix}', f'timm{suffix}']
+            for static in ('', ', static'):  # one file for any size, then fixed at --size
+                suffix = f' ({args.runtime}{" bf16" if args.amp == "bf16" else ""}{static})'
+                args.impls += [f'swinv2_backbone{suffix}', f'timm{suffix}']
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     peers = [n for n in impls if not n.startswith('swinv2_backbone')]
     best_peer = min((medians[n] for n in peers), default=None)
     rows = []
-    header = f'{"implementation":34} {"median ms":>10} {"best ms":>9} {"img/s":>7} ' \
+    width = max(34, *map(len, impls))
+    header = f'{"implementation":{width}} {"median ms":>10} {"best ms":>9} {"img/s":>7} ' \
         f'{"GFLOP/s":>8} ' + \
         (f'{"% mm":>6} {"% oneDNN":>8} ' if cpu else '') + \
         f'{"peak MB":>8} {"ops":>6} {"vs best peer":>12}'
@@ -139,11 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         speed = f'{row["speedup_vs_best_peer"]:11.2f}x' if best_peer else f'{"-":>12}'
         rates_cols = f'{100 * row["mm_fraction"]:5.1f}% {100 * row["onednn_fraction"]:7.1f}% ' \
             if cpu else ''
-        print(f'{name:34} {row["median_ms"]:10.1f} {row["best_ms"]:9.1f} '
+        print(f'{name:{width}} {row["median_ms"]:10.1f} {row["best_ms"]:9.1f} '
               f'{row["images_per_s"]:7.2f} '
               f'{row["gflop_per_s"]:8.1f} {rates_cols}{mem} {count} {speed}')
     result = dict(args=vars(args), device=where, torch=torch.__version__, matmul_gflops=rates,
                   model_gflop=gflops, rows=rows)
+    # each exported row of ours beside timm's export on the same runtime, exported alike
+    versus = {suffix: medians[f'timm{suffix}'] / medians[f'swinv2_backbone{suffix}']
+              for suffix in bench.RUNTIMES
+              if f'timm{suffix}' in medians and f'swinv2_backbone{suffix}' in medians}
+    if versus:
+        result['export_vs_timm_export'] = versus
+        print("\nour export's speed over timm's export on the same runtime: " +
+              ', '.join(f'{suffix.strip(" ()")}: {ratio:.2f}x' for suffix, ratio in versus.items()))
     if rates and amp is None and best_peer:
         result['gemm_bound_ms'] = bound = bench.gemm_bound_ms(gflops, rates)
         result['max_speedup_vs_best_peer'] = ceiling = 1e3 * best_peer / bound

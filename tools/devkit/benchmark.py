@@ -92,14 +92,16 @@ class _GraphedInference(nn.Module):
 class _Exported(nn.Module):
     """A model exported to ONNX and run by onnxruntime or OpenVINO on the CPU, timed like the
     PyTorch rows (inference only; autocast does not reach it, the precision is the runtime's:
-    ``hint`` 'f32' or 'bf16' for OpenVINO). Ours is exported as users export it (dynamic
-    batch and size, TorchScript exporter: seconds instead of minutes); the peer is exported at
-    the benchmark's size, as built."""
+    ``hint`` 'f32' or 'bf16' for OpenVINO). Both are exported as users export them for any
+    size (TorchScript exporter: seconds instead of minutes): ours by ``export_onnx``, timm
+    built with ``dynamic_img_size=True`` (masks made in forward) with dynamic batch, height
+    and width. ``static``: each fixed at the benchmark's input instead (ours ``dynamic=False``,
+    timm as built at that size), so that the runtime folds windows, masks and position bias."""
 
-    def __init__(self, model: nn.Module, runtime: str, hint: str = 'f32') -> None:
+    def __init__(self, model: nn.Module, runtime: str, hint: str, static: bool) -> None:
         super().__init__()
         import tempfile
-        self.runtime, self.hint = runtime, hint
+        self.runtime, self.hint, self.static = runtime, hint, static
         self.example_model = model.eval()
         self._run = None
         self._dir = tempfile.TemporaryDirectory(prefix='swinv2-bench-')
@@ -110,11 +112,13 @@ class _Exported(nn.Module):
         from swinv2_backbone.compat import TORCHSCRIPT_EXPORT
         model = self.example_model
         if isinstance(model, SwinV2Backbone):
-            export_onnx(model, self.path, exporter='torchscript')
+            export_onnx(model, self.path, exporter='torchscript', dynamic=not self.static,
+                        example=x)
         else:
+            axes = None if self.static else {'image': {0: 'batch', 2: 'height', 3: 'width'}}
             with torch.no_grad(), torch.autocast('cpu', enabled=False):
                 torch.onnx.export(model, (x,), str(self.path), input_names=['image'],
-                                  opset_version=17, **TORCHSCRIPT_EXPORT)
+                                  opset_version=17, dynamic_axes=axes, **TORCHSCRIPT_EXPORT)
         threads = torch.get_num_threads()
         if self.runtime == 'onnxruntime':
             import onnxruntime as ort
@@ -138,9 +142,11 @@ class _Exported(nn.Module):
         return tuple(torch.from_numpy(o) for o in self._run(x.numpy()))
 
 
-# runtime rows: name suffix -> (runtime, OpenVINO precision hint)
-RUNTIMES = {' (onnxruntime)': ('onnxruntime', 'f32'), ' (openvino)': ('openvino', 'f32'),
-            ' (openvino bf16)': ('openvino', 'bf16')}
+# runtime rows: name suffix -> (runtime, OpenVINO precision hint, static file)
+RUNTIMES = {f' ({runtime}{" " + hint if hint != "f32" else ""}{", static" if static else ""})':
+            (runtime, hint, static)
+            for runtime, hint in (('onnxruntime', 'f32'), ('openvino', 'f32'), ('openvino', 'bf16'))
+            for static in (False, True)}
 
 
 def _ours(size, window, **kw):
@@ -158,10 +164,10 @@ def _ours_unfused(size, window, **kw):
     return _ours(size, window, execution=Execution('batched', fused=False), **kw)
 
 
-def _timm(size, window):
+def _timm(size, window, dynamic: bool = False):
     from timm.models.swin_transformer_v2 import SwinTransformerV2
     model = SwinTransformerV2(img_size=size, window_size=window, num_classes=0,
-                              drop_path_rate=0.0, **TINY)
+                              drop_path_rate=0.0, dynamic_img_size=dynamic, **TINY)
     return _Features(model, lambda m, x: m.forward_intermediates(x, intermediates_only=True))
 
 
@@ -177,6 +183,11 @@ def _mmpretrain(size, window):
     from mmpretrain.models import SwinTransformerV2
     return SwinTransformerV2(arch='tiny', img_size=size, window_size=window,
                              out_indices=(0, 1, 2, 3), drop_path_rate=0.0, norm_cfg=None)
+
+
+def _exported(build_: Callable, runtime: str, hint: str, static: bool, size, window):
+    kw = {} if build_ is _ours or static else dict(dynamic=True)
+    return _Exported(build_(size, window, **kw), runtime, hint, static)
 
 
 IMPLEMENTATIONS: dict[str, Callable] = {
@@ -201,9 +212,7 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     'timm (cuda_graph)': lambda size, window: _GraphedInference(_timm(size, window)),
     'hf': _hf,
     'mmpretrain': _mmpretrain,
-    **{f'{peer}{suffix}': partial(lambda build_, runtime, hint, size, window:
-                                  _Exported(build_(size, window), runtime, hint),
-                                  build_, *RUNTIMES[suffix])
+    **{f'{peer}{suffix}': partial(_exported, build_, *RUNTIMES[suffix])
        for peer, build_ in (('swinv2_backbone', _ours), ('timm', _timm))
        for suffix in RUNTIMES},
 }
