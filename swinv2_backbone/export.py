@@ -27,8 +27,8 @@ import torch
 from .backbone import SwinV2Backbone
 from .compat import CPU_HALF, TORCH_VERSION, TORCHSCRIPT_EXPORT
 
-__all__ = ['DEFAULT_EXPORTER', 'EXPORTERS', 'INPUT_NAME', 'check_onnx', 'export_onnx',
-           'read_metadata']
+__all__ = ['BackboneNeck', 'DEFAULT_EXPORTER', 'EXPORTERS', 'INPUT_NAME', 'check_onnx',
+           'export_backbone_neck', 'export_onnx', 'read_metadata']
 
 EXPORTERS = ('dynamo', 'torchscript')
 # torch.onnx.export(dynamo=True) exports dynamic shapes reliably from torch 2.6
@@ -84,27 +84,113 @@ def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool
     if exporter == 'dynamo' and dynamic and (example.shape[0] < 2 or min(example.shape[2:]) < 2):
         raise ValueError(f'a dynamic dynamo export needs an example of batch >= 2 and sides >= 2 '
                          f'(torch.export fixes sizes 0 and 1), got {tuple(example.shape)}')
-    names = list(model.out_features)
-    training = model.training
     if half:  # a copy: the caller's model stays float32
         model = copy.deepcopy(model).half()
+    return _write(model, path, example, exporter, dynamic, opset, list(model.out_features),
+                  _metadata(model, exporter, half, dynamic))
+
+
+class BackboneNeck(torch.nn.Module):
+    """A detector's or segmenter's SwinV2 backbone and the neck its head reads: ``model.neck``
+    (FPN, ChannelMapper, ...) or, in MaskFormer and Mask2Former heads, the head's pixel decoder.
+
+    ``forward`` returns the neck's maps as a tuple: the neck's outputs in order, or the pixel
+    decoder's mask features followed by its multi-scale maps. ``out_features`` names them
+    (``neck0``, ... or ``mask_features``, ``scale0``, ...) once :meth:`name_outputs` ran.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        backbone = getattr(model, 'backbone', None)
+        if not isinstance(backbone, SwinV2Backbone):
+            raise TypeError(f'{type(model).__name__} has no SwinV2Backbone as .backbone '
+                            f'(it has {type(backbone).__name__})')
+        neck = getattr(model, 'neck', None)
+        head = getattr(model, 'panoptic_head', None) or getattr(model, 'decode_head', None)
+        self.is_pixel_decoder = neck is None and hasattr(head, 'pixel_decoder')
+        if self.is_pixel_decoder:
+            neck = head.pixel_decoder
+        if neck is None:
+            raise ValueError(f'{type(model).__name__} has no neck and no pixel decoder: export '
+                             'its backbone alone (export_onnx(model.backbone, ...))')
+        self.backbone, self.neck = backbone, neck
+        self.in_channels = backbone.in_channels
+        self.out_features: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.neck(self.backbone(x))
+        if self.is_pixel_decoder:
+            mask_features, multi_scale = out
+            return (mask_features, *multi_scale)
+        return tuple(out)
+
+    def name_outputs(self, example: torch.Tensor) -> list[str]:
+        """Run ``example`` once and name the outputs."""
+        with torch.no_grad():
+            count = len(self(example))
+        self.out_features = ['mask_features', *(f'scale{i}' for i in range(count - 1))] \
+            if self.is_pixel_decoder else [f'neck{i}' for i in range(count)]
+        return self.out_features
+
+
+# grid_sample (the pixel decoders' deformable attention in plain ops) needs opset 16
+NECK_OPSET = 17
+
+
+def export_backbone_neck(model: torch.nn.Module, path: str | os.PathLike, *,
+                         dynamic: bool = True, opset: int = NECK_OPSET,
+                         example: torch.Tensor | None = None) -> Path:
+    """Export an mmdet or mmseg model's backbone and neck (:class:`BackboneNeck`) to one ONNX
+    file, for any batch and size like :func:`export_onnx`, with the TorchScript exporter (the
+    one mmdeploy traces the hosts' modules with). For heads that do not export (Mask2Former's:
+    README, Deploy), the features they read can still run in a runtime.
+
+    Returns:
+        the path written; outputs named as ``BackboneNeck.out_features``; metadata as
+        :func:`export_onnx`'s plus ``neck`` (its class) and ``outputs``.
+    """
+    wrapper = BackboneNeck(model)
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f'output folder {path.parent} does not exist')
+    param = next(model.parameters())
+    if example is None:
+        B, H, W = EXAMPLE_SIZE
+        example = torch.randn(B, wrapper.in_channels, H, W)
+    example = example.to(param.device, param.dtype)
+    wrapper.backbone._check_input(example)
+    training = model.training
     model.eval()
-    # the file appears whole or not at all: exported into a folder beside it, then renamed
+    try:
+        names = wrapper.name_outputs(example)
+    finally:
+        model.train(training)
+    metadata = _metadata(wrapper.backbone, 'torchscript', False, dynamic)
+    metadata.update(neck=type(wrapper.neck).__name__, outputs=names)
+    return _write(wrapper, path, example, 'torchscript', dynamic, opset, names, metadata)
+
+
+def _write(model: torch.nn.Module, path: Path, example: torch.Tensor, exporter: str,
+           dynamic: bool, opset: int | None, names: list[str], metadata: dict) -> Path:
+    """Export in eval mode (the mode is restored) into a folder beside ``path``, add the
+    metadata, then rename: the file appears whole or not at all."""
+    training = model.training
+    model.eval()
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f'.{path.name}.') as tmp:
         tmp_file = Path(tmp) / path.name
         try:
-            # the file's precision is float32 or ``half``: an autocast the caller is in stays out
+            # the file's precision is the model's: an autocast the caller is in stays out
             with torch.no_grad(), torch.autocast(example.device.type, enabled=False):
                 _export(model, example, tmp_file, exporter, dynamic, opset, names)
         finally:
             model.train(training)
-        _write_metadata(tmp_file, model, exporter, half, dynamic)
+        _add_metadata(tmp_file, metadata)
         for f in Path(tmp).iterdir():  # the model, and external data if it has any
             os.replace(f, path.parent / f.name)
     return path
 
 
-def _export(model: SwinV2Backbone, example: torch.Tensor, path: Path, exporter: str,
+def _export(model: torch.nn.Module, example: torch.Tensor, path: Path, exporter: str,
             dynamic: bool, opset: int | None, names: list[str]) -> None:
     kwargs: dict = dict(input_names=[INPUT_NAME], output_names=names)
     if opset is not None:
@@ -133,13 +219,9 @@ def _large(model: torch.nn.Module) -> bool:
     return sum(p.numel() * p.element_size() for p in model.parameters()) > (1 << 31) - (1 << 26)
 
 
-def _write_metadata(path: Path, model: SwinV2Backbone, exporter: str, half: bool,
-                    dynamic: bool) -> None:
-    import onnx
-
+def _metadata(model: SwinV2Backbone, exporter: str, half: bool, dynamic: bool) -> dict:
     from . import __version__
-    proto = onnx.load(str(path), load_external_data=False)
-    values = {
+    return {
         'producer': f'swinv2_backbone {__version__}',
         'out_features': list(model.out_features),
         'out_channels': list(model.out_channels),
@@ -156,6 +238,11 @@ def _write_metadata(path: Path, model: SwinV2Backbone, exporter: str, half: bool
         'dynamic': dynamic,
         'exporter': f'{exporter} (torch {torch.__version__})',
     }
+
+
+def _add_metadata(path: Path, values: dict) -> None:
+    import onnx
+    proto = onnx.load(str(path), load_external_data=False)
     del proto.metadata_props[:]
     for key, value in values.items():
         entry = proto.metadata_props.add()
@@ -170,9 +257,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return {p.key: json.loads(p.value) for p in proto.metadata_props}
 
 
-def check_onnx(model: SwinV2Backbone, path: str | os.PathLike,
+def check_onnx(model: SwinV2Backbone | BackboneNeck, path: str | os.PathLike,
                sizes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:
-    """Run the exported file in onnxruntime (CPU) against ``model`` in PyTorch.
+    """Run the exported file in onnxruntime (CPU) against ``model`` in PyTorch (the backbone
+    :func:`export_onnx` wrote, or the :class:`BackboneNeck` of :func:`export_backbone_neck`).
 
     Args:
         sizes: (batch, height, width) of each random input.

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'unit_vectors', 'attention_logits', 'is_static', 'size_min', 'size_max',
-    'ceil_div', 'size_tensor', 'window_order', 'adaptive_avg_pool2d',
+    'NORM_EPS', 'inverse_norm', 'unit_vectors', 'attention_logits', 'is_static', 'size_min',
+    'size_max', 'ceil_div', 'size_tensor', 'window_order', 'adaptive_avg_pool2d',
 ]
 
 # F.normalize's epsilon: a norm at or below it is treated as zero

@@ -136,6 +136,22 @@ def test_retinanet_exports_dynamic_and_predicts_what_pytorch_predicts(tmp_path, 
         assert got['box_rel_err'] <= 1e-3 and got['score_err'] <= 1e-4, (size, got)
 
 
+def test_dino_exports_dynamic_and_predicts_what_pytorch_predicts(tmp_path, images):
+    """DINO (query-based, deformable attention): mmdeploy's rewrites export it with the
+    detection config; the same detections at every size."""
+    from mmdet.apis import init_detector
+    config = ROOT / 'configs' / 'demo' / 'dino_swinv2-nano_shapes.py'
+    # a config of its own: building the detector writes into its head's settings
+    model = randomize_(init_detector(Config.fromfile(config), None, device='cpu'))
+    deploy_cfg = Config.fromfile(DEPLOY / 'detection_onnxruntime_dynamic.py')
+    pairs = _export_and_predict(tmp_path, deploy_cfg, Config.fromfile(config), model, images)
+    for (ours, ref), size in zip(pairs, SIZES):
+        got = deploy.agreement(ours, ref)
+        print('dino', size, got)
+        assert got['detections'] == got['ref_detections'] == 50, (size, got)
+        assert got['box_rel_err'] <= 1e-3 and got['score_err'] <= 1e-4, (size, got)
+
+
 def test_mask_rcnn_exports_dynamic_and_runs_at_every_size(tmp_path, images):
     """Two-stage: mmdeploy's RoIAlign symbolic needs a torch helper newer torch releases
     removed; ours (swinv2_backbone.deploy) exports it. mmdeploy's RPN suppresses proposals

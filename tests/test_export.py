@@ -16,7 +16,7 @@ from conftest import randomize_
 
 from swinv2_backbone import SwinV2Backbone, export_onnx
 from swinv2_backbone.compat import CPU_HALF, TORCH_VERSION
-from swinv2_backbone.export import check_onnx, read_metadata
+from swinv2_backbone.export import BackboneNeck, check_onnx, export_backbone_neck, read_metadata
 from swinv2_backbone.files import _umask
 
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -153,6 +153,42 @@ def test_bad_arguments_are_refused_by_name(model, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize('config, outputs', [
+    # Mask2Former's head does not export whole (README, Deploy): its pixel decoder, deformable
+    # attention in plain ops (grid_sample), does
+    ('mask2former_swinv2-nano_shapes.py', ['mask_features', 'scale0', 'scale1', 'scale2']),
+    ('mask-rcnn_swinv2-nano_shapes.py', [f'neck{i}' for i in range(5)]),
+])
+def test_backbone_and_neck_export_for_any_size(config, outputs, tmp_path):
+    """``export_backbone_neck``: the features a head reads, one file for any batch and size,
+    equal to PyTorch's at the example's size, odd sizes and a batch of 2."""
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    cfg = Config.fromfile(ROOT / 'configs' / 'demo' / config)
+    detector = randomize_(init_detector(cfg, None, device='cpu'))
+    path = export_backbone_neck(detector, tmp_path / 'features.onnx',
+                                example=torch.randn(1, 3, 128, 128))
+    meta = read_metadata(path)
+    assert meta['outputs'] == outputs and meta['dynamic'] and meta['embed_dim'] == 32
+    wrapper = BackboneNeck(detector)
+    wrapper.out_features = outputs
+    rows = check_onnx(wrapper, path, [(1, 128, 128), (2, 96, 160), (1, 97, 131)])
+    assert [list(r['rel_err']) for r in rows] == [outputs] * 3
+    assert worst(rows) < TOL, rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['features.onnx']
+
+
+def test_backbone_neck_refuses_a_model_without_one():
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = small()
+    with pytest.raises(ValueError, match='Plain has no neck and no pixel decoder'):
+        BackboneNeck(Plain())
+    with pytest.raises(TypeError, match=r'Linear has no SwinV2Backbone as \.backbone'):
+        BackboneNeck(torch.nn.Linear(2, 2))
+
+
 def test_tools_export_writes_a_file_and_checks_it(tmp_path):
     out = tmp_path / 'tiny.onnx'
     proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), '--arch', 'tiny',
@@ -168,6 +204,30 @@ def test_tools_export_writes_a_file_and_checks_it(tmp_path):
                            '--out', str(tmp_path / 'no' / 'x.onnx'), '--exporter', 'torchscript'],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and 'does not exist' in proc.stderr
+
+
+def test_tools_export_neck_writes_the_features_a_head_reads(tmp_path):
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    config = ROOT / 'configs' / 'demo' / 'mask2former_swinv2-nano_shapes.py'
+    detector = randomize_(init_detector(Config.fromfile(config), None, device='cpu'))
+    torch.save({'state_dict': detector.state_dict()}, tmp_path / 'model.pth')
+    out = tmp_path / 'features.onnx'
+    tool = [sys.executable, str(ROOT / 'tools' / 'export.py'), '--out', str(out)]
+    proc = subprocess.run([*tool, '--config', str(config), '--neck', '--check',
+                           '--checkpoint', str(tmp_path / 'model.pth')],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'outputs mask_features, scale0, scale1, scale2' in proc.stdout
+    checks = [line for line in proc.stdout.splitlines() if line.startswith('check ')]
+    errors = [float(e.split()[-1]) for line in checks for e in line.split(': ')[-1].split(', ')]
+    assert len(checks) == 4 and len(errors) == 16 and max(errors) < TOL
+    # the weights are the checkpoint's: the file computes the randomised model's features
+    wrapper = BackboneNeck(detector)
+    wrapper.out_features = read_metadata(out)['outputs']
+    assert worst(check_onnx(wrapper, out, [(1, 64, 64)])) < TOL
+    proc = subprocess.run([*tool, '--neck'], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and '--neck exports a model built from --config' in proc.stderr
 
 
 def test_while_a_graph_is_recorded_every_request_runs_the_plain_ops(model):

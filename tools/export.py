@@ -6,10 +6,14 @@
         [--window W] [--pretrained-windows W1 W2 W3 W4]
         [--stages stem stage1 stage2 stage3 stage4]
         [--exporter dynamo|torchscript] [--opset N] [--half] [--static H W] [--check]
+    python tools/export.py --out features.onnx --config CFG --neck [--checkpoint PATH] [--check]
 
 The model is built as tools/extract_features.py builds it (a config's backbone, a preset, or
 the architecture read from a checkpoint). ``--check`` runs the file once in onnxruntime (CPU)
 against PyTorch at a few sizes and prints the error, max |onnx - torch| over each stage's std.
+``--neck`` exports the config's backbone with its neck (or a Mask2Former head's pixel decoder)
+instead, the whole model's weights from ``--checkpoint`` (a training checkpoint), with the
+TorchScript exporter (``swinv2_backbone.export.export_backbone_neck``).
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import time
 
 import torch
 
-from swinv2_backbone.export import DEFAULT_EXPORTER, EXPORTERS, check_onnx, export_onnx
+from swinv2_backbone.export import (DEFAULT_EXPORTER, EXPORTERS, BackboneNeck, check_onnx,
+                                    export_backbone_neck, export_onnx, read_metadata)
 from swinv2_backbone.extract import add_backbone_arguments, backbone_from_arguments
 
 # what --check runs: the example's size, odd sizes, a map smaller than a window, a batch of 3
@@ -37,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='fix batch 1 and this size instead of dynamic axes')
     parser.add_argument('--check', action='store_true',
                         help='run the file in onnxruntime against PyTorch and print the error')
+    parser.add_argument('--neck', action='store_true',
+                        help="the config's backbone and neck (or pixel decoder) in one file")
     args = parser.parse_args(argv)
+    if args.neck:
+        if not args.config:
+            parser.error('--neck exports a model built from --config')
+        return _export_neck(args)
     try:
         model = backbone_from_arguments(args, device='cpu')
         example = None
@@ -55,6 +66,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         sizes = [(1, *args.static)] if args.static else CHECK_SIZES
         for row in check_onnx(model, path, sizes):
+            errs = ', '.join(f'{n} {e:.1e}' for n, e in row['rel_err'].items())
+            print(f'check {"x".join(map(str, row["size"]))}: max |onnx - torch| / std: {errs}')
+    return 0
+
+
+def _export_neck(args) -> int:
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    from swinv2_backbone.runner import adapt_to_cpu, host_of, load_config
+    try:
+        cfg = load_config(args.config)
+        host = host_of(cfg)
+        cfg.model.backbone.init_cfg = None  # the checkpoint below has the whole model's weights
+        adapt_to_cpu(cfg)
+        registry = __import__(f'{host}.registry', fromlist=['MODELS']).MODELS
+        init_default_scope(host)
+        model = registry.build(cfg.model)
+        if args.checkpoint:
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
+        else:
+            print('no --checkpoint: random weights')
+        example = torch.randn(1, 3, *args.static) if args.static else None
+        start = time.time()
+        path = export_backbone_neck(model, args.out, dynamic=not args.static,
+                                    **({'opset': args.opset} if args.opset else {}),
+                                    example=example)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    wrapper = BackboneNeck(model)
+    wrapper.out_features = names = read_metadata(path)['outputs']
+    print(f'wrote {path} (torchscript exporter, {time.time() - start:.1f} s): outputs '
+          + ', '.join(names))
+    if args.check:
+        sizes = [(1, *args.static)] if args.static else CHECK_SIZES
+        for row in check_onnx(wrapper.eval(), path, sizes):
             errs = ', '.join(f'{n} {e:.1e}' for n, e in row['rel_err'].items())
             print(f'check {"x".join(map(str, row["size"]))}: max |onnx - torch| / std: {errs}')
     return 0
