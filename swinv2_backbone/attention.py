@@ -11,15 +11,20 @@ tokens of a shifted window that were not adjacent.
 
 To change the attention, edit:
 
-1. :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; its forward without
-   autograd, for the export: :func:`~swinv2_backbone.ops.unit_vectors`) and
+1. :mod:`swinv2_backbone.ops`: :func:`~swinv2_backbone.ops.inverse_norm` (the q/k
+   normalisation; its forward without autograd, for the export:
+   :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which every hand-written backward
+   uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
    :func:`~swinv2_backbone.ops.attention_logits` (the logits), which the reference path and
    the cpu kernels use; :meth:`WindowAttentionV2.position_bias` for the CPB;
 2. the kernels: :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
-   hand-written backward; its backward states the gradient of every term of the logits) and
-   :func:`~swinv2_backbone.kernels.device.window_attention` (which hands
-   ``pos_bias + mask`` to ``scaled_dot_product_attention``) and, for the q/k normalisation,
-   the Triton kernel of :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
+   hand-written backward, which states the gradient of every term of the logits) and
+   :func:`~swinv2_backbone.kernels.cpu.head_major` (the cpu path's inference layout, with the
+   temperature); :func:`~swinv2_backbone.kernels.device.window_attention` (which hands
+   ``pos_bias + mask`` to ``scaled_dot_product_attention``) and its
+   :class:`~swinv2_backbone.kernels.device.UnitQK` (the q/k normalisation with a lean
+   backward); for the q/k normalisation, the Triton kernel of
+   :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
 
 Guarded by: tests/test_paths.py (every path against the reference, outputs and every gradient,
 fp16/bf16 autocast), tests/test_kernels.py (``gradcheck`` of the autograd functions) and

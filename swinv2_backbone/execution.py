@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from . import hardware
 from .compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
                      is_exporting)
 
@@ -57,7 +58,7 @@ class Execution:
             path, outside autocast and jit tracing, which cannot record the op). Requested as
             None (the default): where oneDNN's GEMM beats MKL's, on CPUs with AVX-512, in
             training only on non-Intel ones
-            (:data:`~swinv2_backbone.kernels.onednn.ONEDNN_FP32`); True or False chooses.
+            (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`); True or False chooses.
         bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
             oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
             stay float32.
@@ -67,7 +68,7 @@ class Execution:
             (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
             normalisation, and each residual ``x += norm(y)``): without autograd, outside
             compiling and tracing, not in float64, where Triton >= 3.0 runs
-            (:func:`~swinv2_backbone.kernels.fused.runs_on`). Requested as None (the
+            (:func:`~swinv2_backbone.hardware.triton_runs_on`). Requested as None (the
             default): on CUDA inputs; True: also on CPU inputs where Triton's interpreter runs
             (the tests); False: never.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
@@ -115,8 +116,6 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
     (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
     are kept); ``cuda_graph``: the module asks for CUDA graphs."""
-    from .kernels.fused import runs_on
-    from .kernels.onednn import ONEDNN, ONEDNN_BF16, ONEDNN_FP32
     check_execution(requested)
     base = requested if isinstance(requested, Execution) else Execution(requested)
     device = x.device.type
@@ -132,16 +131,16 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
         else None
     compiling = is_compiling()
-    onednn_usable = path == 'cpu' and ONEDNN
+    onednn_usable = path == 'cpu' and hardware.ONEDNN
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     # the kernels compute in float32: not for float64 models
     fused_usable = path == 'batched' and not grad and not compiling \
-        and x.dtype != torch.float64 and runs_on(x.device)
+        and x.dtype != torch.float64 and hardware.triton_runs_on(x.device)
     return replace(base, path=path, grad=grad, amp=amp, compiling=compiling, exporting=exporting,
                    onednn=onednn_usable and amp is None
-                   and (ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
-                   bf16_inference=onednn_usable and ONEDNN_BF16 and not grad
+                   and (hardware.ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
+                   bf16_inference=onednn_usable and hardware.ONEDNN_BF16 and not grad
                    and amp == torch.bfloat16,
                    fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
                    attn_dropout=attn_dropout,

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'unit_vectors', 'attention_logits', 'is_static', 'size_min',
-    'size_max', 'ceil_div', 'size_tensor', 'window_order', 'adaptive_avg_pool2d',
+    'NORM_EPS', 'inverse_norm', 'unit_vector_grad', 'unit_vectors', 'attention_logits',
+    'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
+    'adaptive_avg_pool2d',
 ]
 
 # F.normalize's epsilon: a norm at or below it is treated as zero
@@ -280,6 +281,26 @@ def inverse_norm(t: torch.Tensor) -> torch.Tensor:
     # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
     # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
     return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
+
+
+def unit_vector_grad(unit: torch.Tensor, grad: torch.Tensor, inv: torch.Tensor,
+                     dot: torch.Tensor | None = None) -> torch.Tensor:
+    """The gradient through ``unit = t * inverse_norm(t)``, the one every hand-written backward
+    uses: ``(grad - unit (unit . grad)) * inv``, zero where the norm was clamped (``inv`` 0).
+
+    Args:
+        unit: the unit vectors, (..., d).
+        grad: d(loss)/d(unit), (..., d).
+        inv: :func:`inverse_norm` of ``t`` (..., 1), times any factor ``unit`` was scaled by
+            after normalising (the temperature of q), which ``grad`` does not carry.
+        dot: ``(unit * grad).sum(-1, keepdim=True)`` where the caller has it already.
+
+    Returns:
+        d(loss)/d(t), (..., d)
+    """
+    if dot is None:
+        dot = (unit * grad).sum(-1, keepdim=True)
+    return (grad - unit * dot) * inv
 
 
 def unit_vectors(t: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from swinv2_backbone.execution import Execution
+from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
 from swinv2_backbone.ops import inverse_norm
 
 from conftest import randomize_
 
-CPU = Execution('cpu', onednn=onednn.ONEDNN)
+CPU = Execution('cpu', onednn=hardware.ONEDNN)
 
 
 def _windows(images=2, nW=4, h=2, N=4, d=3, dtype=torch.float64):
@@ -146,7 +147,7 @@ def test_inverse_norm_is_f_normalize_and_passes_no_gradient_through_zero_vectors
 
 
 # ------------------------------------------------------------------ oneDNN linear
-@pytest.mark.skipif(not onednn.ONEDNN, reason='this PyTorch has no oneDNN linear op')
+@pytest.mark.skipif(not hardware.ONEDNN, reason='this PyTorch has no oneDNN linear op')
 @pytest.mark.parametrize('gelu', [False, True])
 def test_onednn_linear_matches_f_linear_with_gradients(gelu):
     torch.manual_seed(0)
@@ -178,7 +179,7 @@ def test_linear_takes_f_linear_where_onednn_does_not_apply():
                                F.linear(x, w).double(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not onednn.ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs "
+@pytest.mark.skipif(not hardware.ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs "
                     'AVX-512 or AMX)')
 @pytest.mark.parametrize('gelu', [False, True])
 def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
@@ -225,7 +226,7 @@ def test_eval_position_bias_cache_follows_new_weights():
 
 
 # ------------------------------------------------------------------ fused Triton kernels
-needs_triton = pytest.mark.skipif(not fused.INTERPRETED,
+needs_triton = pytest.mark.skipif(not hardware.INTERPRETED,
                                   reason="the fused kernels' tests run in Triton >= 3.0's "
                                          'interpreter')
 ULP = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}

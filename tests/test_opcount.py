@@ -86,8 +86,8 @@ def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write
     import torch
     from devkit.traffic import cuda_inference_traffic
     from swinv2_backbone.execution import Execution
-    from swinv2_backbone.kernels import fused
-    if not fused.TRITON:
+    from swinv2_backbone import hardware
+    if not hardware.TRITON:
         pytest.skip('the fused path needs Triton >= 3.0')
     arch = dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2))
 

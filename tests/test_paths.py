@@ -14,7 +14,7 @@ import torch
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
 from swinv2_backbone.execution import Execution, decide
-from swinv2_backbone.kernels import fused, onednn
+from swinv2_backbone import hardware
 
 from conftest import randomize_
 
@@ -36,7 +36,7 @@ COMPILED_PATHS = {'cpu, oneDNN GEMMs': Execution('cpu', onednn=True),
 
 
 def small(execution='auto', **kw) -> SwinV2Backbone:
-    if isinstance(execution, Execution) and execution.fused and not fused.INTERPRETED:
+    if isinstance(execution, Execution) and execution.fused and not hardware.INTERPRETED:
         pytest.skip("the fused kernels' tests run in Triton >= 3.0's interpreter")
     torch.manual_seed(0)
     return randomize_(SwinV2Backbone(**{**SMALL, **kw}, execution=execution)).eval()
@@ -168,7 +168,7 @@ def test_bf16_autocast_inference_gives_finite_features_close_to_fp32(path):
         assert err.max().item() < worst and err.pow(2).mean().sqrt().item() < 2e-2
 
 
-@pytest.mark.skipif(not onednn.ONEDNN_BF16,
+@pytest.mark.skipif(not hardware.ONEDNN_BF16,
                     reason='this CPU has no oneDNN bf16 GEMM (it needs AVX-512 or AMX)')
 def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     """Under bf16 autocast without autograd the cpu path rounds only the GEMMs to bf16. With
@@ -236,22 +236,22 @@ def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
 def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked():
     model, x = small(), torch.randn(1, 3, 8, 8)
     with torch.no_grad():
-        assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32[False]
-    assert decide('cpu', x, model).onednn == onednn.ONEDNN_FP32[True]  # the model trains
+        assert decide('cpu', x, model).onednn == hardware.ONEDNN_FP32[False]
+    assert decide('cpu', x, model).onednn == hardware.ONEDNN_FP32[True]  # the model trains
     for grad in (False, True):
-        assert onednn.ONEDNN_FP32[grad] == (onednn.ONEDNN and onednn.gains_on(
-            torch.backends.cpu.get_cpu_capability(), onednn.cpu_vendor(), grad))
-        assert [onednn.gains_on(c, 'AuthenticAMD', grad) for c in (
+        assert hardware.ONEDNN_FP32[grad] == (hardware.ONEDNN and hardware.gains_on(
+            torch.backends.cpu.get_cpu_capability(), hardware.cpu_vendor(), grad))
+        assert [hardware.gains_on(c, 'AuthenticAMD', grad) for c in (
             'AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == [False, True, True, False]
-        assert onednn.gains_on('AVX512', '', grad)
+        assert hardware.gains_on('AVX512', '', grad)
     # MKL runs AVX-512 on Intel's own processors: there it keeps the backward's GEMMs
-    assert onednn.gains_on('AVX512', 'GenuineIntel', False)
-    assert not onednn.gains_on('AVX512', 'GenuineIntel', True)
-    assert onednn.cpu_vendor('processor\t: 0\nvendor_id\t: AuthenticAMD\n') == 'AuthenticAMD'
-    assert onednn.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
+    assert hardware.gains_on('AVX512', 'GenuineIntel', False)
+    assert not hardware.gains_on('AVX512', 'GenuineIntel', True)
+    assert hardware.cpu_vendor('processor\t: 0\nvendor_id\t: AuthenticAMD\n') == 'AuthenticAMD'
+    assert hardware.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
         'GenuineIntel'
-    assert onednn.cpu_vendor('arm') == ''
-    assert decide(Execution('cpu', onednn=True), x, model).onednn == onednn.ONEDNN
+    assert hardware.cpu_vendor('arm') == ''
+    assert decide(Execution('cpu', onednn=True), x, model).onednn == hardware.ONEDNN
     assert not decide(Execution('cpu', onednn=False), x, model).onednn
     assert not decide(Execution('batched', onednn=True), x, model).onednn
     with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -265,11 +265,11 @@ def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_com
     with torch.no_grad():
         assert not decide('batched', x, model).fused
         assert not decide('batched', x.to('meta'), small().to('meta')).fused
-        assert decide(Execution('batched', fused=True), x, model).fused == fused.INTERPRETED
+        assert decide(Execution('batched', fused=True), x, model).fused == hardware.INTERPRETED
         assert not decide(Execution('batched', fused=False), x, model).fused
         assert not decide(Execution('batched', fused=True), x.double(), model.double()).fused
-        assert fused.runs_on(torch.device('cpu')) == fused.INTERPRETED
-        assert not fused.runs_on(torch.device('meta'))
+        assert hardware.triton_runs_on(torch.device('cpu')) == hardware.INTERPRETED
+        assert not hardware.triton_runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):
             assert not decide(Execution(path, fused=True), x, model).fused
     assert torch.is_grad_enabled() and not decide(Execution('batched', fused=True), x,

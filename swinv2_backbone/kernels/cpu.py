@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..execution import Execution
-from ..ops import attention_logits, inverse_norm
+from ..ops import attention_logits, inverse_norm, unit_vector_grad
 from .onednn import backward_gemm, linear
 
 __all__ = ['CosineAttention', 'GeluMlp', 'attend', 'head_major', 'mask_rows']
@@ -167,14 +167,12 @@ class CosineAttention(torch.autograd.Function):
             dpos_bias += dlogits.sum(0, dtype=torch.float32)
             dqs = dlogits @ kh  # d(loss)/d(t * q_unit)
             dk = dlogits.transpose(-2, -1) @ qs  # d(loss)/d(k_unit)
-            # through y = x / |x|: dx = (dy - y (y . dy)) / |x| (0 where the norm was clamped:
-            # see inverse_norm); for q, dy = t * dqs, and (q_unit . dqs) summed is also the
-            # temperature's gradient
+            # through the unit vectors (ops.unit_vector_grad); q was scaled by t after
+            # normalising, and (q_unit . dqs) summed is also the temperature's gradient
             dot = (qh * dqs).sum(-1, keepdim=True)
             dtemperature += dot.sum((0, 2, 3), dtype=torch.float32)
-            dqkv[:, :, 0] = ((dqs - qh * dot) * (t * inv[0, i:j])).transpose(1, 2)
-            dot = (kh * dk).sum(-1, keepdim=True)
-            dqkv[:, :, 1] = ((dk - kh * dot) * inv[1, i:j]).transpose(1, 2)
+            dqkv[:, :, 0] = unit_vector_grad(qh, dqs, t * inv[0, i:j], dot).transpose(1, 2)
+            dqkv[:, :, 1] = unit_vector_grad(kh, dk, inv[1, i:j]).transpose(1, 2)
             dqkv = dqkv.view((j - i) * N, -1)  # (n*N, 3C)
             if dx is not None:
                 dx[i:j] = backward_gemm(dqkv, w.t(), ctx.execution).view(j - i, N, -1)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..execution import Execution
-from ..ops import inverse_norm
+from ..ops import inverse_norm, unit_vector_grad
 from .fused import qkv_heads
 
 __all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
@@ -60,8 +60,7 @@ class UnitQK(torch.autograd.Function):
         # q's gradient through the temperature: sum of (unit q . d(loss)/d(output q))
         dtemperature = (unit[0] * dq).sum((0, 1, 3, 4)).view(temperature.shape) \
             if ctx.needs_input_grad[1] else None
-        # through y = x / |x|: dx = (dy - y (y . dy)) / |x|, 0 where the norm was clamped
-        dqk = (grad - unit * (unit * grad).sum(-1, keepdim=True)) * inv
+        dqk = unit_vector_grad(unit, grad, inv)
         return dqk.to(out.dtype), dtemperature
 
 

@@ -22,38 +22,19 @@ unfused path on machines without a GPU.
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 
 import torch
 from torch import nn
 
 from ..ops import NORM_EPS
 
-try:
+from ..hardware import TRITON
+
+if TRITON:
     import triton
     import triton.language as tl
-except ImportError:  # CPU-only builds of PyTorch come without Triton
-    triton = None
 
-__all__ = ['INTERPRETED', 'TRITON', 'add_layer_norm_', 'qkv_heads', 'runs_on']
-
-# Triton >= 3.0: older releases (2.1 ships with torch 2.1) have a different interpreter, so
-# these kernels could not be tested with them
-TRITON = triton is not None and int(triton.__version__.split('.')[0]) >= 3
-# Triton's interpreter runs the kernels on CPU tensors (read by triton.jit at import)
-INTERPRETED = TRITON and os.environ.get('TRITON_INTERPRET') == '1'
-
-
-@functools.lru_cache(maxsize=None)
-def runs_on(device: torch.device) -> bool:
-    """Whether the kernels can run on ``device``: a CUDA GPU Triton compiles for (compute
-    capability 7.0 or newer, as torch.compile asks), or the CPU under Triton's interpreter."""
-    if not TRITON:
-        return False
-    if device.type == 'cuda':
-        return torch.cuda.get_device_capability(device) >= (7, 0)
-    return device.type == 'cpu' and INTERPRETED
+__all__ = ['add_layer_norm_', 'qkv_heads']
 
 
 # elements a program holds per tensor: a few rows of a layer norm, tokens x head dims of q/k/v

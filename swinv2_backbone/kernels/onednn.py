@@ -17,8 +17,8 @@ Elsewhere there is nothing to gain (BENCHMARKS.md):
   transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN.
 
 So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones
-(:data:`ONEDNN_FP32`, decided once at import, indexed by whether autograd records), unless
-an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
+(:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at import, indexed by whether
+autograd records), unless an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
@@ -27,44 +27,14 @@ the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
 """
 from __future__ import annotations
 
-import platform
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
 from ..execution import Execution
 
-__all__ = ['ONEDNN', 'ONEDNN_BF16', 'ONEDNN_FP32', 'OneDnnLinear', 'backward_gemm', 'cpu_vendor',
-           'gains_on', 'gemm', 'linear']
+__all__ = ['OneDnnLinear', 'backward_gemm', 'gemm', 'linear']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
-ONEDNN = _OP is not None and torch.backends.mkldnn.is_available()
-# oneDNN's bf16 GEMM needs a CPU with AVX-512 (bf16) or AMX; without, bf16 inference keeps
-# autocast's F.linear
-ONEDNN_BF16 = ONEDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def cpu_vendor(text: str | None = None) -> str:
-    """'GenuineIntel', 'AuthenticAMD' or '' (unknown), read from ``text``: by default Linux's
-    /proc/cpuinfo, else ``platform.processor()`` (which names the vendor on Windows)."""
-    if text is None:
-        cpuinfo = Path('/proc/cpuinfo')
-        text = cpuinfo.read_text(errors='replace') if cpuinfo.exists() else platform.processor()
-    return next((v for v in ('GenuineIntel', 'AuthenticAMD') if v in text), '')
-
-
-def gains_on(capability: str, vendor: str, grad: bool) -> bool:
-    """Whether oneDNN's float32 GEMM beats MKL's on a CPU of this
-    ``torch.backends.cpu.get_cpu_capability()`` ('AVX2', 'AVX512', 'AVX512_BF16', ...) and
-    :func:`cpu_vendor`, in inference (``grad`` False) or training: with AVX-512, in training
-    only where MKL does not use it (any vendor but Intel)."""
-    return capability.startswith('AVX512') and (not grad or vendor != 'GenuineIntel')
-
-
-# oneDNN for float32 linears on this CPU: ONEDNN_FP32[grad]
-ONEDNN_FP32 = {grad: ONEDNN and gains_on(torch.backends.cpu.get_cpu_capability(), cpu_vendor(),
-                                         grad) for grad in (False, True)}
 
 
 def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

@@ -43,11 +43,11 @@ def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
     setters)."""
     if TORCH_VERSION < (2, 4):
         raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
-    from swinv2_backbone.kernels import fused
+    from swinv2_backbone import hardware
     with FakeTensorMode(allow_non_fake_inputs=True) as fake, \
             mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
             mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
-            mock.patch.object(fused, 'runs_on', lambda _: fused.TRITON):
+            mock.patch.object(hardware, 'triton_runs_on', lambda _: hardware.TRITON):
         previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
         torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
         torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU

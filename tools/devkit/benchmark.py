@@ -264,7 +264,8 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, backend: str = 'mm') -> floa
     ``'onednn'`` times oneDNN's GEMM (see kernels/onednn.py), with AVX-512 the faster of the two
     on AMD processors.
     """
-    from swinv2_backbone.kernels.onednn import ONEDNN, _OP
+    from swinv2_backbone.hardware import ONEDNN
+    from swinv2_backbone.kernels.onednn import _OP
     a, b = torch.randn(n, n), torch.randn(n, n)
     if backend == 'onednn' and not ONEDNN:
         raise RuntimeError('this PyTorch has no oneDNN linear op')

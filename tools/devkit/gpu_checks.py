@@ -205,7 +205,7 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
 
 def fused_checks(x: torch.Tensor, state: dict) -> list[str]:
     from swinv2_backbone.execution import Execution, decide
-    from swinv2_backbone.kernels.fused import INTERPRETED
+    from swinv2_backbone.hardware import INTERPRETED
     failures = []
     check = checker('6. fused kernels', failures)
     fused = model('batched', state).eval()
