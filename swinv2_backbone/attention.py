@@ -39,8 +39,6 @@ import torch
 from torch import nn
 
 from .execution import Execution
-from .kernels import cpu, device
-from .kernels.onednn import linear
 from .ops import (attention_logits, inverse_norm, relative_coords_table, relative_position_index,
                   unit_vectors)
 
@@ -135,11 +133,8 @@ class WindowAttentionV2(nn.Module):
         """
         key = None
         params = list(self.cpb_mlp.parameters())
-        # not cached in a compiled graph (version counters are not traceable) or a CUDA graph
-        # (a replay would not look), nor for weights made under inference_mode (they have no
-        # version counter)
-        if not self.training and not execution.grad and not execution.compiling and \
-                not execution.exporting and not execution.captured and \
+        # nor for weights made under inference_mode (they have no version counter)
+        if not self.training and execution.may_cache and \
                 not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device, *(p._version for p in params))
             if self._pos_bias_cache is not None and self._pos_bias_cache[0] == key:
@@ -192,33 +187,12 @@ class WindowAttentionV2(nn.Module):
         Returns:
             the shape of ``x``
         """
-        shape, C = x.shape, x.shape[-1]
-        N = window * window
         qkv_bias = self.qkv_bias()
         temperature = self.temperature()
         pos_bias = self.position_bias(window, execution)
-        if execution.path == 'reference' or execution.attn_dropout:
-            windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, C)
-            if mask is not None:  # window w of image b is row b*nW + w
-                mask = mask.repeat(shape[0] if x.dim() == 4 else len(windows) // len(mask), 1, 1)
-            out = self._reference(windows, qkv_bias, temperature, pos_bias, mask,
-                                  execution.exporting)
-        elif execution.path == 'batched':
-            out = device.window_attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias,
-                                          mask, self.num_heads, execution.fused)
-        elif execution.grad:
-            out = cpu.CosineAttention.apply(x.view(-1, N, C), self.qkv.weight, qkv_bias,
-                                            temperature.view(-1), pos_bias, mask,
-                                            self.num_heads, execution)
-        else:  # cpu inference: nothing to save for backward
-            qkv = linear(x.view(-1, N, C), self.qkv.weight, qkv_bias, execution)
-            # under bf16 autocast only the GEMMs run in bf16: the temperature (up to 100)
-            # times bf16 logits would put errors of tenths into the softmax
-            with torch.autocast('cpu', enabled=False) if execution.bf16_inference \
-                    else nullcontext():
-                out = cpu.attend(*cpu.head_major(qkv, temperature, self.num_heads), pos_bias,
-                                 mask, execution.chunk_logits)
-        out = linear(out.reshape(shape), self.proj.weight, self.proj.bias, execution)
+        out = execution.attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias, mask,
+                                  self.num_heads, window, self._reference)
+        out = execution.linear(out.reshape(x.shape), self.proj.weight, self.proj.bias)
         return self.proj_drop(out)
 
     def _reference(self, x: torch.Tensor, qkv_bias: torch.Tensor | None,

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
-from .execution import Execution, check_execution, decide
+from .execution import Execution, Request, check_execution, decide
 from .graphs import CudaGraphs
 from .ops import is_static
 
@@ -69,8 +69,9 @@ class SwinV2Backbone(BaseModule):
             BENCHMARKS.md); False keeps everything. The same results whichever.
         execution: how forward runs (:mod:`swinv2_backbone.execution`): 'auto' (the CPU
             kernels on CPU, whole-stage batched ops with ``scaled_dot_product_attention`` on
-            GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or an
-            :class:`~swinv2_backbone.execution.Execution` that also sets the chunk sizes. Every
+            GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or a
+            :class:`~swinv2_backbone.execution.Request` that also chooses the GEMM library,
+            the fused kernels and the chunk sizes. Every
             path gives the reference's result (tested); attention dropout in training runs the
             reference attention.
         cuda_graph: on CUDA inputs, capture the forward (and in training the backward) in a
@@ -104,7 +105,7 @@ class SwinV2Backbone(BaseModule):
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, use_abs_pos_embed: bool = False,
                  pretrain_img_size: int = 256, with_cp: bool | str = False,
-                 execution: str | Execution = 'auto', cuda_graph: bool = False,
+                 execution: str | Request = 'auto', cuda_graph: bool = False,
                  frozen_stages: int = -1, mask_token: bool = False,
                  norm_eval: bool = False, init_cfg: dict | list | None = None) -> None:
         super().__init__(init_cfg=init_cfg)

@@ -15,10 +15,6 @@ from torch import nn
 
 from .attention import WindowAttentionV2
 from .execution import Execution
-from .kernels.cpu import GeluMlp
-from .kernels.device import layer_norm
-from .kernels.fused import add_layer_norm_
-from .kernels.onednn import linear
 from .ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor,
                   window_layout, window_order)
 
@@ -101,13 +97,9 @@ class PatchEmbed(nn.Module):
 class Mlp(nn.Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout.
 
-    Training without dropout goes through :class:`~swinv2_backbone.kernels.cpu.GeluMlp` (saves
-    only the fc1 output; on the batched path in one chunk); cpu inference through oneDNN on
-    AVX-512 CPUs (bias and GELU fused into the fc1 GEMM). The reference path runs
-    the modules.
-
-    ``recompute``: training keeps only the input; backward recomputes the hidden layer
-    (``GeluMlp``'s recompute, or ``torch.utils.checkpoint`` around the modules).
+    How it runs is the forward's plan (:meth:`~swinv2_backbone.execution.Execution.mlp`): the
+    modules as written (:meth:`plain`), or lean kernels that compute the same.
+    ``recompute``: training keeps only the input; backward recomputes the hidden layer.
     """
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0, recompute: bool = False) -> None:
@@ -120,19 +112,10 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
-        if execution.path == 'reference' or (self.training and self.drop1.p > 0) or \
-                (execution.path == 'batched' and not execution.grad):
-            if self.recompute and execution.grad:
-                return cp.checkpoint(self._plain, x, use_reentrant=False)
-            return self._plain(x)
-        if execution.grad:  # saves the fc1 output only, recomputes the GELU in backward
-            y = GeluMlp.apply(x.reshape(-1, x.shape[-1]), self.fc1.weight, self.fc1.bias,
-                              self.fc2.weight, self.fc2.bias, execution, self.recompute)
-            return y.view(x.shape)
-        hidden = linear(x, self.fc1.weight, self.fc1.bias, execution, gelu=True)
-        return linear(hidden, self.fc2.weight, self.fc2.bias, execution)
+        return execution.mlp(self, x)
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        """The modules, as written: what the reference path runs."""
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
@@ -172,36 +155,19 @@ class SwinV2Block(nn.Module):
         On the cpu path without autograd, ``x`` is updated in place,
         ``execution.chunk_tokens`` at a time (one image's windows), and returned.
         """
-        if execution.path != 'cpu' or execution.grad:
-            return self._windows(x, window, mask, execution, inplace=False)
-        B, L, C = x.shape
-        N = window * window
-        # windows per chunk; one chunk per image in a compiled graph
-        per = L // N if execution.compiling else max(1, execution.chunk_tokens // N)
-        for b in range(B):
-            for w in range(0, L // N, per):
-                self._windows(x[b:b + 1, w * N:(w + per) * N], window,
-                              None if mask is None else mask[w:w + per], execution, inplace=True)
-        return x
+        return execution.over_windows(
+            lambda x, window, mask, inplace: self._windows(x, window, mask, execution, inplace),
+            x, window, mask)
 
     def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
                  execution: Execution, inplace: bool) -> torch.Tensor:
         """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window."""
-        x = self._residual(x, self.attn(x, window, mask, execution), self.norm1, execution,
-                           inplace)
-        x = self._residual(x, self.mlp(x, execution), self.norm2, execution, inplace)
+        x = execution.residual(x, self.attn(x, window, mask, execution), self.norm1,
+                               self.drop_path, inplace)
+        x = execution.residual(x, self.mlp(x, execution), self.norm2, self.drop_path, inplace)
         if self.norm3 is not None:
             x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)
         return x
-
-    def _residual(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm,
-                  execution: Execution, inplace: bool) -> torch.Tensor:
-        """``x + drop_path(norm(y))``; ``inplace``: into ``x``. With ``execution.fused`` (the
-        batched path's inference; drop path inactive) into ``x`` by one Triton kernel."""
-        if execution.fused and not (self.training and isinstance(self.drop_path, DropPath)):
-            return add_layer_norm_(x, y, norm)
-        y = self.drop_path(layer_norm(y, norm, execution))
-        return x.add_(y) if inplace else x + y
 
 
 class PatchMerging(nn.Module):
@@ -222,7 +188,7 @@ class PatchMerging(nn.Module):
         # major, by one reshape and permute (four strided slices ran slower in OpenVINO)
         x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(
             B, H // 2, W // 2, 4 * C)
-        return self.norm(linear(x, self.reduction.weight, None, execution))
+        return self.norm(execution.linear(x, self.reduction.weight, None))
 
 
 @dataclass(frozen=True)

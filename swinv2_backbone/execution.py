@@ -1,7 +1,10 @@
 """How a forward runs: one decision per forward, passed down to every stage, block and kernel.
 
-``SwinV2Backbone(execution=...)`` picks the path; :func:`decide` turns it and the state of the
-call (device, autograd, autocast, tracing) into an :class:`Execution` once per forward:
+``SwinV2Backbone(execution=...)`` picks the path (a name, or a :class:`Request`);
+:func:`decide` turns it and the state of the call (device, autograd, autocast, tracing) into
+an :class:`Execution` once per forward: the plan, whose members the modules call (``linear``,
+``norm``, ``residual``, ``mlp``, ``attention``, ``over_windows``), so that they state the
+model and never branch on its flags. The paths:
 
 - ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
   the official code writes it; also what attention dropout in training runs.
@@ -28,18 +31,49 @@ memory, never numerics beyond float rounding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from . import hardware
 from .compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
                      is_exporting)
+from .kernels import cpu, device, onednn
+from .kernels import fused as fused_kernels
 
-__all__ = ['EXECUTION_PATHS', 'Execution', 'check_execution', 'decide']
+__all__ = ['EXECUTION_PATHS', 'Execution', 'Request', 'check_execution', 'decide']
 
 EXECUTION_PATHS = ('auto', 'reference', 'cpu', 'batched')
+
+
+@dataclass(frozen=True)
+class Request:
+    """How a user asks a backbone to run (``SwinV2Backbone(execution=Request(...))``; a plain
+    path name is ``Request(path)``). :func:`decide` resolves it, per forward, into an
+    :class:`Execution`.
+
+    Attributes:
+        path: one of ``EXECUTION_PATHS``.
+        onednn: float32 CPU linears on oneDNN: None (where its GEMM beats MKL's:
+            :data:`~swinv2_backbone.hardware.ONEDNN_FP32`), True or False.
+        fused: the batched path's inference on the fused Triton kernels: None (on CUDA
+            inputs), True (also on CPU inputs where Triton's interpreter runs: the tests) or
+            False (never).
+        chunk_tokens, train_chunk_tokens, chunk_logits, mlp_chunk_rows: the cpu path's chunk
+            sizes (see :class:`Execution`); tests choose small ones.
+    """
+
+    path: str = 'auto'
+    onednn: bool | None = None
+    fused: bool | None = None
+    chunk_tokens: int = 2048
+    train_chunk_tokens: int = 4096
+    chunk_logits: int = 1 << 20
+    mlp_chunk_rows: int | None = 4096
 
 
 @dataclass(frozen=True)
@@ -55,10 +89,8 @@ class Execution:
             ``torch.jit.trace``): the path is 'reference' and the stages derive their layout
             from the input's (symbolic) shape in the graph, caching nothing.
         onednn: float32 CPU linears, and the cpu path's backward GEMMs, run on oneDNN (the cpu
-            path, outside autocast and jit tracing, which cannot record the op). Requested as
-            None (the default): where oneDNN's GEMM beats MKL's, on CPUs with AVX-512, in
-            training only on non-Intel ones
-            (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`); True or False chooses.
+            path, outside autocast and jit tracing, which cannot record the op), as
+            :attr:`Request.onednn` asks.
         bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
             oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
             stay float32.
@@ -68,9 +100,7 @@ class Execution:
             (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
             normalisation, and each residual ``x += norm(y)``): without autograd, outside
             compiling and tracing, not in float64, where Triton >= 3.0 runs
-            (:func:`~swinv2_backbone.hardware.triton_runs_on`). Requested as None (the
-            default): on CUDA inputs; True: also on CPU inputs where Triton's interpreter runs
-            (the tests); False: never.
+            (:func:`~swinv2_backbone.hardware.triton_runs_on`), as :attr:`Request.fused` asks.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
             compiling or tracing, and not inside a capture already).
         captured: this forward is being recorded into a CUDA graph, to be replayed later:
@@ -82,8 +112,8 @@ class Execution:
             (windows * heads * N * N) and MLP rows at a time. The batched path has no chunks
             (``mlp_chunk_rows`` None: all rows at once).
 
-    Pass an ``Execution`` as the backbone's ``execution`` to choose the chunk sizes too (tests
-    use small ones); :func:`decide` fills in the rest for each forward.
+    Kernels and tests may build one directly (a decided forward); a backbone takes a
+    :class:`Request`.
     """
 
     path: str
@@ -91,9 +121,9 @@ class Execution:
     amp: torch.dtype | None = None
     compiling: bool = False
     exporting: bool = False
-    onednn: bool | None = None
+    onednn: bool = False
     bf16_inference: bool = False
-    fused: bool | None = None
+    fused: bool = False
     attn_dropout: bool = False
     cuda_graph: bool = False
     captured: bool = False
@@ -102,22 +132,138 @@ class Execution:
     chunk_logits: int = 1 << 20
     mlp_chunk_rows: int | None = 4096
 
+    @property
+    def may_cache(self) -> bool:
+        """Whether results computed from the weights may be kept for later forwards: no
+        autograd records this one, and it is not traced (compiling or exporting: version
+        counters are not traceable) nor recorded into a CUDA graph (a replay would not
+        look)."""
+        return not (self.grad or self.compiling or self.exporting or self.captured)
 
-def check_execution(requested: str | Execution) -> None:
+    # ---------------------------------------------------------------- the plan's members
+    # What the modules call: each runs the kernel this forward's decision picks, so that the
+    # modules state the model and never branch on these flags.
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               gelu: bool = False) -> torch.Tensor:
+        """``F.linear`` (then the exact GELU): oneDNN's GEMM where ``onednn`` or
+        ``bf16_inference`` says so (:func:`~swinv2_backbone.kernels.onednn.linear`)."""
+        return onednn.linear(x, weight, bias, self, gelu)
+
+    def norm(self, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """``norm(y)``; in training under autocast on the batched path through
+        :class:`~swinv2_backbone.kernels.device.AmpLayerNorm`."""
+        return device.layer_norm(y, norm, self)
+
+    def residual(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm,
+                 drop_path: nn.Module, inplace: bool = False) -> torch.Tensor:
+        """``x + drop_path(norm(y))``; ``inplace``: into ``x``. With ``fused`` (the batched
+        path's inference; drop path inactive) into ``x`` by one Triton kernel."""
+        dropping = drop_path.training and not isinstance(drop_path, nn.Identity)
+        if self.fused and not dropping:
+            return fused_kernels.add_layer_norm_(x, y, norm)
+        y = drop_path(self.norm(y, norm))
+        return x.add_(y) if inplace else x + y
+
+    def mlp(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``mlp.fc2(drop(gelu(mlp.fc1(x))))`` (an :class:`~swinv2_backbone.blocks.Mlp`).
+
+        The modules themselves on the reference path, with active dropout and in the batched
+        path's inference (with ``mlp.recompute`` in training: under ``torch.utils.checkpoint``);
+        training otherwise through :class:`~swinv2_backbone.kernels.cpu.GeluMlp` (saves the fc1
+        output only; ``mlp.recompute``: not even that); cpu inference through :meth:`linear`
+        (bias and GELU fused into oneDNN's fc1 GEMM).
+        """
+        dropout = mlp.training and mlp.drop1.p > 0
+        if self.path == 'reference' or dropout or (self.path == 'batched' and not self.grad):
+            if mlp.recompute and self.grad:
+                return checkpoint(mlp.plain, x, use_reentrant=False)
+            return mlp.plain(x)
+        if self.grad:
+            y = cpu.GeluMlp.apply(x.reshape(-1, x.shape[-1]), mlp.fc1.weight, mlp.fc1.bias,
+                                  mlp.fc2.weight, mlp.fc2.bias, self, mlp.recompute)
+            return y.view(x.shape)
+        hidden = self.linear(x, mlp.fc1.weight, mlp.fc1.bias, gelu=True)
+        return self.linear(hidden, mlp.fc2.weight, mlp.fc2.bias)
+
+    def attention(self, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                  temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
+                  num_heads: int, window: int, reference: Callable) -> torch.Tensor:
+        """Scaled cosine attention of the windows in ``x`` before the output projection, by
+        the path's kernel: ``reference(windows, qkv_bias, temperature, pos_bias, mask,
+        exporting)`` (the attention module's plain ops, also what attention dropout runs),
+        :func:`~swinv2_backbone.kernels.device.window_attention` (batched),
+        :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (cpu training) or
+        :func:`~swinv2_backbone.kernels.cpu.attend` (cpu inference).
+
+        Args:
+            x: (B, L, C) tokens in window order, or (B, nW, N, C) windows (the export path,
+                whose symbolic sizes are not divided).
+            weight: (3C, C) the qkv projection.
+            mask: (num_windows, N, N) shift mask, or None.
+
+        Returns:
+            (-1, N, C) on the reference and cpu paths, (B, L, C) on the batched one: the
+            caller reshapes to ``x``'s shape.
+        """
+        C = x.shape[-1]
+        N = window * window
+        if self.path == 'reference' or self.attn_dropout:
+            windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, C)
+            if mask is not None:  # window w of image b is row b*nW + w
+                mask = mask.repeat(x.shape[0] if x.dim() == 4 else len(windows) // len(mask),
+                                   1, 1)
+            return reference(windows, qkv_bias, temperature, pos_bias, mask, self.exporting)
+        if self.path == 'batched':
+            return device.window_attention(x, weight, qkv_bias, temperature, pos_bias, mask,
+                                           num_heads, self.fused)
+        if self.grad:
+            return cpu.CosineAttention.apply(x.view(-1, N, C), weight, qkv_bias,
+                                             temperature.view(-1), pos_bias, mask, num_heads,
+                                             self)
+        qkv = self.linear(x.view(-1, N, C), weight, qkv_bias)
+        # under bf16 autocast only the GEMMs run in bf16: the temperature (up to 100) times
+        # bf16 logits would put errors of tenths into the softmax
+        with torch.autocast('cpu', enabled=False) if self.bf16_inference else nullcontext():
+            return cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
+                              self.chunk_logits)
+
+    def over_windows(self, fn: Callable, x: torch.Tensor, window: int,
+                     mask: torch.Tensor | None) -> torch.Tensor:
+        """``fn(x, window, mask, inplace)`` over a block's (B, L, C) tokens: at once, or on
+        the cpu path's inference in place, ``chunk_tokens`` at a time (one image's windows
+        per chunk when compiling), so a chunk's intermediates stay in cache."""
+        if self.path != 'cpu' or self.grad:
+            return fn(x, window, mask, False)
+        B, L, _ = x.shape
+        N = window * window
+        per = L // N if self.compiling else max(1, self.chunk_tokens // N)
+        for b in range(B):
+            for w in range(0, L // N, per):
+                fn(x[b:b + 1, w * N:(w + per) * N], window,
+                   None if mask is None else mask[w:w + per], True)
+        return x
+
+
+def check_execution(requested: str | Request) -> None:
     """Raise a clear error for an ``execution`` argument that names no path."""
-    path = requested.path if isinstance(requested, Execution) else requested
+    if isinstance(requested, Execution):
+        raise TypeError(f'execution takes a path name or a Request; an Execution is what '
+                        f'decide() makes of one per forward: use Request({requested.path!r}, '
+                        '...)')
+    path = requested.path if isinstance(requested, Request) else requested
     if path not in EXECUTION_PATHS:
-        raise ValueError(f'execution must be one of {EXECUTION_PATHS} or an Execution, got '
+        raise ValueError(f'execution must be one of {EXECUTION_PATHS} or a Request, got '
                          f'{requested!r}')
 
 
-def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
+def decide(requested: str | Request, x: torch.Tensor, module: nn.Module,
            attn_dropout: bool = False, cuda_graph: bool = False) -> Execution:
     """The :class:`Execution` of ``module``'s forward on ``x``, for the path ``requested``
-    (a name from ``EXECUTION_PATHS``, or an :class:`Execution` whose path and chunk sizes
-    are kept); ``cuda_graph``: the module asks for CUDA graphs."""
+    (a name from ``EXECUTION_PATHS``, or a :class:`Request`); ``cuda_graph``: the module
+    asks for CUDA graphs."""
     check_execution(requested)
-    base = requested if isinstance(requested, Execution) else Execution(requested)
+    base = requested if isinstance(requested, Request) else Request(requested)
     device = x.device.type
     exporting = is_exporting()
     path = 'reference' if exporting else base.path
@@ -137,15 +283,17 @@ def decide(requested: str | Execution, x: torch.Tensor, module: nn.Module,
     # the kernels compute in float32: not for float64 models
     fused_usable = path == 'batched' and not grad and not compiling \
         and x.dtype != torch.float64 and hardware.triton_runs_on(x.device)
-    return replace(base, path=path, grad=grad, amp=amp, compiling=compiling, exporting=exporting,
-                   onednn=onednn_usable and amp is None
-                   and (hardware.ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
-                   bf16_inference=onednn_usable and hardware.ONEDNN_BF16 and not grad
-                   and amp == torch.bfloat16,
-                   fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
-                   attn_dropout=attn_dropout,
-                   cuda_graph=cuda_graph and device == 'cuda' and not compiling
-                   and not exporting and not captured,
-                   captured=captured,
-                   # the batched path works on whole stages: no chunks
-                   mlp_chunk_rows=None if path == 'batched' else base.mlp_chunk_rows)
+    return Execution(
+        path=path, grad=grad, amp=amp, compiling=compiling, exporting=exporting,
+        onednn=onednn_usable and amp is None
+        and (hardware.ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
+        bf16_inference=onednn_usable and hardware.ONEDNN_BF16 and not grad
+        and amp == torch.bfloat16,
+        fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
+        attn_dropout=attn_dropout,
+        cuda_graph=cuda_graph and device == 'cuda' and not compiling and not exporting
+        and not captured,
+        captured=captured, chunk_tokens=base.chunk_tokens,
+        train_chunk_tokens=base.train_chunk_tokens, chunk_logits=base.chunk_logits,
+        # the batched path works on whole stages: no chunks
+        mlp_chunk_rows=None if path == 'batched' else base.mlp_chunk_rows)

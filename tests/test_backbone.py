@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.execution import Execution
 
 from conftest import randomize_
 
@@ -194,6 +195,8 @@ def test_bad_input_names_the_problem(x, exc, match):
     (dict(embed_dim=0), ValueError, 'embed_dim must be a positive int, got 0'),
     (dict(num_heads=(1, 2, 4, 7)), ValueError, 'dim 256 is not divisible by num_heads 7'),
     (dict(execution='fast'), ValueError, r"execution must be one of \('auto', 'reference', "),
+    (dict(execution=Execution('cpu')), TypeError,
+     r"execution takes a path name or a Request; .* use Request\('cpu', \.\.\.\)"),
     (dict(cuda_graph='yes'), TypeError, "cuda_graph must be a bool, got 'yes'"),
     (dict(with_cp='mlps'), ValueError,
      r"with_cp must be a bool or one of \('block', 'mlp'\), got 'mlps'"),

@@ -231,11 +231,11 @@ def test_tools_export_neck_writes_the_features_a_head_reads(tmp_path):
 
 
 def test_while_a_graph_is_recorded_every_request_runs_the_plain_ops(model):
-    from swinv2_backbone.execution import Execution, decide
+    from swinv2_backbone.execution import Request, decide
     seen = []
 
     def record(x):
-        for requested in ('auto', 'cpu', 'batched', Execution('batched', fused=True)):
+        for requested in ('auto', 'cpu', 'batched', Request('batched', fused=True)):
             seen.append(decide(requested, x, model))
         return x * 2
 

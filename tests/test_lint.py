@@ -13,30 +13,47 @@ def test_flake8_is_clean():
 
 
 def _package_imports(path: Path) -> set[str]:
-    """The modules of this package a file imports, anywhere in it (relative imports resolved
-    against swinv2_backbone/)."""
+    """The modules of this package a file imports at run time, anywhere in it (relative
+    imports resolved against swinv2_backbone/; ``if TYPE_CHECKING:`` blocks left out)."""
     import ast
     package = ['swinv2_backbone', *path.parent.relative_to(ROOT / 'swinv2_backbone').parts]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+
+    def visit(node):
+        if isinstance(node, ast.If) and getattr(node.test, 'id', None) == 'TYPE_CHECKING':
+            return
         if isinstance(node, ast.ImportFrom) and node.level:
             base = '.'.join(package[:len(package) - node.level + 1])
-            if node.module:
+            if node.module:  # the module, and its names (which may be submodules)
                 found.add(f'{base}.{node.module}')
+                found.update(f'{base}.{node.module}.{a.name}' for a in node.names)
             else:  # from . import name
                 found.update(f'{base}.{a.name}' for a in node.names)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
             found.update(n for n in names if n and n.startswith('swinv2_backbone'))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
     return found
 
 
-def test_hardware_probes_import_nothing_of_the_package_and_execution_no_kernels():
-    """The probes (hardware.py) stand alone; execution.py decides from them without importing
-    the kernels, which import it (no import loop hidden inside a function)."""
+def test_the_probes_stand_alone_and_the_plan_calls_the_kernels():
+    """hardware.py imports nothing of the package; execution.py (the plan) decides from it and
+    calls the kernels, which import the plan's type for annotations only: no import loop."""
     package = ROOT / 'swinv2_backbone'
     assert _package_imports(package / 'hardware.py') == set()
     imported = _package_imports(package / 'execution.py')
-    assert 'swinv2_backbone.hardware' in imported
-    assert not any(m.startswith('swinv2_backbone.kernels') for m in imported), imported
-    assert 'swinv2_backbone.execution' in _package_imports(package / 'kernels' / 'onednn.py')
+    assert {'swinv2_backbone.hardware', 'swinv2_backbone.kernels.cpu',
+            'swinv2_backbone.kernels.device', 'swinv2_backbone.kernels.onednn'} <= imported
+    for kernel in (package / 'kernels').glob('*.py'):
+        assert 'swinv2_backbone.execution' not in _package_imports(kernel), kernel.name
+
+
+def test_the_modules_call_the_plan_instead_of_choosing_kernels():
+    """blocks.py and attention.py state the model: no kernel module is imported there (what
+    runs is the plan's member: linear, norm, residual, mlp, attention)."""
+    for name in ('blocks.py', 'attention.py'):
+        imported = _package_imports(ROOT / 'swinv2_backbone' / name)
+        assert not any(m.startswith('swinv2_backbone.kernels') for m in imported), (name, imported)

@@ -85,7 +85,7 @@ def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write
 
     import torch
     from devkit.traffic import cuda_inference_traffic
-    from swinv2_backbone.execution import Execution
+    from swinv2_backbone.execution import Request
     from swinv2_backbone import hardware
     if not hardware.TRITON:
         pytest.skip('the fused path needs Triton >= 3.0')
@@ -93,7 +93,7 @@ def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write
 
     def build(fuse):
         return SwinV2Backbone(arch=arch, window_size=4, drop_path_rate=0.0,
-                              execution=Execution('batched', fused=fuse))
+                              execution=Request('batched', fused=fuse))
     on, off = (cuda_inference_traffic(partial(build, f), (64, 96), 2, torch.float16).bytes
                for f in (None, False))
     # (tokens x C, blocks) of each stage: 2 images of 16 x 24 and 8 x 12 tokens

@@ -13,7 +13,7 @@ import torch
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
-from swinv2_backbone.execution import Execution, decide
+from swinv2_backbone.execution import Execution, Request, decide
 from swinv2_backbone import hardware
 
 from conftest import randomize_
@@ -22,21 +22,21 @@ SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)
              window_size=4, drop_path_rate=0.0)
 # the cpu path with chunk edges inside images and windows that do not divide evenly, with
 # each GEMM library whatever this CPU's default (oneDNN only with AVX-512)
-SMALL_CHUNKS = Execution('cpu', chunk_tokens=48, train_chunk_tokens=48, chunk_logits=100,
-                         mlp_chunk_rows=40)
+SMALL_CHUNKS = Request('cpu', chunk_tokens=48, train_chunk_tokens=48, chunk_logits=100,
+                       mlp_chunk_rows=40)
 FAST_PATHS = {'cpu': 'cpu',
               'cpu, small chunks, oneDNN GEMMs': replace(SMALL_CHUNKS, onednn=True),
               'cpu, small chunks, MKL GEMMs': replace(SMALL_CHUNKS, onednn=False),
               'batched': 'batched',
               # inference only: training takes the batched path's autograd
-              'batched, fused Triton kernels': Execution('batched', fused=True)}
+              'batched, fused Triton kernels': Request('batched', fused=True)}
 # what torch.compile must trace: the cpu path with each GEMM library, and the batched path
-COMPILED_PATHS = {'cpu, oneDNN GEMMs': Execution('cpu', onednn=True),
-                  'cpu, MKL GEMMs': Execution('cpu', onednn=False), 'batched': 'batched'}
+COMPILED_PATHS = {'cpu, oneDNN GEMMs': Request('cpu', onednn=True),
+                  'cpu, MKL GEMMs': Request('cpu', onednn=False), 'batched': 'batched'}
 
 
 def small(execution='auto', **kw) -> SwinV2Backbone:
-    if isinstance(execution, Execution) and execution.fused and not hardware.INTERPRETED:
+    if isinstance(execution, Request) and execution.fused and not hardware.INTERPRETED:
         pytest.skip("the fused kernels' tests run in Triton >= 3.0's interpreter")
     torch.manual_seed(0)
     return randomize_(SwinV2Backbone(**{**SMALL, **kw}, execution=execution)).eval()
@@ -251,11 +251,11 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
     assert hardware.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
         'GenuineIntel'
     assert hardware.cpu_vendor('arm') == ''
-    assert decide(Execution('cpu', onednn=True), x, model).onednn == hardware.ONEDNN
-    assert not decide(Execution('cpu', onednn=False), x, model).onednn
-    assert not decide(Execution('batched', onednn=True), x, model).onednn
+    assert decide(Request('cpu', onednn=True), x, model).onednn == hardware.ONEDNN
+    assert not decide(Request('cpu', onednn=False), x, model).onednn
+    assert not decide(Request('batched', onednn=True), x, model).onednn
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not decide(Execution('cpu', onednn=True), x, model).onednn
+        assert not decide(Request('cpu', onednn=True), x, model).onednn
 
 
 def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_compiling():
@@ -265,14 +265,14 @@ def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_com
     with torch.no_grad():
         assert not decide('batched', x, model).fused
         assert not decide('batched', x.to('meta'), small().to('meta')).fused
-        assert decide(Execution('batched', fused=True), x, model).fused == hardware.INTERPRETED
-        assert not decide(Execution('batched', fused=False), x, model).fused
-        assert not decide(Execution('batched', fused=True), x.double(), model.double()).fused
+        assert decide(Request('batched', fused=True), x, model).fused == hardware.INTERPRETED
+        assert not decide(Request('batched', fused=False), x, model).fused
+        assert not decide(Request('batched', fused=True), x.double(), model.double()).fused
         assert hardware.triton_runs_on(torch.device('cpu')) == hardware.INTERPRETED
         assert not hardware.triton_runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):
-            assert not decide(Execution(path, fused=True), x, model).fused
-    assert torch.is_grad_enabled() and not decide(Execution('batched', fused=True), x,
+            assert not decide(Request(path, fused=True), x, model).fused
+    assert torch.is_grad_enabled() and not decide(Request('batched', fused=True), x,
                                                   model).fused
 
 

@@ -20,13 +20,16 @@ what is saved for backward.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..execution import Execution
 from ..ops import attention_logits, inverse_norm, unit_vector_grad
 from .onednn import backward_gemm, linear
+
+if TYPE_CHECKING:  # the execution module calls the kernels
+    from ..execution import Execution
 
 __all__ = ['CosineAttention', 'GeluMlp', 'attend', 'head_major', 'mask_rows']
 

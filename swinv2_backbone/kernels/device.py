@@ -19,13 +19,17 @@ synchronisation, and it traces under ``torch.compile``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..execution import Execution
 from ..ops import inverse_norm, unit_vector_grad
 from .fused import qkv_heads
+
+if TYPE_CHECKING:  # the execution module calls the kernels
+    from ..execution import Execution
 
 __all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
 

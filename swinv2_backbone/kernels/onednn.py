@@ -27,10 +27,14 @@ the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from ..execution import Execution
+
+if TYPE_CHECKING:  # the execution module calls the kernels
+    from ..execution import Execution
 
 __all__ = ['OneDnnLinear', 'backward_gemm', 'gemm', 'linear']
 

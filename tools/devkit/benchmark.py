@@ -155,13 +155,13 @@ def _ours(size, window, **kw):
 
 
 def _ours_gemm(size, window, onednn: bool):
-    from swinv2_backbone.execution import Execution
-    return _ours(size, window, execution=Execution('cpu', onednn=onednn))
+    from swinv2_backbone.execution import Request
+    return _ours(size, window, execution=Request('cpu', onednn=onednn))
 
 
 def _ours_unfused(size, window, **kw):
-    from swinv2_backbone.execution import Execution
-    return _ours(size, window, execution=Execution('batched', fused=False), **kw)
+    from swinv2_backbone.execution import Request
+    return _ours(size, window, execution=Request('batched', fused=False), **kw)
 
 
 def _timm(size, window, dynamic: bool = False):

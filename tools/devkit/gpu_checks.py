@@ -204,12 +204,12 @@ def graph_checks(x: torch.Tensor, eager: SwinV2Backbone) -> list[str]:
 
 
 def fused_checks(x: torch.Tensor, state: dict) -> list[str]:
-    from swinv2_backbone.execution import Execution, decide
+    from swinv2_backbone.execution import Request, decide
     from swinv2_backbone.hardware import INTERPRETED
     failures = []
     check = checker('6. fused kernels', failures)
     fused = model('batched', state).eval()
-    unfused = model(Execution('batched', fused=False), state).eval()
+    unfused = model(Request('batched', fused=False), state).eval()
     graphed = model('batched', state, cuda_graph=True).eval()
     small = torch.randn(1, 3, 64, 96, device='cuda')  # every window shrinks
     with torch.no_grad():

@@ -6,7 +6,7 @@
 
 Prints the 30 kernels with the most GPU time over 3 profiled steps (after 3 warm-up steps).
 A training step is a forward and a backward; an inference step a forward under ``no_grad``.
-``--unfused`` turns off the fused Triton kernels (``Execution.fused``) for an A/B.
+``--unfused`` turns off the fused Triton kernels (``Request.fused``) for an A/B.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.execution import Execution
+from swinv2_backbone.execution import Request
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument('--unfused', action='store_true')
     args = parser.parse_args()
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
-    execution = Execution(args.execution, fused=False) if args.unfused else args.execution
+    execution = Request(args.execution, fused=False) if args.unfused else args.execution
     training = args.mode == 'training'
     model = SwinV2Backbone('tiny', window_size=8, out_norm=False, drop_path_rate=0.0,
                            execution=execution).cuda().train(training)

@@ -73,8 +73,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
     """The bytes of one inference forward of ``build()`` on (batch, 3, *size) as a CUDA device
     would run it (:func:`~devkit.activations.fake_cuda`), under autocast to ``amp`` (None:
     float32), after a warm-up forward (caches filled). Needs torch >= 2.4."""
-    from swinv2_backbone import blocks
-    from swinv2_backbone.kernels import device
+    from swinv2_backbone.kernels import device, fused
     model = build().eval()
     counter = TrafficCounter()
 
@@ -90,7 +89,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
 
     with fake_cuda(amp) as fake, torch.no_grad(), \
             mock.patch.object(device, 'qkv_heads', qkv_heads), \
-            mock.patch.object(blocks, 'add_layer_norm_', add_layer_norm_):
+            mock.patch.object(fused, 'add_layer_norm_', add_layer_norm_):
         state = {n: fake.from_tensor(t).to('cuda')
                  for n, t in (*model.named_parameters(), *model.named_buffers())}
         x = torch.empty(batch, 3, *size, device='cuda')
