@@ -11,20 +11,21 @@ tokens of a shifted window that were not adjacent.
 
 To change the attention, edit:
 
-1. :mod:`swinv2_backbone.ops`: :func:`~swinv2_backbone.ops.inverse_norm` (the q/k
-   normalisation; its forward without autograd, for the export:
-   :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which every hand-written backward
-   uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
-   :func:`~swinv2_backbone.ops.attention_logits` (the logits), which the reference path and
-   the cpu kernels use; :meth:`WindowAttentionV2.position_bias` for the CPB;
-2. the kernels: :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
-   hand-written backward, which states the gradient of every term of the logits) and
-   :func:`~swinv2_backbone.kernels.cpu.head_major` (the cpu path's inference layout, with the
-   temperature); :func:`~swinv2_backbone.kernels.device.window_attention` (which hands
-   ``pos_bias + mask`` to ``scaled_dot_product_attention``) and its
-   :class:`~swinv2_backbone.kernels.device.UnitQK` (the q/k normalisation with a lean
-   backward); for the q/k normalisation, the Triton kernel of
-   :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
+1. the math, stated once in :mod:`swinv2_backbone.ops`:
+   :func:`~swinv2_backbone.ops.reference_attention` (the reference every backend equals),
+   :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; its forward without
+   autograd, for the export: :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which
+   every hand-written backward uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
+   :func:`~swinv2_backbone.ops.attention_logits`; :meth:`WindowAttentionV2.position_bias` for
+   the CPB;
+2. each backend of :data:`~swinv2_backbone.execution.ATTENTION_BACKENDS` (one interface):
+   the cpu path's :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
+   hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
+   :func:`~swinv2_backbone.kernels.cpu.attend` (inference); the batched path's
+   :func:`~swinv2_backbone.kernels.device.window_attention` with
+   :class:`~swinv2_backbone.kernels.device.UnitQK` and, fused, the Triton kernel of
+   :func:`~swinv2_backbone.kernels.fused.qkv_heads`. tests/test_attention.py runs every
+   registered backend against the reference, so a backend left behind fails there.
 
 Guarded by: tests/test_paths.py (every path against the reference, outputs and every gradient,
 fp16/bf16 autocast), tests/test_kernels.py (``gradcheck`` of the autograd functions) and
@@ -39,8 +40,7 @@ import torch
 from torch import nn
 
 from .execution import Execution
-from .ops import (attention_logits, inverse_norm, relative_coords_table, relative_position_index,
-                  unit_vectors)
+from .ops import relative_coords_table, relative_position_index
 
 __all__ = ['LOGIT_SCALE_MAX', 'WindowAttentionV2']
 
@@ -191,24 +191,6 @@ class WindowAttentionV2(nn.Module):
         temperature = self.temperature()
         pos_bias = self.position_bias(window, execution)
         out = execution.attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias, mask,
-                                  self.num_heads, window, self._reference)
+                                  self.num_heads, window, self.attn_drop)
         out = execution.linear(out.reshape(x.shape), self.proj.weight, self.proj.bias)
         return self.proj_drop(out)
-
-    def _reference(self, x: torch.Tensor, qkv_bias: torch.Tensor | None,
-                   temperature: torch.Tensor, pos_bias: torch.Tensor,
-                   mask: torch.Tensor | None, exporting: bool = False) -> torch.Tensor:
-        """The math in plain ops, as the official code writes it: (B_, N, C) -> (B_, N, C);
-        ``mask``: (B_, N, N), one row per window, or None. ``exporting``: a graph without
-        autograd, whose q/k normalisation needs no zero-norm mask (:func:`unit_vectors`)."""
-        B_, N, C = x.shape
-        qkv = nn.functional.linear(x, self.qkv.weight, qkv_bias)
-        # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
-        q, k, v = qkv.reshape(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        if exporting:
-            q, k = unit_vectors(q) * temperature, unit_vectors(k)
-        else:
-            q, k = q * inverse_norm(q) * temperature, k * inverse_norm(k)
-        attn = attention_logits(q.to(v.dtype), k.to(v.dtype), pos_bias, mask)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        return (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)

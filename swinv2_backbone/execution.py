@@ -39,13 +39,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import hardware
+from . import hardware, ops
 from .compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
                      is_exporting)
 from .kernels import cpu, device, onednn
 from .kernels import fused as fused_kernels
 
-__all__ = ['EXECUTION_PATHS', 'Execution', 'Request', 'check_execution', 'decide']
+__all__ = ['ATTENTION_BACKENDS', 'AttentionBackend', 'EXECUTION_PATHS', 'Execution', 'Request',
+           'check_execution', 'decide']
 
 EXECUTION_PATHS = ('auto', 'reference', 'cpu', 'batched')
 
@@ -186,47 +187,36 @@ class Execution:
         hidden = self.linear(x, mlp.fc1.weight, mlp.fc1.bias, gelu=True)
         return self.linear(hidden, mlp.fc2.weight, mlp.fc2.bias)
 
+    @property
+    def attention_backend(self) -> str:
+        """The name in :data:`ATTENTION_BACKENDS` of the kernel this forward's attention runs."""
+        if self.exporting:
+            return 'export'
+        if self.path == 'reference' or self.attn_dropout:
+            return 'reference'
+        if self.path == 'batched':
+            return 'batched, fused' if self.fused else 'batched'
+        return 'cpu' if self.grad else 'cpu inference'
+
     def attention(self, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                   temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
-                  num_heads: int, window: int, reference: Callable) -> torch.Tensor:
+                  num_heads: int, window: int, dropout: nn.Module | None = None) -> torch.Tensor:
         """Scaled cosine attention of the windows in ``x`` before the output projection, by
-        the path's kernel: ``reference(windows, qkv_bias, temperature, pos_bias, mask,
-        exporting)`` (the attention module's plain ops, also what attention dropout runs),
-        :func:`~swinv2_backbone.kernels.device.window_attention` (batched),
-        :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (cpu training) or
-        :func:`~swinv2_backbone.kernels.cpu.attend` (cpu inference).
+        :attr:`attention_backend` (:data:`ATTENTION_BACKENDS`).
 
         Args:
             x: (B, L, C) tokens in window order, or (B, nW, N, C) windows (the export path,
                 whose symbolic sizes are not divided).
-            weight: (3C, C) the qkv projection.
+            weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
+            temperature: (heads, 1, 1). pos_bias: (heads, N, N).
             mask: (num_windows, N, N) shift mask, or None.
+            dropout: the attention dropout, which the reference backend applies.
 
         Returns:
-            (-1, N, C) on the reference and cpu paths, (B, L, C) on the batched one: the
-            caller reshapes to ``x``'s shape.
+            the tokens of ``x`` in any shape with them last: the caller reshapes.
         """
-        C = x.shape[-1]
-        N = window * window
-        if self.path == 'reference' or self.attn_dropout:
-            windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, C)
-            if mask is not None:  # window w of image b is row b*nW + w
-                mask = mask.repeat(x.shape[0] if x.dim() == 4 else len(windows) // len(mask),
-                                   1, 1)
-            return reference(windows, qkv_bias, temperature, pos_bias, mask, self.exporting)
-        if self.path == 'batched':
-            return device.window_attention(x, weight, qkv_bias, temperature, pos_bias, mask,
-                                           num_heads, self.fused)
-        if self.grad:
-            return cpu.CosineAttention.apply(x.view(-1, N, C), weight, qkv_bias,
-                                             temperature.view(-1), pos_bias, mask, num_heads,
-                                             self)
-        qkv = self.linear(x.view(-1, N, C), weight, qkv_bias)
-        # under bf16 autocast only the GEMMs run in bf16: the temperature (up to 100) times
-        # bf16 logits would put errors of tenths into the softmax
-        with torch.autocast('cpu', enabled=False) if self.bf16_inference else nullcontext():
-            return cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
-                              self.chunk_logits)
+        return ATTENTION_BACKENDS[self.attention_backend].run(
+            self, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout)
 
     def over_windows(self, fn: Callable, x: torch.Tensor, window: int,
                      mask: torch.Tensor | None) -> torch.Tensor:
@@ -243,6 +233,73 @@ class Execution:
                 fn(x[b:b + 1, w * N:(w + per) * N], window,
                    None if mask is None else mask[w:w + per], True)
         return x
+
+
+# ---------------------------------------------------------------- the attention backends
+# One interface: run(execution, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads,
+# window, dropout) -> the attention output before the projection (tokens last, any leading
+# shape). Each equals ops.reference_attention (tests/test_attention.py enumerates them).
+
+
+def _windows(x: torch.Tensor, mask: torch.Tensor | None, window: int):
+    """(B_, N, C) windows of ``x`` and the mask with one row per window."""
+    N = window * window
+    windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, x.shape[-1])
+    if mask is not None:  # window w of image b is row b*nW + w
+        mask = mask.repeat(len(windows) // len(mask), 1, 1)
+    return windows, mask
+
+
+def _reference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
+               dropout):
+    windows, mask = _windows(x, mask, window)
+    return ops.reference_attention(windows, weight, qkv_bias, temperature, pos_bias, mask,
+                                   num_heads, dropout, exporting=e.exporting)
+
+
+def _batched(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
+             dropout):
+    return device.window_attention(x, weight, qkv_bias, temperature, pos_bias, mask,
+                                   num_heads, e.fused)
+
+
+def _cpu(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout):
+    return cpu.CosineAttention.apply(x.reshape(-1, window * window, x.shape[-1]), weight,
+                                     qkv_bias, temperature.view(-1), pos_bias, mask, num_heads,
+                                     e)
+
+
+def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
+                   dropout):
+    qkv = e.linear(x.reshape(-1, window * window, x.shape[-1]), weight, qkv_bias)
+    # under bf16 autocast only the GEMMs run in bf16: the temperature (up to 100) times bf16
+    # logits would put errors of tenths into the softmax
+    with torch.autocast('cpu', enabled=False) if e.bf16_inference else nullcontext():
+        return cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
+                          e.chunk_logits)
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    """A kernel of the window attention: ``run`` (the interface above), and whether it has a
+    backward (``trains``; the others run only without autograd)."""
+
+    run: Callable
+    trains: bool
+
+
+ATTENTION_BACKENDS: dict[str, AttentionBackend] = {
+    # the official code's plain ops; also what attention dropout in training runs
+    'reference': AttentionBackend(_reference, trains=True),
+    # the reference while a graph is recorded for another runtime: F.normalize's division
+    'export': AttentionBackend(_reference, trains=False),
+    # whole-stage SDPA (kernels/device.py); with the fused Triton q/k/v kernel in inference
+    'batched': AttentionBackend(_batched, trains=True),
+    'batched, fused': AttentionBackend(_batched, trains=False),
+    # the cpu path: chunked attention with a hand-written backward, or in place in inference
+    'cpu': AttentionBackend(_cpu, trains=True),
+    'cpu inference': AttentionBackend(_cpu_inference, trains=False),
+}
 
 
 def check_execution(requested: str | Request) -> None:

@@ -6,6 +6,7 @@ Nothing here holds state; modules call these and cache what they return.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
     'NORM_EPS', 'inverse_norm', 'unit_vector_grad', 'unit_vectors', 'attention_logits',
+    'reference_attention',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
     'adaptive_avg_pool2d',
 ]
@@ -312,6 +314,40 @@ def unit_vectors(t: torch.Tensor) -> torch.Tensor:
     """
     dtype = torch.promote_types(t.dtype, torch.float32)
     return t / torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype).clamp_min(NORM_EPS)
+
+
+def reference_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                        temperature: torch.Tensor, pos_bias: torch.Tensor,
+                        mask: torch.Tensor | None, num_heads: int,
+                        dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        exporting: bool = False) -> torch.Tensor:
+    """The window attention in plain ops, as the official code writes it, before the output
+    projection: the reference every other backend equals (tests/test_attention.py).
+
+    Args:
+        x: (B_, N, C) windows.
+        weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
+        temperature: (heads, 1, 1). pos_bias: (heads, N, N).
+        mask: (B_, N, N) shift mask, one row per window, or None.
+        dropout: applied to the attention weights (attention dropout), or None.
+        exporting: a graph without autograd, whose q/k normalisation needs no zero-norm mask
+            (:func:`unit_vectors`).
+
+    Returns:
+        (B_, N, C)
+    """
+    B_, N, C = x.shape
+    qkv = F.linear(x, weight, qkv_bias)
+    # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
+    q, k, v = qkv.reshape(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    if exporting:
+        q, k = unit_vectors(q) * temperature, unit_vectors(k)
+    else:
+        q, k = q * inverse_norm(q) * temperature, k * inverse_norm(k)
+    attn = attention_logits(q.to(v.dtype), k.to(v.dtype), pos_bias, mask).softmax(dim=-1)
+    if dropout is not None:
+        attn = dropout(attn)
+    return (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
