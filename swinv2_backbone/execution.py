@@ -244,9 +244,13 @@ class Execution:
 def _windows(x: torch.Tensor, mask: torch.Tensor | None, window: int):
     """(B_, N, C) windows of ``x`` and the mask with one row per window."""
     N = window * window
-    windows = x.flatten(0, 1) if x.dim() == 4 else x.view(-1, N, x.shape[-1])
+    if x.dim() == 4:  # (B, nW, N, C), the export path: symbolic sizes, nothing divided
+        windows, images = x.flatten(0, 1), x.shape[0]
+    else:
+        windows = x.view(-1, N, x.shape[-1])
+        images = None if mask is None else len(windows) // len(mask)
     if mask is not None:  # window w of image b is row b*nW + w
-        mask = mask.repeat(len(windows) // len(mask), 1, 1)
+        mask = mask.repeat(images, 1, 1)
     return windows, mask
 
 
