@@ -72,15 +72,8 @@ def export_onnx(model: SwinV2Backbone, path: str | os.PathLike, *, dynamic: bool
         raise ValueError(f'a half export with the TorchScript exporter runs the model in '
                          f'float16, which torch {torch.__version__} cannot on the CPU: move the '
                          'model to a CUDA GPU, or export with torch >= 2.6')
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f'output folder {path.parent} does not exist')
-    dtype = torch.float16 if half else param.dtype
-    if example is None:
-        B, H, W = EXAMPLE_SIZE
-        example = torch.randn(B, model.in_channels, H, W)
-    example = example.to(param.device, dtype)
-    model._check_input(example)
+    path, example = _target_and_example(path, example, model,
+                                        torch.float16 if half else param.dtype)
     if exporter == 'dynamo' and dynamic and (example.shape[0] < 2 or min(example.shape[2:]) < 2):
         raise ValueError(f'a dynamic dynamo export needs an example of batch >= 2 and sides >= 2 '
                          f'(torch.export fixes sizes 0 and 1), got {tuple(example.shape)}')
@@ -116,6 +109,8 @@ class BackboneNeck(torch.nn.Module):
         self.backbone, self.neck = backbone, neck
         self.in_channels = backbone.in_channels
         self.out_features: list[str] = []
+        # the model's mode, which exporting (eval, then this mode) restores its parts to
+        self.training = model.training
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.neck(self.backbone(x))
@@ -125,9 +120,14 @@ class BackboneNeck(torch.nn.Module):
         return tuple(out)
 
     def name_outputs(self, example: torch.Tensor) -> list[str]:
-        """Run ``example`` once and name the outputs."""
-        with torch.no_grad():
-            count = len(self(example))
+        """Run ``example`` once in eval mode (the mode is restored) and name the outputs."""
+        training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                count = len(self(example))
+        finally:
+            self.train(training)
         self.out_features = ['mask_features', *(f'scale{i}' for i in range(count - 1))] \
             if self.is_pixel_decoder else [f'neck{i}' for i in range(count)]
         return self.out_features
@@ -150,24 +150,27 @@ def export_backbone_neck(model: torch.nn.Module, path: str | os.PathLike, *,
         :func:`export_onnx`'s plus ``neck`` (its class) and ``outputs``.
     """
     wrapper = BackboneNeck(model)
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f'output folder {path.parent} does not exist')
-    param = next(model.parameters())
-    if example is None:
-        B, H, W = EXAMPLE_SIZE
-        example = torch.randn(B, wrapper.in_channels, H, W)
-    example = example.to(param.device, param.dtype)
-    wrapper.backbone._check_input(example)
-    training = model.training
-    model.eval()
-    try:
-        names = wrapper.name_outputs(example)
-    finally:
-        model.train(training)
+    path, example = _target_and_example(path, example, wrapper.backbone,
+                                        next(model.parameters()).dtype)
+    names = wrapper.name_outputs(example)
     metadata = _metadata(wrapper.backbone, 'torchscript', False, dynamic)
     metadata.update(neck=type(wrapper.neck).__name__, outputs=names)
     return _write(wrapper, path, example, 'torchscript', dynamic, opset, names, metadata)
+
+
+def _target_and_example(path: str | os.PathLike, example: torch.Tensor | None,
+                        backbone: SwinV2Backbone, dtype: torch.dtype) -> tuple[Path, torch.Tensor]:
+    """The output path, whose folder must exist, and the example traced (default: batch 2 at
+    64x96) on the backbone's device in ``dtype``, checked as the backbone checks its input."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f'output folder {path.parent} does not exist')
+    if example is None:
+        B, H, W = EXAMPLE_SIZE
+        example = torch.randn(B, backbone.in_channels, H, W)
+    example = example.to(next(backbone.parameters()).device, dtype)
+    backbone._check_input(example)
+    return path, example
 
 
 def _write(model: torch.nn.Module, path: Path, example: torch.Tensor, exporter: str,

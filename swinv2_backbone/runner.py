@@ -19,7 +19,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-__all__ = ['adapt_to_cpu', 'add_runner_args', 'build_runner', 'check_channels',
+__all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
            'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host']
 
 HOSTS = ('mmdet', 'mmseg', 'mmpretrain')
@@ -219,6 +219,20 @@ def adapt_to_cpu(cfg: Config, launcher: str = 'none') -> None:
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                      broadcast_buffers=False)
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    """The config's whole model, built by its host's registry as :func:`adapt_to_cpu` adapts
+    it, without the backbone's pretrained weights (``init_cfg`` dropped): for tools that load
+    a checkpoint of the whole model, or need none (counting)."""
+    from mmengine.registry import init_default_scope
+    host = host_of(cfg)
+    backbone = cfg.model.get('backbone', {})
+    if backbone.get('init_cfg') is not None:
+        backbone.init_cfg = None
+    adapt_to_cpu(cfg)
+    init_default_scope(host)
+    return importlib.import_module(f'{host}.registry').MODELS.build(cfg.model)
 
 
 def _init_cpu_distributed(launcher: str) -> None:

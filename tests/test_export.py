@@ -168,6 +168,8 @@ def test_backbone_and_neck_export_for_any_size(config, outputs, tmp_path):
     detector = randomize_(init_detector(cfg, None, device='cpu'))
     path = export_backbone_neck(detector, tmp_path / 'features.onnx',
                                 example=torch.randn(1, 3, 128, 128))
+    # exported in eval mode, and every part left in the mode it was in
+    assert not any(m.training for m in detector.modules())
     meta = read_metadata(path)
     assert meta['outputs'] == outputs and meta['dynamic'] and meta['embed_dim'] == 32
     wrapper = BackboneNeck(detector)

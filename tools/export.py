@@ -72,18 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export_neck(args) -> int:
-    from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from swinv2_backbone.runner import adapt_to_cpu, host_of, load_config
+    from swinv2_backbone.runner import build_model, load_config
     try:
-        cfg = load_config(args.config)
-        host = host_of(cfg)
-        cfg.model.backbone.init_cfg = None  # the checkpoint below has the whole model's weights
-        adapt_to_cpu(cfg)
-        registry = __import__(f'{host}.registry', fromlist=['MODELS']).MODELS
-        init_default_scope(host)
-        model = registry.build(cfg.model)
+        # the checkpoint below has the whole model's weights
+        model = build_model(load_config(args.config))
         if args.checkpoint:
             load_checkpoint(model, args.checkpoint, map_location='cpu')
         else:

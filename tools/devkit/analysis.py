@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 from mmengine.analysis import FlopAnalyzer
-from mmengine.registry import init_default_scope
 from torch import nn
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.runner import adapt_to_cpu, host_of, load_config
+from swinv2_backbone.runner import build_model, host_of, load_config
 
 __all__ = ['default_shape', 'flop_analyzer', 'model_complexity']
 
@@ -70,13 +69,7 @@ def model_complexity(config: str, height: int | None = None,
     host = host_of(cfg)
     if height is None or width is None:
         height, width = default_shape(cfg)
-    backbone = cfg.model.get('backbone', {})
-    if isinstance(backbone.get('init_cfg'), dict):
-        backbone.init_cfg = None  # counting needs no pretrained weights
-    adapt_to_cpu(cfg)
-    init_default_scope(host)
-    registry = __import__(f'{host}.registry', fromlist=['MODELS']).MODELS
-    model = registry.build(cfg.model).eval()
+    model = build_model(cfg).eval()  # counting needs no pretrained weights
     for m in model.modules():
         if isinstance(m, SwinV2Backbone):
             m.execution = 'reference'  # the same arithmetic in plain ops, which FlopAnalyzer counts
