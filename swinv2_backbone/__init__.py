@@ -2,6 +2,7 @@
 from .backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
 from .checkpoints import convert_state_dict, detect_format
 from .compat import allow_mmengine_checkpoints
+from .distributed import SwinV2FSDPStrategy, swinv2_wrap_policy
 from .export import export_backbone_neck, export_onnx
 from .extract import build_extractor, extract_features
 from .loading import LoadReport, load_pretrained, read_checkpoint, save_checkpoint
@@ -15,5 +16,6 @@ allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
            'SwinV2LayerDecayOptimWrapperConstructor', '__version__', 'build_extractor',
-           'convert_state_dict', 'detect_format', 'export_backbone_neck', 'export_onnx',
-           'extract_features', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
+           'SwinV2FSDPStrategy', 'convert_state_dict', 'detect_format', 'export_backbone_neck', 'export_onnx',
+           'extract_features', 'load_pretrained', 'read_checkpoint', 'save_checkpoint',
+           'swinv2_wrap_policy']

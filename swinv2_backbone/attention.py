@@ -123,7 +123,8 @@ class WindowAttentionV2(nn.Module):
         """(3C,) the q and v biases with a zero k bias, or None."""
         if self.q_bias is None:
             return None
-        return torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        # the zero k bias is a buffer: FSDP's mixed precision leaves it float32
+        return torch.cat((self.q_bias, self.k_bias.to(self.q_bias.dtype), self.v_bias))
 
     def position_bias(self, window: int, execution: Execution) -> torch.Tensor:
         """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window).
@@ -148,13 +149,14 @@ class WindowAttentionV2(nn.Module):
         return pos_bias
 
     def _position_bias(self, window: int, exporting: bool) -> torch.Tensor:
-        # the table in the buffers' dtype: a model made half by .half() has half buffers too
-        device, dtype = self.relative_coords_table.device, self.relative_coords_table.dtype
+        # the table in the CPB weights' dtype: FSDP's mixed precision casts parameters to bf16
+        # and keeps buffers float32; .half() casts both
+        device, dtype = self.relative_coords_table.device, self.cpb_mlp[0].weight.dtype
         if exporting:  # the window may be symbolic: the graph computes the tables from it
             table = relative_coords_table(window, self.pretrained_window_size).to(device, dtype)
             index = relative_position_index(window).to(device)
         elif window == self.window_size:
-            table, index = self.relative_coords_table, self.relative_position_index
+            table, index = self.relative_coords_table.to(dtype), self.relative_position_index
         else:  # the map is smaller than the window, which shrinks to it (see effective_window),
             # normalised as the official code does there: by the shrunk window, if not pretrained
             key = (window, str(device), dtype)

@@ -227,9 +227,11 @@ class StageLayout:
     mask: torch.Tensor | None
 
 
-def build_stage_layout(H: int, W: int, window: int, shift: int,
-                       device: torch.device) -> StageLayout:
-    """The :class:`StageLayout` of an H x W map (shift 0: no shifted order)."""
+def build_stage_layout(H: int, W: int, window: int, shift: int, device: torch.device,
+                       dtype: torch.dtype = torch.float32) -> StageLayout:
+    """The :class:`StageLayout` of an H x W map (shift 0: no shifted order), its mask in
+    ``dtype``: the activations' (FSDP's mixed precision runs bf16 activations without
+    autocast; a float32 mask would turn the logits float32)."""
     raw = {s: window_layout(H, W, window, s) for s in {0, shift}}
     orders = {}
     for s, (source, position, pad) in raw.items():
@@ -242,7 +244,7 @@ def build_stage_layout(H: int, W: int, window: int, shift: int,
     mask = None
     if shift:
         Hp, Wp = H + (-H) % window, W + (-W) % window
-        mask = shift_attn_mask(Hp, Wp, window, shift, device)
+        mask = shift_attn_mask(Hp, Wp, window, shift, device).to(dtype)
     return StageLayout(window, orders[0], orders[shift] if shift else None, mask)
 
 
@@ -281,11 +283,12 @@ class SwinV2Stage(nn.Module):
         for blk in self.blocks:
             blk.attn.set_window_size(window_size)
 
-    def layout(self, H: int, W: int, device: torch.device) -> StageLayout:
+    def layout(self, H: int, W: int, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> StageLayout:
         """The cached :class:`StageLayout` of an H x W map."""
         window, shift = effective_window(H, W, self.window_size, self.window_size // 2)
-        return _cached(self._layouts, (H, W, window, shift, str(device)),
-                       lambda: build_stage_layout(H, W, window, shift, device))
+        return _cached(self._layouts, (H, W, window, shift, str(device), dtype),
+                       lambda: build_stage_layout(H, W, window, shift, device, dtype))
 
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         """(B, H, W, C/2 or C) -> (B, H', W', C); H' = ceil(H/2) when downsampling."""
@@ -294,7 +297,7 @@ class SwinV2Stage(nn.Module):
         if execution.exporting:
             return self._forward_symbolic(x, execution)
         B, H, W, C = x.shape
-        layout = self.layout(H, W, x.device)
+        layout = self.layout(H, W, x.device, x.dtype)
         x = x.reshape(B, H * W, C)
         order = None
         for blk in self.blocks:

@@ -279,8 +279,11 @@ def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_head
     # under bf16 autocast only the GEMMs run in bf16: the temperature (up to 100) times bf16
     # logits would put errors of tenths into the softmax
     with torch.autocast('cpu', enabled=False) if e.bf16_inference else nullcontext():
-        return cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
-                          e.chunk_logits)
+        out = cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
+                         e.chunk_logits)
+    # float32 at least (head_major); back to the input's dtype for a model whose weights are
+    # bf16 without autocast (FSDP's mixed precision, .bfloat16())
+    return out.to(x.dtype)
 
 
 @dataclass(frozen=True)

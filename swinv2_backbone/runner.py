@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.runner import FlexibleRunner, Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
            'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host']
@@ -184,6 +184,37 @@ def _check_paths(cfg: Config, mode: str) -> None:
         raise FileNotFoundError(f'load_from checkpoint does not exist: {load_from}')
 
 
+def _check_runner(cfg: Config, launcher: str) -> None:
+    """A sharding strategy needs processes started by a launcher (its wrapper reads the local
+    rank); mmengine would fail with a KeyError inside the wrapper."""
+    runner_type = cfg.get('runner_type', 'Runner')
+    if runner_type not in ('Runner', 'FlexibleRunner'):
+        raise ValueError(f"runner_type is {runner_type!r}; expected 'Runner' or "
+                         "'FlexibleRunner'")
+    strategy = (cfg.get('strategy') or {}).get('type') if runner_type == 'FlexibleRunner' \
+        else None
+    if strategy in ('FSDPStrategy', 'SwinV2FSDPStrategy', 'DeepSpeedStrategy') and \
+            launcher == 'none':
+        raise ValueError(f'strategy {strategy} shards the model over processes: start them '
+                         'with tools/dist_train.sh CONFIG NPROC (torchrun; --launcher pytorch), '
+                         'one per GPU')
+
+
+def _unshard_for_one_process(cfg: Config) -> None:
+    """Evaluating in one process needs no sharding: a FlexibleRunner config runs in mmengine's
+    Runner, which loads the whole checkpoint an FSDP run saves with state_dict_cfg='full'. One
+    shard per rank ('local': a folder) loads only into as many processes."""
+    load_from = cfg.get('load_from')
+    if load_from and osp.isdir(load_from):
+        raise ValueError(f'{load_from} is a folder of per-rank shards (state_dict_cfg=\'local\'): '
+                         'evaluate it with tools/dist_test.sh CONFIG CHECKPOINT NPROC and the '
+                         'number of processes that saved it')
+    cfg.pop('runner_type')
+    cfg.pop('strategy', None)
+    print_log('evaluating in one process: the FlexibleRunner config runs in the Runner, '
+              'unsharded', logger='current')
+
+
 def preflight(cfg: Config, mode: str = 'train') -> None:
     """Raise a clear error for what would otherwise fail inside the Runner."""
     require_host(host_of(cfg))
@@ -217,8 +248,19 @@ def adapt_to_cpu(cfg: Config, launcher: str = 'none') -> None:
         _init_cpu_distributed(launcher)
         cfg.env_cfg = ConfigDict(cfg.get('env_cfg', {}))
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False)
+        if cfg.get('runner_type') != 'FlexibleRunner':
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                         broadcast_buffers=False)
+            return
+        # the strategies pass the local rank as a CUDA device; the config's value wins
+        strategy = cfg.setdefault('strategy', ConfigDict(type='DDPStrategy'))
+        wrapper = strategy.get('model_wrapper') or ConfigDict()
+        if 'FSDP' in strategy.type:
+            wrapper.device_id = 'cpu'
+        else:
+            wrapper.setdefault('broadcast_buffers', False)
+            wrapper.device_ids = None
+        strategy.model_wrapper = wrapper
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
@@ -288,7 +330,12 @@ def build_runner(config: str | os.PathLike | Config, mode: str = 'train',
                              'CPU')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if mode == 'test' and launcher == 'none' and cfg.get('runner_type') == 'FlexibleRunner':
+        _unshard_for_one_process(cfg)
+    _check_runner(cfg, launcher)  # before adapt_to_cpu starts a process group
     adapt_to_cpu(cfg, launcher)
     preflight(cfg, mode)
     # the hosts register their modules when their default scope is first used
+    if cfg.get('runner_type') == 'FlexibleRunner':
+        return FlexibleRunner.from_cfg(cfg)
     return Runner.from_cfg(cfg)

@@ -1,0 +1,4 @@
+# The UperNet demo (upernet_swinv2-nano_shapes.py) trained with FSDP through mmengine's
+# FlexibleRunner, activation checkpointing on: tools/dist_train.sh CONFIG 2 (gloo on a CPU).
+_base_ = ['./upernet_swinv2-nano_shapes.py', '../_base_/swinv2_fsdp.py']
+model = dict(backbone=dict(with_cp=True))

@@ -1,0 +1,140 @@
+"""FSDP through mmengine's FlexibleRunner (issue 26), with the real runners, datasets and metrics,
+on 2 gloo processes: a detector and a segmenter train with the losses DDP gives from the same
+weights; the demo config trains in bf16, checkpoints, resumes at the right iteration and is
+evaluated in one process. And the model parts FSDP's mixed precision relies on (bf16 weights,
+float32 buffers, no autocast) on every execution path, in both environments."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from conftest import randomize_
+from devkit.synthetic import make_shapes_dataset
+from test_tools import DEMO, ROOT, options, run
+
+from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.compat import TORCH_VERSION
+from swinv2_backbone.runner import build_model, build_runner, load_config
+
+# measured: torch 2.14.1's FSDP runs on the CPU with gloo; torch 2.1.2's does not (its stream
+# set-up calls torch.cpu.Stream(priority=...): "TypeError: Stream() takes no arguments")
+needs_cpu_fsdp = pytest.mark.skipif(TORCH_VERSION < (2, 14),
+                                    reason='torch < 2.14: FSDP untested or not running on CPU')
+FAMILIES = {'mmdet': 'mask-rcnn_swinv2-nano_shapes', 'mmseg': 'upernet_swinv2-nano_shapes'}
+UNITS = 9  # one per block of the demos' backbone (2+2+2+2) and the root
+# the same weights and data: FSDP's reduce-scatter and DDP's all-reduce of 2 ranks' float32
+# gradients agree to rounding, and did to every printed digit when measured
+LOSS_RTOL = 1e-5
+
+
+def test_bf16_weights_with_float32_buffers_run_every_path():
+    """FSDP's mixed precision casts parameters to bf16 and keeps buffers (the CPB table, the
+    zero k bias) float32, without autocast: every path runs in bf16 and agrees with the float32
+    model to bf16 rounding (the residual stream and norms in bf16 too: looser than autocast)."""
+    def make():
+        return SwinV2Backbone(arch=dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4)),
+                              window_size=4, drop_path_rate=0.0)
+
+    model, half = randomize_(make()), make()
+    x = torch.randn(2, 3, 40, 37)
+    half.load_state_dict(model.state_dict())
+    for p in half.parameters():
+        p.data = p.data.bfloat16()
+    assert half.stages[0].blocks[0].attn.relative_coords_table.dtype == torch.float32
+    for training in (True, False):
+        model.train(training)
+        half.train(training)
+        with torch.no_grad():
+            ref = model(x)
+        for execution in ('reference', 'batched', 'cpu'):
+            half.execution = execution
+            with torch.set_grad_enabled(training):
+                outs = half(x.bfloat16())
+            assert [o.dtype for o in outs] == [torch.bfloat16] * 2, (training, execution)
+            for o, r in zip(outs, ref):  # measured: max 0.07-0.13, rms 0.011-0.016
+                err = (o.float() - r).abs() / r.std()
+                assert err.max().item() < 0.2 and err.pow(2).mean().sqrt().item() < 0.025, \
+                    (training, execution, err.max().item())
+
+
+def test_evaluating_sharded_checkpoints_in_one_process_is_refused_with_the_fix(tmp_path):
+    shards = tmp_path / 'iter_4.pth'
+    shards.mkdir()
+    with pytest.raises(ValueError, match='folder of per-rank shards.*dist_test.sh'):
+        build_runner(DEMO / 'upernet_swinv2-nano_shapes_fsdp.py', mode='test',
+                     checkpoint=str(shards), work_dir=str(tmp_path / 'w'))
+
+
+def test_a_sharding_strategy_without_a_launcher_says_how_to_start(tmp_path):
+    with pytest.raises(ValueError, match='dist_train.sh CONFIG NPROC'):
+        build_runner(DEMO / 'upernet_swinv2-nano_shapes_fsdp.py', work_dir=str(tmp_path))
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_shapes_dataset(tmp_path_factory.mktemp('shapes'), num_train=8, num_val=4,
+                               size=64)
+
+
+def losses(work) -> dict[int, float]:
+    """Rank 0's loss per iteration, from the run's scalars log."""
+    (log,) = work.glob('*/vis_data/scalars.json')
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    return {row['iter']: row['loss'] for row in rows if 'loss' in row}
+
+
+def dist_train(config, work, data, host, iters, *flags, **extra):
+    code, out = run('bash', str(ROOT / 'tools' / 'dist_train.sh'), str(config), '2',
+                    '--work-dir', str(work), *flags, *options(data, host, iters, **extra))
+    assert code == 0, out[-3000:]
+    return out
+
+
+@needs_cpu_fsdp
+@pytest.mark.parametrize('host', FAMILIES)
+def test_fsdp_trains_with_the_losses_of_ddp(tmp_path, data, host):
+    name = FAMILIES[host]
+    init = tmp_path / 'init.pth'  # both runs start from these weights
+    torch.manual_seed(0)
+    model = build_model(load_config(DEMO / f'{name}.py'))
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict()}, init)
+    ddp = dist_train(DEMO / f'{name}.py', tmp_path / 'ddp', data, host, 3,
+                     **{'model.backbone.with_cp': True, 'load_from': init})
+    fsdp = dist_train(DEMO / f'{name}_fsdp.py', tmp_path / 'fsdp', data, host, 3,
+                      **{'strategy.model_wrapper.mixed_precision': None, 'load_from': init})
+    assert 'MMDistributedDataParallel' in ddp
+    assert f'FSDP: {UNITS} units over 2 processes' in fsdp
+    want, got = losses(tmp_path / 'ddp'), losses(tmp_path / 'fsdp')
+    assert sorted(want) == sorted(got) == [1, 2, 3]
+    assert all(abs(got[i] - want[i]) <= LOSS_RTOL * abs(want[i]) for i in want), (got, want)
+    assert got[3] != got[1]  # it trained
+
+
+@needs_cpu_fsdp
+def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, data):
+    config = DEMO / 'upernet_swinv2-nano_shapes_fsdp.py'
+    work = tmp_path / 'work'
+    out = dist_train(config, work, data, 'mmseg', 2)
+    assert 'Iter(train) [2/2]' in out and 'mIoU' in out
+    for rank in (0, 1):
+        assert f'rank {rank}/2: training finished at iteration 2' in out
+    # rank 0 saved the whole model, under the unwrapped model's names
+    saved = torch.load(work / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert saved['meta']['iter'] == 2
+    state = saved['state_dict']
+    assert 'backbone.stages.0.blocks.0.attn.qkv.weight' in state
+    assert state['backbone.stages.0.blocks.0.attn.qkv.weight'].dtype == torch.float32
+    assert not any('_fsdp' in k for k in state)
+
+    out = dist_train(config, work, data, 'mmseg', 3, '--resume')
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
+
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
+                    str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test'),
+                    *options(data, 'mmseg', 3))
+    assert code == 0, out[-3000:]
+    assert 'evaluating in one process' in out and "'mIoU':" in out.splitlines()[-1]
