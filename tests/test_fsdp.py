@@ -138,3 +138,36 @@ def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, da
                     *options(data, 'mmseg', 3))
     assert code == 0, out[-3000:]
     assert 'evaluating in one process' in out and "'mIoU':" in out.splitlines()[-1]
+
+
+def test_checkpointed_block_inputs_are_what_the_blocks_receive():
+    """tools/estimate_memory.py adds, for with_cp, the input each checkpointed block holds: the
+    formula's MiB equal the inputs the blocks get in a real forward at an odd size."""
+    from devkit.memory import checkpointed_inputs_mib
+    model = SwinV2Backbone(arch=dict(embed_dim=16, depths=(2, 1, 3), num_heads=(1, 2, 4)),
+                           window_size=4, with_cp=True, drop_path_rate=0.0)
+    seen = []
+    for stage in model.stages:
+        for blk in stage.blocks:
+            blk.register_forward_pre_hook(lambda m, args: seen.append(args[0].nbytes))
+    model(torch.randn(3, 3, 75, 61, requires_grad=True))
+    assert len(seen) == 6
+    assert checkpointed_inputs_mib(model, (75, 61), 3) == pytest.approx(sum(seen) / 2**20)
+
+
+@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='fake CUDA tensors need torch >= 2.4')
+def test_memory_table_shards_states_and_with_cp_cuts_activations():
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'estimate_memory.py'), '--rows',
+                    'quick', '--ranks', '4')
+    assert code == 0, out[-3000:]
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if line.startswith('| SwinV2-T'):
+            rows[cells[2], cells[3]] = [float(c.strip('*')) for c in cells[4:7]]
+    assert sorted(rows) == [('DDP', 'off'), ('DDP', 'on'), ('FSDP x4', 'off'), ('FSDP x4', 'on')]
+    for states, activations, peak in rows.values():
+        assert peak == pytest.approx(states + activations, abs=0.011)  # printed to 0.01
+    # DDP holds 20 B per parameter, FSDP over 4 ranks 16/4 plus the unsharded units
+    assert rows['FSDP x4', 'off'][0] < rows['DDP', 'off'][0] / 2
+    assert rows['DDP', 'on'][1] < rows['DDP', 'off'][1] / 2
