@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .checkpoints import convert_state_dict, infer_arch
 from .loading import atomic_write, load_pretrained, read_checkpoint
 
 __all__ = ['ExtractSummary', 'build_extractor', 'extract_features', 'find_images',
-           'pca_picture', 'preprocess']
+           'input_size', 'pca_picture', 'plan_batches', 'preprocess']
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # what the released checkpoints were trained with
@@ -65,20 +66,27 @@ def _parse_resize(resize: str) -> tuple[str, tuple[int, ...]]:
     raise ValueError(f"resize must be 'keep', 'short:N' or 'fixed:HxW', got {resize!r}")
 
 
+def input_size(height: int, width: int, resize: str = 'keep') -> tuple[int, int]:
+    """The (H, W) the network sees for an image of ``height`` x ``width`` under ``resize``."""
+    kind, value = _parse_resize(resize)
+    if kind == 'short':
+        scale = value[0] / min(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    if kind == 'fixed':
+        return value
+    return height, width
+
+
 def preprocess(img: Image.Image, resize: str = 'keep') -> torch.Tensor:
     """RGB image -> (3, H, W) float tensor, resized by policy and ImageNet-normalised.
 
     ``resize``: 'keep' (original size), 'short:N' (shorter side to N, aspect kept) or
     'fixed:HxW'.
     """
-    kind, value = _parse_resize(resize)
     img = img.convert('RGB')
-    if kind == 'short':
-        scale = value[0] / min(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                         Image.BICUBIC)
-    elif kind == 'fixed':
-        img = img.resize((value[1], value[0]), Image.BICUBIC)
+    h, w = input_size(img.height, img.width, resize)
+    if (h, w) != (img.height, img.width):
+        img = img.resize((w, h), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]
@@ -226,21 +234,62 @@ def _output_path(image: Path, root: Path | None, out_dir: Path, suffix: str) -> 
     return out_dir / rel.with_suffix(suffix)
 
 
+def plan_batches(todo: list[tuple[Path, Path]], resize: str,
+                 batch_size: int) -> tuple[list[list[int]], dict[str, str]]:
+    """Batches of images of one input size (indices into ``todo``; in the order of each size's
+    first image; ``batch_size`` at most), read from the images' headers, and the images whose
+    header cannot be read. A batch does not depend on how many processes share the work, so
+    neither do its features."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    failed = {}
+    for i, (image, _) in enumerate(todo):
+        try:
+            with Image.open(image) as im:
+                size = input_size(im.height, im.width, resize)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            failed[str(image)] = f'{type(e).__name__}: {e}'
+            continue
+        groups.setdefault(size, []).append(i)
+    batches = [g[j:j + batch_size] for g in groups.values()
+               for j in range(0, len(g), batch_size)]
+    return batches, failed
+
+
+def _load(image: Path) -> Image.Image:
+    with Image.open(image) as im:
+        im.load()
+        return im.convert('RGB')
+
+
 def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
                      out_dir: str | os.PathLike, fmt: str = 'npz', resize: str = 'keep',
                      fp16: bool = False, batch_size: int = 4, vis: bool = False,
                      single_file: str | os.PathLike | None = None,
-                     progress: bool = True) -> ExtractSummary:
+                     progress: bool = True, amp: torch.dtype | None = None,
+                     shard: tuple[int, int] = (0, 1)) -> ExtractSummary:
     """Run ``model`` over ``images``; write each image's pyramid under ``out_dir``.
 
-    Per-image outputs mirror the input folders, named after the image. An image whose output
+    Per-image outputs mirror the input folders, named after the image, and ``index.json`` in
+    ``out_dir`` maps each image to its file (and lists the failed ones). An image whose output
     exists is skipped (a rerun resumes). An unreadable image is reported and skipped. Every file
     is written atomically. With ``single_file``, everything goes into that one file instead
     (keys ``<index>/<stage>``), written at the end.
+
+    Images of one input size are batched together (:func:`plan_batches`). ``amp``: run under
+    autocast to this dtype. ``shard`` = (rank, world size): with several processes (torchrun;
+    ``torch.distributed`` initialised), rank 0 plans the batches and each process runs every
+    world-size-th one; the files and values are those of one process.
     """
     if fmt not in WRITERS:
         raise ValueError(f'format must be one of {sorted(WRITERS)}, got {fmt!r}')
     _parse_resize(resize)
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f'shard must be (rank, world size) with 0 <= rank < world size, '
+                         f'got {shard}')
+    if single_file is not None and world > 1:
+        raise ValueError('single_file with several processes: each would write the one file; '
+                         'extract per-image files (the default), which processes share')
     images = [Path(p) for p in images]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,38 +300,49 @@ def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
     channels = dict(zip(model.out_features, model.out_channels))
     summary = ExtractSummary()
     collected: dict[str, np.ndarray] = {}
-    index: list[dict] = []
+    metas: dict[int, dict] = {}
     start = time.perf_counter()
 
-    todo = []
-    for image in images:
-        target = _output_path(image.resolve(), root, out_dir, f'.{fmt}')
-        if single_file is None and target.exists():
-            summary.skipped.append(str(image))
-        else:
-            todo.append((image, target))
-    bar = None
-    if progress and todo:
-        from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(todo))
+    targets = [(image, _output_path(image.resolve(), root, out_dir, f'.{fmt}'))
+               for image in images]
 
-    def flush(batch):
-        x = torch.stack([t for _, _, t, _ in batch]).to(device)
-        with torch.inference_mode():
+    def plan():
+        todo = [(i, t) for i, t in targets if single_file is not None or not t.exists()]
+        return todo, plan_batches(todo, resize, batch_size)
+    if world > 1:  # one plan, made before any process writes
+        import torch.distributed as dist
+        box = [plan() if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        todo, (batches, failed) = box[0]
+    else:
+        todo, (batches, failed) = plan()
+    planned = {str(image) for image, _ in todo}
+    summary.skipped = [str(i) for i, _ in targets if str(i) not in planned]
+    summary.failed.update(failed if rank == 0 else {})
+    mine = batches[rank::world]
+    bar = None
+    if progress and mine and rank == 0:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(sum(map(len, mine)))
+    autocast = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
+
+    def run(batch: list[tuple[int, torch.Tensor, Image.Image]]) -> None:
+        x = torch.stack([t for _, t, _ in batch]).to(device)
+        with torch.inference_mode(), autocast:
             outs = model(x)
-        for i, (image, target, tensor, pil) in enumerate(batch):
+        for j, (k, tensor, pil) in enumerate(batch):
+            image, target = todo[k]
             dtype = np.float16 if fp16 else np.float32
-            arrays = {name: out[i].float().cpu().numpy().astype(dtype)
+            arrays = {name: out[j].float().cpu().numpy().astype(dtype)
                       for name, out in zip(model.out_features, outs)}
             meta = dict(image=str(image), image_size=[pil.height, pil.width],
                         input_size=list(tensor.shape[1:]), resize=resize,
                         stages={n: dict(shape=list(a.shape), stride=strides[n],
                                         channels=channels[n]) for n, a in arrays.items()})
             summary.shapes = {n: a.shape for n, a in arrays.items()}
-            if single_file is not None:
-                k = len(index)
+            if single_file is not None:  # keys by the image's place in the input list
                 collected.update({f'{k:06d}/{n}': a for n, a in arrays.items()})
-                index.append(meta)
+                metas[k] = dict(meta, key=f'{k:06d}')
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 WRITERS[fmt](target, arrays, meta)
@@ -292,31 +352,38 @@ def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
                             if single_file is not None else target.with_suffix('.png'))
                 atomic_write(pic_path, lambda tmp: pic.save(tmp, format='PNG'))
             summary.done.append(str(image))
-            if bar:
-                bar.update()
 
-    batch: list = []
-    for image, target in todo:
-        try:
-            with Image.open(image) as im:
-                im.load()
-                pil = im.convert('RGB')
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            summary.failed[str(image)] = f'{type(e).__name__}: {e}'
-            if bar:
-                bar.update()
-            continue
-        tensor = preprocess(pil, resize)
-        if batch and (len(batch) == batch_size or batch[0][2].shape != tensor.shape):
-            flush(batch)
-            batch = []
-        batch.append((image, target, tensor, pil))
-    if batch:
-        flush(batch)
-    if single_file is not None and index:
-        meta = dict(images=index)
-        WRITERS[fmt](Path(single_file), collected, meta)
+    for batch in mine:
+        loaded = []
+        for k in batch:
+            try:
+                pil = _load(todo[k][0])
+            except (OSError, UnidentifiedImageError, ValueError) as e:
+                summary.failed[str(todo[k][0])] = f'{type(e).__name__}: {e}'
+                continue
+            loaded.append((k, preprocess(pil, resize), pil))
+        if loaded:
+            run(loaded)
+        if bar:
+            bar.update(len(batch))
     if bar:
         print()
+    if world > 1:  # every process's outcome, for the index and the summary
+        parts: list = [None] * world
+        dist.all_gather_object(parts, (summary.done, summary.failed))
+        summary.done = [d for done, _ in parts for d in done]
+        summary.failed = {k: v for _, failed in parts for k, v in failed.items()}
+    order = {str(i): n for n, (i, _) in enumerate(targets)}
+    summary.done.sort(key=order.__getitem__)
+    if single_file is not None and metas:
+        keys = sorted(metas)
+        WRITERS[fmt](Path(single_file), collected, dict(images=[metas[k] for k in keys]))
+    elif single_file is None and rank == 0:
+        present = set(summary.done) | set(summary.skipped)
+        index = dict(images={str(i): str(t.relative_to(out_dir)) for i, t in targets
+                             if str(i) in present},
+                     failed=dict(sorted(summary.failed.items())))
+        atomic_write(out_dir / 'index.json',
+                     lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1)))
     summary.seconds = time.perf_counter() - start
     return summary

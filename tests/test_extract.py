@@ -3,6 +3,7 @@ skipped, pictures are written, failed writes leave nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -131,3 +132,53 @@ def test_a_model_without_weights_says_its_features_are_random(tmp_path, images):
                           'tiny', '--window', '4'], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert 'no checkpoint: the backbone has random weights' in run.stderr
+
+
+def test_two_processes_write_exactly_the_files_and_values_of_one(tmp_path, images):
+    """torchrun with 2 gloo processes shares the images by batches of one size: the same files,
+    index and feature values (bit for bit) as one process; a rerun resumes."""
+    rng = np.random.default_rng(1)
+    (images / 'same').mkdir()
+    for i in range(5):  # batches of equal sizes to share
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(
+            images / 'same' / f'{i}.png')
+    src = SwinV2Backbone(arch=ARCH, window_size=4)
+    src.init_weights()
+    save_checkpoint(src.state_dict(), tmp_path / 'w.pth')
+    args = [str(ROOT / 'tools' / 'extract_features.py'), str(images), '--arch', 'auto',
+            '--checkpoint', str(tmp_path / 'w.pth'), '--window', '4', '--batch-size', '2']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}  # the same GEMM kernels in every process
+
+    def extract(out, *launcher):
+        run = subprocess.run([sys.executable, *launcher, *args, '--out', str(out)],
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        return run.stdout
+    one = extract(tmp_path / 'one')
+    two = extract(tmp_path / 'two', '-m', 'torch.distributed.run', '--standalone',
+                  '--nproc_per_node', '2')
+    for out in (one, two):
+        assert re.search(r'^images done +8$', out, re.M), out
+        assert re.search(r'^failed +1$', out, re.M), out
+    files = sorted(p.relative_to(tmp_path / 'one') for p in (tmp_path / 'one').rglob('*')
+                   if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / 'two') for p in
+                           (tmp_path / 'two').rglob('*') if p.is_file())
+    assert len(files) == 9  # 8 images and the index
+    index = json.loads((tmp_path / 'one' / 'index.json').read_text())
+    assert len(index['images']) == 8 and list(index['failed']) == [str(images / 'broken.jpg')]
+    assert (tmp_path / 'two' / 'index.json').read_text() == \
+        (tmp_path / 'one' / 'index.json').read_text()
+    for f in files:
+        if f.suffix == '.npz':
+            a, b = np.load(tmp_path / 'one' / f), np.load(tmp_path / 'two' / f)
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                assert np.array_equal(a[key], b[key]), (f, key)
+    (tmp_path / 'two' / 'same' / '3.npz').unlink()
+    again = extract(tmp_path / 'two', '-m', 'torch.distributed.run', '--standalone',
+                    '--nproc_per_node', '2')
+    assert re.search(r'^images done +1$', again, re.M), again
+    assert re.search(r'^skipped \(already done\) +7$', again, re.M), again
+    assert np.array_equal(np.load(tmp_path / 'two' / 'same' / '3.npz')['stage1'],
+                          np.load(tmp_path / 'one' / 'same' / '3.npz')['stage1'])

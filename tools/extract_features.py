@@ -6,7 +6,12 @@
         [--window W] [--pretrained-windows W1 W2 W3 W4]
         [--stages stem stage1 stage2 stage3 stage4] [--resize keep|short:N|fixed:HxW]
         [--format npz|safetensors] [--fp16] [--batch-size N] [--vis] [--single-file PATH]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--amp bf16|fp16] [--cuda-graph]
+
+Several processes (GPUs, or nodes): ``torchrun --nproc_per_node N tools/extract_features.py
+...`` shares the images: rank 0 plans batches of equal-size images, each process runs every
+N-th batch on its own GPU (CPU: gloo) and writes its images' files; rank 0 writes index.json.
+The files and values are those of one process.
 
 IMAGES are files, folders (searched recursively) or glob patterns. A rerun skips images whose
 output exists; unreadable images are reported and skipped. Inputs are normalised with the
@@ -15,10 +20,16 @@ ImageNet mean/std the released checkpoints were trained with.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+import torch
 
 from swinv2_backbone.extract import (add_backbone_arguments, backbone_from_arguments,
                                      extract_features, find_images)
+
+
+AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,17 +44,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--vis', action='store_true', help='a PCA picture per image')
     parser.add_argument('--single-file', help='write every image into this one file instead')
     parser.add_argument('--device')
+    parser.add_argument('--amp', choices=sorted(AMP), help='run under autocast to this dtype')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='replay each input shape from a CUDA graph (GPU)')
     args = parser.parse_args(argv)
+    rank, world, device = start_processes(args.device)
     try:
         images = find_images(args.images)
-        model = backbone_from_arguments(args, args.device)
+        model = backbone_from_arguments(args, device)
+        model.cuda_graph = args.cuda_graph
         summary = extract_features(model, images, args.out, args.format, args.resize,
-                                   args.fp16, args.batch_size, args.vis, args.single_file)
+                                   args.fp16, args.batch_size, args.vis, args.single_file,
+                                   amp=AMP.get(args.amp), shard=(rank, world))
     except (FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    print(summary.table())
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    if rank == 0:
+        print(summary.table())
     return 1 if summary.failed and not summary.done else 0
+
+
+def start_processes(device: str | None) -> tuple[int, int, str | None]:
+    """(rank, world size, device): under torchrun, joins the process group (NCCL and this
+    process's GPU where there are GPUs, else gloo on the CPU)."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world == 1:
+        return 0, 1, device
+    cuda = torch.cuda.is_available() and device != 'cpu'
+    if cuda:
+        torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+    torch.distributed.init_process_group('nccl' if cuda else 'gloo')
+    return torch.distributed.get_rank(), world, 'cuda' if cuda else 'cpu'
 
 
 if __name__ == '__main__':

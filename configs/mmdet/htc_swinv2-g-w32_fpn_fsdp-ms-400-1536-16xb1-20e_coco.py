@@ -1,8 +1,8 @@
 # HTC + FPN, SwinV2-G (3.0 billion parameters), window 32, COCO, 20 epochs multi-scale up to
 # 1536 px (the paper's detection window and size), trained with FSDP (16 GPUs x 1 image).
 # Memory per GPU, backbone only, estimated by tools/estimate_memory.py (fake CUDA tensors, no
-# GPU measured it): at 1536x1536, 1 image, 8 ranks, with_cp on: 17.3 GiB under FSDP; DDP would
-# need 66.0 GiB (134.5 without with_cp, FSDP 85.8): FSDP with with_cp is what fits 40 GB GPUs.
+# GPU measured it): at 1536x1536, 1 image, 8 ranks, with_cp on: 17.4 GiB under FSDP; DDP would
+# need 66.1 GiB (134.5 without with_cp, FSDP 85.8): FSDP with with_cp is what fits 40 GB GPUs.
 # No pretrained weights: SwinV2-G's were never released. init_cfg is None; load your own
 # SwinV2-G weights (converted by tools/convert_checkpoint.py) with init_cfg=dict(
 # type='Pretrained', checkpoint=PATH).

@@ -1,8 +1,8 @@
 # UperNet, SwinV2-L, window 24, ADE20K 640x640, 160k iterations, trained with FSDP (8 GPUs x 2
 # images): tools/dist_train.sh CONFIG 8.
 # Memory per GPU, backbone only, estimated by tools/estimate_memory.py (fake CUDA tensors, no
-# GPU measured it): 640x640, 2 images, 8 ranks: 1.5 GiB under FSDP with with_cp on, 5.1 GiB
-# with it off, against 4.6 / 8.2 GiB under DDP; the heads come on top.
+# GPU measured it): 640x640, 2 images, 8 ranks: 1.6 GiB under FSDP with with_cp on, 5.1 GiB
+# with it off, against 4.7 / 8.2 GiB under DDP; the heads come on top.
 # Weights: the ImageNet-22k window-12 release at 192 px,
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
 #   downloaded into torch.hub's cache on first use, as in the DDP config.
