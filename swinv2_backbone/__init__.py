@@ -15,7 +15,7 @@ REGISTERED_SCOPES = register_all()
 allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
-           'SwinV2LayerDecayOptimWrapperConstructor', '__version__', 'build_extractor',
-           'SwinV2FSDPStrategy', 'convert_state_dict', 'detect_format', 'export_backbone_neck', 'export_onnx',
-           'extract_features', 'load_pretrained', 'read_checkpoint', 'save_checkpoint',
-           'swinv2_wrap_policy']
+           'SwinV2FSDPStrategy', 'SwinV2LayerDecayOptimWrapperConstructor', '__version__',
+           'build_extractor', 'convert_state_dict', 'detect_format', 'export_backbone_neck',
+           'export_onnx', 'extract_features', 'load_pretrained', 'read_checkpoint',
+           'save_checkpoint', 'swinv2_wrap_policy']

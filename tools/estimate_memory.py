@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.ranks < 1:
         print(f'error: --ranks must be >= 1, got {args.ranks}', file=sys.stderr)
         return 2
-    print(f'| backbone | input, per GPU | strategy | with_cp | states | activations | '
-          f'peak GiB | fits 40 / 80 GB |')
+    print('| backbone | input, per GPU | strategy | with_cp | states | activations | '
+          'peak GiB | fits 40 / 80 GB |')
     print('|---|---|---|---|---:|---:|---:|---|')
     for arch, window, size, batch, where in (ROWS if args.rows == 'all' else QUICK):
         for strategy in ('ddp', 'fsdp'):
