@@ -12,7 +12,11 @@ under FSDP as under DDP. Activation checkpointing is the backbone's own ``with_c
 """
 from __future__ import annotations
 
+import os.path as osp
+
+import torch
 from mmengine._strategy import FSDPStrategy
+from mmengine.dist import get_rank
 from mmengine.registry import FUNCTIONS, STRATEGIES
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -37,14 +41,30 @@ FUNCTIONS.register_module('swinv2_wrap_policy', module=swinv2_wrap_policy, force
 class SwinV2FSDPStrategy(FSDPStrategy):
     """mmengine's ``FSDPStrategy`` with resuming fixed: mmengine 0.10.7 passes
     ``FSDP.optim_state_dict_to_load`` its arguments in torch 2.0's order, which torch >= 2.1
-    changed (resuming fails with "TypeError: unhashable type: 'dict'"; pytorch#105727).
-    It also logs how many FSDP units the wrap policy made."""
+    changed (resuming fails with "TypeError: unhashable type: 'dict'"; pytorch#105727); and
+    per-rank shards (``state_dict_cfg='local'``) load again under torch >= 2.6, whose
+    weights-only ``torch.load`` refuses the ``ShardedTensor`` they hold. It also logs how many
+    FSDP units the wrap policy made."""
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
         model = super()._wrap_model(model)
         units = sum(isinstance(m, FSDP) for m in model.modules())
         self.logger.info(f'FSDP: {units} units over {self.world_size} processes')
         return model
+
+    def load_checkpoint(self, filename: str, *, map_location='cpu', strict: bool = False,
+                        callback=None, **kwargs) -> dict:
+        if self._is_full_state_dict():
+            return super().load_checkpoint(filename, map_location=map_location, strict=strict,
+                                           callback=callback, **kwargs)
+        shard = osp.join(filename, f'rank{get_rank()}.pth')
+        self.logger.info(f'Load checkpoint from {shard}')
+        # a shard this strategy wrote; its ShardedTensors unpickle only without weights_only
+        checkpoint = torch.load(shard, map_location='cpu', weights_only=False)
+        if callback is not None:
+            callback(checkpoint)
+        self.load_model_state_dict(checkpoint.pop('state_dict'), strict=strict)
+        return checkpoint
 
     def load_optim_state_dict(self, state_dict: dict) -> None:
         optimizer = self.optim_wrapper.optimizer

@@ -1,7 +1,7 @@
 """FSDP through mmengine's FlexibleRunner (issue 26), with the real runners, datasets and metrics,
 on 2 gloo processes: a detector and a segmenter train with the losses DDP gives from the same
-weights; the demo config trains in bf16, checkpoints, resumes at the right iteration and is
-evaluated in one process. And the model parts FSDP's mixed precision relies on (bf16 weights,
+weights; the demo config trains in bf16, checkpoints (whole or sharded), resumes at the right
+iteration and is evaluated. And the model parts FSDP's mixed precision relies on (bf16 weights,
 float32 buffers, no autocast) on every execution path, in both environments."""
 from __future__ import annotations
 
@@ -114,30 +114,43 @@ def test_fsdp_trains_with_the_losses_of_ddp(tmp_path, data, host):
 
 
 @needs_cpu_fsdp
-def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, data):
+@pytest.mark.parametrize('state', ['full', 'local'])
+def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, data, state):
+    """'full': rank 0 saves the whole model, which tools/test.py evaluates in one process;
+    'local': each rank saves its shard, which tools/dist_test.sh evaluates in as many."""
     config = DEMO / 'upernet_swinv2-nano_shapes_fsdp.py'
     work = tmp_path / 'work'
-    out = dist_train(config, work, data, 'mmseg', 2)
+    out = dist_train(config, work, data, 'mmseg', 2, **{'strategy.state_dict_cfg': state})
     assert 'Iter(train) [2/2]' in out and 'mIoU' in out
     for rank in (0, 1):
         assert f'rank {rank}/2: training finished at iteration 2' in out
-    # rank 0 saved the whole model, under the unwrapped model's names
-    saved = torch.load(work / 'iter_2.pth', map_location='cpu', weights_only=False)
+    if state == 'full':  # the whole model, under the unwrapped model's names
+        saved = torch.load(work / 'iter_2.pth', map_location='cpu', weights_only=False)
+        state_dict = saved['state_dict']
+        assert state_dict['backbone.stages.0.blocks.0.attn.qkv.weight'].dtype == torch.float32
+        assert not any('_fsdp' in k for k in state_dict)
+    else:
+        assert sorted(p.name for p in (work / 'iter_2.pth').iterdir()) == \
+            ['rank0.pth', 'rank1.pth']
+        saved = torch.load(work / 'iter_2.pth' / 'rank1.pth', weights_only=False)
     assert saved['meta']['iter'] == 2
-    state = saved['state_dict']
-    assert 'backbone.stages.0.blocks.0.attn.qkv.weight' in state
-    assert state['backbone.stages.0.blocks.0.attn.qkv.weight'].dtype == torch.float32
-    assert not any('_fsdp' in k for k in state)
 
-    out = dist_train(config, work, data, 'mmseg', 3, '--resume')
+    out = dist_train(config, work, data, 'mmseg', 3, '--resume',
+                     **{'strategy.state_dict_cfg': state})
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
 
-    code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
-                    str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test'),
-                    *options(data, 'mmseg', 3))
+    test = [str(config), str(work / 'iter_3.pth'), '--work-dir', str(tmp_path / 'test')]
+    if state == 'full':
+        code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), *test,
+                        *options(data, 'mmseg', 3))
+        assert 'evaluating in one process' in out
+    else:
+        code, out = run('bash', str(ROOT / 'tools' / 'dist_test.sh'), *test[:2], '2',
+                        *test[2:], *options(data, 'mmseg', 3,
+                                            **{'strategy.state_dict_cfg': state}))
     assert code == 0, out[-3000:]
-    assert 'evaluating in one process' in out and "'mIoU':" in out.splitlines()[-1]
+    assert "'mIoU':" in out.splitlines()[-1]
 
 
 def test_checkpointed_block_inputs_are_what_the_blocks_receive():
