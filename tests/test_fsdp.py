@@ -111,6 +111,11 @@ def test_fsdp_trains_with_the_losses_of_ddp(tmp_path, data, host):
     assert sorted(want) == sorted(got) == [1, 2, 3]
     assert all(abs(got[i] - want[i]) <= LOSS_RTOL * abs(want[i]) for i in want), (got, want)
     assert got[3] != got[1]  # it trained
+    if host == 'mmseg':  # DDP through the FlexibleRunner's strategy too
+        dist_train(DEMO / f'{name}.py', tmp_path / 'strategy', data, host, 3,
+                   **{'model.backbone.with_cp': True, 'load_from': init,
+                      'runner_type': 'FlexibleRunner', 'strategy.type': 'DDPStrategy'})
+        assert losses(tmp_path / 'strategy') == want
 
 
 @needs_cpu_fsdp
@@ -129,11 +134,10 @@ def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, da
         state_dict = saved['state_dict']
         assert state_dict['backbone.stages.0.blocks.0.attn.qkv.weight'].dtype == torch.float32
         assert not any('_fsdp' in k for k in state_dict)
-    else:
+        assert saved['meta']['iter'] == 2
+    else:  # ShardedTensors: they load only inside a process group
         assert sorted(p.name for p in (work / 'iter_2.pth').iterdir()) == \
             ['rank0.pth', 'rank1.pth']
-        saved = torch.load(work / 'iter_2.pth' / 'rank1.pth', weights_only=False)
-    assert saved['meta']['iter'] == 2
 
     out = dist_train(config, work, data, 'mmseg', 3, '--resume',
                      **{'strategy.state_dict_cfg': state})
@@ -150,7 +154,7 @@ def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, da
                         *test[2:], *options(data, 'mmseg', 3,
                                             **{'strategy.state_dict_cfg': state}))
     assert code == 0, out[-3000:]
-    assert "'mIoU':" in out.splitlines()[-1]
+    assert any(line.startswith('{') and "'mIoU':" in line for line in out.splitlines()), out
 
 
 def test_checkpointed_block_inputs_are_what_the_blocks_receive():
