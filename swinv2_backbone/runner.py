@@ -20,7 +20,8 @@ from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
-           'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host']
+           'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host',
+           'strategy_to_cpu']
 
 HOSTS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -252,15 +253,22 @@ def adapt_to_cpu(cfg: Config, launcher: str = 'none') -> None:
             cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                          broadcast_buffers=False)
             return
-        # the strategies pass the local rank as a CUDA device; the config's value wins
-        strategy = cfg.setdefault('strategy', ConfigDict(type='DDPStrategy'))
-        wrapper = strategy.get('model_wrapper') or ConfigDict()
-        if 'FSDP' in strategy.type:
-            wrapper.device_id = 'cpu'
-        else:
-            wrapper.setdefault('broadcast_buffers', False)
-            wrapper.device_ids = None
-        strategy.model_wrapper = wrapper
+        strategy_to_cpu(cfg.setdefault('strategy', ConfigDict(type='DDPStrategy')))
+
+
+def strategy_to_cpu(strategy: ConfigDict) -> None:
+    """A FlexibleRunner strategy's wrapper on CPU processes: the DDP and FSDP strategies pass
+    the local rank as a CUDA device, which the config's value overrides; others (DeepSpeed
+    picks its own accelerator) are left as they are."""
+    wrapper = strategy.get('model_wrapper') or ConfigDict()
+    if 'FSDP' in strategy.type:
+        wrapper.device_id = 'cpu'
+    elif strategy.type == 'DDPStrategy':
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.device_ids = None
+    else:
+        return
+    strategy.model_wrapper = wrapper
 
 
 def build_model(cfg: Config) -> torch.nn.Module:

@@ -188,3 +188,17 @@ def test_memory_table_shards_states_and_with_cp_cuts_activations():
     # DDP holds 20 B per parameter, FSDP over 4 ranks 16/4 plus the unsharded units
     assert rows['FSDP x4', 'off'][0] < rows['DDP', 'off'][0] / 2
     assert rows['DDP', 'on'][1] < rows['DDP', 'off'][1] / 2
+
+
+def test_strategies_on_cpu_processes_get_a_cpu_wrapper_and_deepspeed_is_left_alone():
+    from mmengine.config import ConfigDict
+
+    from swinv2_backbone.runner import strategy_to_cpu
+    fsdp = ConfigDict(type='SwinV2FSDPStrategy', model_wrapper=dict(use_orig_params=True))
+    ddp = ConfigDict(type='DDPStrategy')
+    deepspeed = ConfigDict(type='DeepSpeedStrategy', bf16=dict(enabled=True))
+    for strategy in (fsdp, ddp, deepspeed):
+        strategy_to_cpu(strategy)
+    assert fsdp.model_wrapper == dict(use_orig_params=True, device_id='cpu')
+    assert ddp.model_wrapper == dict(broadcast_buffers=False, device_ids=None)
+    assert 'model_wrapper' not in deepspeed  # DeepSpeedStrategy takes no model_wrapper
