@@ -27,6 +27,7 @@ import torch
 
 from swinv2_backbone.extract import (add_backbone_arguments, backbone_from_arguments,
                                      extract_features, find_images)
+from swinv2_backbone.runner import finish_distributed
 
 
 AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     finally:
-        if world > 1:
-            torch.distributed.destroy_process_group()
+        finish_distributed()  # every rank done, then the group left (gloo on torch 2.1 hangs
+        # at exit when one rank leaves while another still writes)
     if rank == 0:
         print(summary.table())
     return 1 if summary.failed and not summary.done else 0
