@@ -1,6 +1,6 @@
 """What this machine and this PyTorch build offer the kernels, probed once at import.
 
-The one place that asks: :mod:`swinv2_backbone.execution` decides each forward from these
+The one place that asks: :mod:`swinv2_backbone.runtime.execution` decides each forward from these
 facts, and the kernels read them. Nothing else of the package is imported here.
 
 - oneDNN (:mod:`~swinv2_backbone.kernels.onednn`): :data:`ONEDNN`, PyTorch's oneDNN linear

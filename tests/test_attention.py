@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 from swinv2_backbone import hardware
-from swinv2_backbone.attention import WindowAttentionV2
-from swinv2_backbone.execution import ATTENTION_BACKENDS, Execution
+from swinv2_backbone.model.attention import WindowAttentionV2
+from swinv2_backbone.runtime.execution import ATTENTION_BACKENDS, Execution
 from swinv2_backbone.ops import reference_attention, shift_attn_mask, window_partition
 
 # the decided forward each backend is checked under (small chunks: edges inside images)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.execution import Execution
+from swinv2_backbone.runtime.execution import Execution
 
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)
@@ -107,7 +107,7 @@ def test_norm_eval_keeps_norms_in_eval_mode():
 
 
 def test_giant_preset_adds_a_norm_every_sixth_block():
-    from swinv2_backbone.backbone import ARCH_PRESETS
+    from swinv2_backbone.model.backbone import ARCH_PRESETS
     cfg = dict(ARCH_PRESETS['giant'], embed_dim=16, num_heads=(1, 1, 1, 1))
     model = SwinV2Backbone(cfg)
     norms = [i for i, b in enumerate(model.stages[2].blocks) if b.norm3 is not None]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 
-from swinv2_backbone.runner import adapt_to_cpu, check_channels, host_of, load_config
+from swinv2_backbone.hosts.runner import adapt_to_cpu, check_channels, host_of, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # detection and segmentation configs: configs/deploy/ holds mmdeploy's (tests/test_deploy.py),

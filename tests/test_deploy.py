@@ -1,4 +1,4 @@
-"""Whole detectors and segmenters through mmdeploy (configs/deploy/, swinv2_backbone.deploy).
+"""Whole detectors and segmenters through mmdeploy (configs/deploy/, swinv2_backbone.apps.deploy).
 
 Each model is exported once with dynamic shapes through mmdeploy's ``torch2onnx`` and the file
 runs in mmdeploy's ONNX Runtime backend (with its custom ops) on images of the shapes data at
@@ -18,8 +18,8 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
-from devkit.synthetic import make_shapes_dataset
+from swinv2_backbone.devkit.testing import randomize_
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset
 from mmengine.config import Config
 
 import swinv2_backbone  # noqa: F401 - registers the rewrites with mmdeploy
@@ -154,7 +154,7 @@ def test_dino_exports_dynamic_and_predicts_what_pytorch_predicts(tmp_path, image
 
 def test_mask_rcnn_exports_dynamic_and_runs_at_every_size(tmp_path, images):
     """Two-stage: mmdeploy's RoIAlign symbolic needs a torch helper newer torch releases
-    removed; ours (swinv2_backbone.deploy) exports it. mmdeploy's RPN suppresses proposals
+    removed; ours (swinv2_backbone.apps.deploy) exports it. mmdeploy's RPN suppresses proposals
     across pyramid levels where mmdet's does it per level, so its proposals differ and only
     the form of the predictions is compared (the agreement is printed)."""
     from mmdet.apis import init_detector

@@ -45,23 +45,27 @@ def _paths() -> list[str]:
     return sorted(names)
 
 
-# the package's modules, which the docs also name without the package (``ops.window_order``)
+# the package's modules, which the docs also name without the package, by their path in it
+# (``kernels.onednn.linear``) or their file's stem (``ops.window_order``, ``execution.decide``):
+# each maps to its dotted path in the package
 PACKAGE = ROOT / 'swinv2_backbone'
-MODULES = sorted({p.stem for p in PACKAGE.rglob('*.py')} - {'__init__'}
-                 | {p.name for p in PACKAGE.iterdir() if p.is_dir()} - {'__pycache__'})
+MODULES = {name: '.'.join(p.relative_to(PACKAGE).with_suffix('').parts)
+           for p in PACKAGE.rglob('*.py') if p.stem != '__init__'
+           for name in (p.stem, '.'.join(p.relative_to(PACKAGE).with_suffix('').parts))}
 EXTENSIONS = {'py', 'md', 'sh', 'txt', 'json', 'png', 'pth', 'onnx', 'cfg', 'safetensors'}
 
 
 def _dotted() -> list[str]:
     """``swinv2_backbone.x.y`` and ``x.y`` for a module ``x`` of the package, as full names."""
     names = set()
-    short = re.compile(rf"(?<![\w./-])(?:{'|'.join(MODULES)})(?:\.\w+)+")
+    longest_first = sorted(MODULES, key=len, reverse=True)
+    short = re.compile(rf"(?<![\w./-])({'|'.join(map(re.escape, longest_first))})((?:\.\w+)+)")
     for span in _spans(_text()):
         for m in re.finditer(r'\bswinv2_backbone(?:\.\w+)+', span):
             names.add(m.group(0))
         for m in short.finditer(span):
             if m.group(0).rsplit('.', 1)[1] not in EXTENSIONS:
-                names.add(f'swinv2_backbone.{m.group(0)}')
+                names.add(f'swinv2_backbone.{MODULES[m.group(1)]}{m.group(2)}')
     return sorted(n for n in names if n.rsplit('.', 1)[1] not in EXTENSIONS)
 
 
@@ -79,8 +83,8 @@ def _commands() -> list[list[str]]:
 
 def test_the_docs_name_things_at_all():
     """The collectors find what the README is known to name (they would pass vacuously)."""
-    assert 'swinv2_backbone/deploy.py' in _paths()
-    assert 'swinv2_backbone.deploy.export_model' in _dotted()
+    assert 'swinv2_backbone/apps/deploy.py' in _paths()
+    assert 'swinv2_backbone.apps.deploy.export_model' in _dotted()
     assert ['tools/get_flops.py',
             'configs/mmseg/upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'] in _commands()
     assert len(_paths()) > 40 and len(_dotted()) > 5 and len(_commands()) > 10, (

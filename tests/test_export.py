@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 from swinv2_backbone import SwinV2Backbone, export_onnx
+from swinv2_backbone.apps.export import (BackboneNeck, check_onnx, export_backbone_neck,
+                                         read_metadata)
 from swinv2_backbone.compat import CPU_HALF, TORCH_VERSION
-from swinv2_backbone.export import BackboneNeck, check_onnx, export_backbone_neck, read_metadata
 from swinv2_backbone.files import _umask
 
 onnxruntime = pytest.importorskip('onnxruntime')
@@ -233,7 +234,7 @@ def test_tools_export_neck_writes_the_features_a_head_reads(tmp_path):
 
 
 def test_while_a_graph_is_recorded_every_request_runs_the_plain_ops(model):
-    from swinv2_backbone.execution import Request, decide
+    from swinv2_backbone.runtime.execution import Request, decide
     seen = []
 
     def record(x):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from swinv2_backbone import SwinV2Backbone, save_checkpoint
-from swinv2_backbone.extract import build_extractor, extract_features, find_images
+from swinv2_backbone.apps.extract import build_extractor, extract_features, find_images
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))

@@ -10,13 +10,13 @@ import sys
 
 import pytest
 import torch
-from conftest import randomize_
-from devkit.synthetic import make_shapes_dataset
+from swinv2_backbone.devkit.testing import randomize_
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset
 from test_tools import DEMO, ROOT, options, run
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
-from swinv2_backbone.runner import build_model, build_runner, load_config
+from swinv2_backbone.hosts.runner import build_model, build_runner, load_config
 
 # measured: torch 2.14.1's FSDP runs on the CPU with gloo; torch 2.1.2's does not (its stream
 # set-up calls torch.cpu.Stream(priority=...): "TypeError: Stream() takes no arguments")
@@ -160,7 +160,7 @@ def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, da
 def test_checkpointed_block_inputs_are_what_the_blocks_receive():
     """tools/estimate_memory.py adds, for with_cp, the input each checkpointed block holds: the
     formula's MiB equal the inputs the blocks get in a real forward at an odd size."""
-    from devkit.memory import checkpointed_inputs_mib
+    from swinv2_backbone.devkit.memory import checkpointed_inputs_mib
     model = SwinV2Backbone(arch=dict(embed_dim=16, depths=(2, 1, 3), num_heads=(1, 2, 4)),
                            window_size=4, with_cp=True, drop_path_rate=0.0)
     seen = []
@@ -193,7 +193,7 @@ def test_memory_table_shards_states_and_with_cp_cuts_activations():
 def test_strategies_on_cpu_processes_get_a_cpu_wrapper_and_deepspeed_is_left_alone():
     from mmengine.config import ConfigDict
 
-    from swinv2_backbone.runner import strategy_to_cpu
+    from swinv2_backbone.hosts.runner import strategy_to_cpu
     fsdp = ConfigDict(type='SwinV2FSDPStrategy', model_wrapper=dict(use_orig_params=True))
     ddp = ConfigDict(type='DDPStrategy')
     deepspeed = ConfigDict(type='DeepSpeedStrategy', bf16=dict(enabled=True))

@@ -3,7 +3,7 @@ capture, what a capture must not cache outside the graph, and what copies of the
 
 The graphs themselves (equal to eager in outputs and every gradient, across shapes, weight
 updates, accumulation, bf16 autocast, drop path, with_cp) need a GPU:
-``tools/devkit/gpu_checks.py`` check 5, run on a lent H100 (BENCHMARKS.md).
+``tests/test_gpu.py`` check 5, run on a lent H100 (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from dataclasses import replace
 import torch
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.execution import Execution, decide
-from swinv2_backbone.graphs import STOP_AFTER_EVICTIONS, CudaGraphs
+from swinv2_backbone.runtime.execution import Execution, decide
+from swinv2_backbone.runtime.graphs import STOP_AFTER_EVICTIONS, CudaGraphs
 
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 SMALL = dict(arch=dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2)), window_size=4,
              drop_path_rate=0.0)
@@ -82,14 +82,14 @@ def test_copies_and_pickles_start_without_graphs():
 
 
 def test_the_captured_execution_is_the_decided_one_without_graphs():
-    from swinv2_backbone.graphs import _capturing
+    from swinv2_backbone.runtime.graphs import _capturing
     decided = Execution('batched', grad=True, amp=torch.bfloat16, cuda_graph=True)
     assert _capturing(decided) == replace(decided, cuda_graph=False, captured=True)
 
 
 def test_a_signature_seen_once_runs_eagerly_and_captures_nothing():
     """One-off shapes (validation images of varying sizes) pay no capture: a signature is
-    captured the second time it is seen (that needs a GPU: gpu_checks.py)."""
+    captured the second time it is seen (that needs a GPU: test_gpu.py)."""
     model = small(cuda_graph=True)
     graphs, x = CudaGraphs(), torch.randn(1, 3, 21, 19)
     execution = Execution('batched', cuda_graph=True)

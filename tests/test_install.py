@@ -108,7 +108,7 @@ def test_core_installs_and_runs_without_mmcv_from_source_wheel_and_sdist(tmp_pat
     wheel, = dist.glob('swinv2_backbone-0.1.0-py3-none-any.whl')
     sdist, = dist.glob('swinv2_backbone-0.1.0.tar.gz')
     listing = _run(sys.executable, '-m', 'zipfile', '-l', str(wheel))
-    assert 'swinv2_backbone/backbone.py' in listing and 'tests/' not in listing
+    assert 'swinv2_backbone/model/backbone.py' in listing and 'tests/' not in listing
     for package in (wheel, sdist):
         _run(*pip, 'install', '--force-reinstall', '--no-deps', str(package))
         assert 'core ok' in _run(py, str(script), cwd=tmp_path, env=run_env)

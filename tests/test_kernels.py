@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinv2_backbone.execution import Execution
+from swinv2_backbone.runtime.execution import Execution
 from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
 from swinv2_backbone.ops import inverse_norm
 
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 CPU = Execution('cpu', onednn=hardware.ONEDNN)
 
@@ -185,7 +185,7 @@ def test_linear_takes_f_linear_where_onednn_does_not_apply():
 def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
     """Under bf16 autocast without autograd: bf16 output, equal to float32 arithmetic on the
     bf16-rounded input and weight (oneDNN accumulates in float32); the float32 bias is kept."""
-    from swinv2_backbone.execution import decide
+    from swinv2_backbone.runtime.execution import decide
     torch.manual_seed(0)
     x, w, b = torch.randn(2, 37, 64), torch.randn(48, 64) * 0.2, torch.randn(48)
     want = F.linear(x.bfloat16().float(), w.bfloat16().float(), b)

@@ -40,20 +40,55 @@ def _package_imports(path: Path) -> set[str]:
 
 
 def test_the_probes_stand_alone_and_the_plan_calls_the_kernels():
-    """hardware.py imports nothing of the package; execution.py (the plan) decides from it and
-    calls the kernels, which import the plan's type for annotations only: no import loop."""
+    """hardware.py imports nothing of the package; runtime/execution.py (the plan) decides from
+    it and calls the kernels, which import the plan's type for annotations only: no loop."""
     package = ROOT / 'swinv2_backbone'
     assert _package_imports(package / 'hardware.py') == set()
-    imported = _package_imports(package / 'execution.py')
+    imported = _package_imports(package / 'runtime' / 'execution.py')
     assert {'swinv2_backbone.hardware', 'swinv2_backbone.kernels.cpu',
             'swinv2_backbone.kernels.device', 'swinv2_backbone.kernels.onednn'} <= imported
     for kernel in (package / 'kernels').glob('*.py'):
-        assert 'swinv2_backbone.execution' not in _package_imports(kernel), kernel.name
+        assert 'swinv2_backbone.runtime.execution' not in _package_imports(kernel), kernel.name
 
 
 def test_the_modules_call_the_plan_instead_of_choosing_kernels():
-    """blocks.py and attention.py state the model: no kernel module is imported there (what
-    runs is the plan's member: linear, norm, residual, mlp, attention)."""
+    """model/blocks.py and model/attention.py state the model: no kernel module is imported
+    there (what runs is the plan's member: linear, norm, residual, mlp, attention)."""
     for name in ('blocks.py', 'attention.py'):
-        imported = _package_imports(ROOT / 'swinv2_backbone' / name)
+        imported = _package_imports(ROOT / 'swinv2_backbone' / 'model' / name)
         assert not any(m.startswith('swinv2_backbone.kernels') for m in imported), (name, imported)
+
+
+# The package's layers, bottom up, as swinv2_backbone/__init__.py describes them: a module may
+# import its own layer and the layers before it, never one after it.
+LAYERS = (('compat', 'files', 'hardware', 'ops'), ('kernels',), ('runtime',), ('weights',),
+          ('model',), ('apps',), ('hosts',), ('devkit',))
+
+
+def _layer(module: str) -> int:
+    """The layer of a dotted module name inside the package. The package itself, the public
+    API, stands with the hosts: importing it registers the backbone with them."""
+    parts = module.split('.')
+    if len(parts) == 1:
+        parts.append('hosts')
+    found = [i for i, names in enumerate(LAYERS) if parts[1] in names]
+    assert found, f'{module} is in no layer: add it to LAYERS and the package docstring'
+    return found[0]
+
+
+def test_every_module_imports_only_its_layer_and_those_below():
+    package = ROOT / 'swinv2_backbone'
+    checked = 0
+    for path in sorted(package.rglob('*.py')):
+        if path == package / '__init__.py':
+            continue
+        dotted = '.'.join(('swinv2_backbone', *path.relative_to(package).with_suffix('').parts))
+        own = _layer(dotted)
+        # a `from x import name` also yields x.name, which may be a function, not a module
+        imported = {m for m in _package_imports(path)
+                    if (package / Path(*m.split('.')[1:])).exists()
+                    or (package / Path(*m.split('.')[1:])).with_suffix('.py').exists()}
+        above = sorted(m for m in imported if _layer(m) > own)
+        assert not above, f'{dotted} imports {above}, a layer above its own'
+        checked += 1
+    assert checked > 30

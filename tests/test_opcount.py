@@ -1,10 +1,10 @@
 """On a GPU every op is a kernel launch: the batched path launches no more ops than timm, and
 as many at detection sizes as at 512x512 (no Python loop over images or chunks). Counted on the
-meta device, which takes the paths a CUDA device takes (tools/devkit/opcount.py)."""
+meta device, which takes the paths a CUDA device takes (swinv2_backbone/devkit/opcount.py)."""
 from __future__ import annotations
 
 import pytest
-from devkit.opcount import count_step_ops
+from swinv2_backbone.devkit.opcount import count_step_ops
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
@@ -35,7 +35,7 @@ def test_swinv2_t_launches_no_more_ops_than_timm_and_as_many_at_any_size(mode):
 
 def test_the_counter_counts_launches_not_views():
     import torch
-    from devkit.opcount import OpCounter
+    from swinv2_backbone.devkit.opcount import OpCounter
     x = torch.randn(4, 6, device='meta')
     with OpCounter() as counter:
         y = x.view(2, 12).t()[1:].reshape(-1, 2)  # views only
@@ -53,7 +53,7 @@ def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
     from functools import partial
 
     import torch
-    from devkit.activations import cuda_saved_for_backward_mib
+    from swinv2_backbone.devkit.activations import cuda_saved_for_backward_mib
     arch = dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2))
 
     def build(with_cp):
@@ -67,7 +67,7 @@ def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
 def test_the_traffic_counter_charges_each_kernel_its_operands_and_outputs():
     import torch
     import torch.nn.functional as F
-    from devkit.traffic import TrafficCounter
+    from swinv2_backbone.devkit.traffic import TrafficCounter
     x, w, b = (torch.randn(*s, device='meta') for s in ((4, 6), (3, 6), (3,)))
     with TrafficCounter() as counter:
         x.view(2, 12).t()  # views: nothing
@@ -84,8 +84,8 @@ def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write
     from functools import partial
 
     import torch
-    from devkit.traffic import cuda_inference_traffic
-    from swinv2_backbone.execution import Request
+    from swinv2_backbone.devkit.traffic import cuda_inference_traffic
+    from swinv2_backbone.runtime.execution import Request
     from swinv2_backbone import hardware
     if not hardware.TRITON:
         pytest.skip('the fused path needs Triton >= 3.0')

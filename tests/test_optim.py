@@ -6,7 +6,7 @@ from mmengine.optim import build_optim_wrapper
 from torch import nn
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.optim import layer_id
+from swinv2_backbone.hosts.optim import layer_id
 
 DEPTHS = (1, 2, 1, 2)
 NO_DECAY = ('norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')

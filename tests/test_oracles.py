@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.checkpoints import from_hf, from_mmpretrain, from_timm
+from swinv2_backbone.weights.checkpoints import from_hf, from_mmpretrain, from_timm
 
-from conftest import randomize_, rel_err
+from swinv2_backbone.devkit.testing import randomize_, rel_err
 
 TOL = 1e-4
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
@@ -179,7 +179,7 @@ def test_drop_path_draws_as_timm_in_training_and_is_identity_in_eval(drop_prob):
     with the same seed the same samples are dropped and the kept ones scaled alike."""
     from timm.layers import DropPath as TimmDropPath
 
-    from swinv2_backbone.blocks import DropPath
+    from swinv2_backbone.model.blocks import DropPath
     x = torch.randn(64, 10, 8)
     ours, ref = DropPath(drop_prob), TimmDropPath(drop_prob)
     torch.manual_seed(3)

@@ -13,10 +13,10 @@ import torch
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
-from swinv2_backbone.execution import Execution, Request, decide
+from swinv2_backbone.runtime.execution import Execution, Request, decide
 from swinv2_backbone import hardware
 
-from conftest import randomize_
+from swinv2_backbone.devkit.testing import randomize_
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)
@@ -91,7 +91,7 @@ def test_with_cp_mlp_gives_what_keeping_every_activation_gives(path, amp):
 def test_mlp_training_keeps_its_input_in_the_autocast_dtype_and_with_cp_nothing_else():
     """What the MLP saves for backward, by bytes: the input (in bf16 under bf16 autocast, not
     the float32 residual stream) and the fc1 output; with ``recompute`` the input only."""
-    from swinv2_backbone.blocks import Mlp
+    from swinv2_backbone.model.blocks import Mlp
     x = torch.randn(50, 16, requires_grad=True)
     execution = Execution('batched', grad=True, amp=torch.bfloat16, mlp_chunk_rows=None)
     saved = {}
@@ -174,7 +174,7 @@ def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     """Under bf16 autocast without autograd the cpu path rounds only the GEMMs to bf16. With
     bf16-exact weights and input and the largest temperature (100), one attention is then less
     than half as far from float32 as autocast's bf16 attention (the autograd path) is."""
-    from swinv2_backbone.attention import WindowAttentionV2
+    from swinv2_backbone.model.attention import WindowAttentionV2
     torch.manual_seed(0)
     attn = WindowAttentionV2(64, 4, 8).eval()
     with torch.no_grad():

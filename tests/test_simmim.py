@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from devkit.synthetic import make_shapes_dataset
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset
 from mmengine.config import Config
 
 from swinv2_backbone import SwinV2Backbone, load_pretrained
@@ -53,7 +53,7 @@ def test_mask_errors_name_the_problem():
 def test_imagenet_configs_build_mmpretrains_simmim(name):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
-    from swinv2_backbone.runner import check_channels, host_of, load_config
+    from swinv2_backbone.hosts.runner import check_channels, host_of, load_config
     cfg = load_config(CONFIGS / name)
     header = (CONFIGS / name).read_text().split('\n_base_')[0]
     assert 'Changes from' in header and 'No pretrained weights' in header

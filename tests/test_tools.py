@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / 'configs' / 'demo'
@@ -96,7 +96,7 @@ def test_train_and_test_leave_the_process_group_when_done(tmp_path):
     """What tools/train.py and tools/test.py call last: without it a gloo rank can abort at
     exit after training finished (SIGABRT seen in CI with torch 2.1), failing the launch."""
     import torch.distributed as dist
-    from swinv2_backbone.runner import finish_distributed
+    from swinv2_backbone.hosts.runner import finish_distributed
     finish_distributed()  # no group: nothing to do
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
                             world_size=1)
@@ -204,7 +204,7 @@ def test_benchmark_runtime_rows_compute_what_their_model_computes(name):
     ``dynamic_img_size``) runs its one file at a second size and batch too."""
     pytest.importorskip('onnxruntime')
     pytest.importorskip('openvino')
-    from devkit import benchmark
+    from swinv2_backbone.devkit import benchmark
     row = benchmark.build(name, (64, 96), 8).eval()
     sizes = [(1, 64, 96)] + ([] if 'static' in name else [(2, 96, 64)])
     for B, H, W in sizes:
@@ -228,7 +228,7 @@ def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay()
     """'timm (cuda_graph)' replays timm's CUDA inference from a graph; on the meta device (op
     counts) it is timm, and off CUDA or with autograd it says so instead of timing eager timm
     under a graphed name."""
-    from devkit import benchmark
+    from swinv2_backbone.devkit import benchmark
     graphed = benchmark.build('timm (cuda_graph)', (64, 96), 8).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -239,13 +239,13 @@ def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay()
 
 
 def test_memory_of_a_step_is_measured_in_its_own_process():
-    from devkit import benchmark
+    from swinv2_backbone.devkit import benchmark
     assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0
 
 
 def test_the_gemm_bound_is_the_model_flops_at_the_fastest_matmul_rate():
     """What tools/benchmark.py prints as the most any implementation can gain on a machine."""
-    from devkit import benchmark
+    from swinv2_backbone.devkit import benchmark
     assert benchmark.gemm_bound_ms(285.4, {'mm': 50.0, 'onednn': 100.0}) == pytest.approx(2854.0)
     assert benchmark.matmul_gflops(n=64, repeats=3) > 0
 

@@ -13,7 +13,7 @@ the kernel-launching ATen ops of one step on the meta device, the paths a GPU ta
 compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
 OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds:
 files for any size (dynamic axes), and files fixed at --size (``, static``).
-See tools/devkit/benchmark.py.
+See swinv2_backbone/devkit/benchmark.py.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from devkit import benchmark as bench
+from swinv2_backbone.devkit import benchmark as bench
 
-from swinv2_backbone.loading import atomic_write
+from swinv2_backbone.weights.loading import atomic_write
 
 AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     saved = {}
     if args.saved and args.mode == 'training':
-        from devkit.activations import cuda_saved_for_backward_mib
+        from swinv2_backbone.devkit.activations import cuda_saved_for_backward_mib
         for name in args.impls:
             if 'cuda_graph' not in name:  # a replay keeps what eager keeps
                 saved[name] = cuda_saved_for_backward_mib(

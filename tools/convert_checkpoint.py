@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from swinv2_backbone.checkpoints import FORMATS, convert_state_dict
-from swinv2_backbone.loading import read_checkpoint, save_checkpoint
+from swinv2_backbone.weights.checkpoints import FORMATS, convert_state_dict
+from swinv2_backbone.weights.loading import read_checkpoint, save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

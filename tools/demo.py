@@ -25,9 +25,9 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image, ImageDraw
 
-from swinv2_backbone.loading import atomic_write
-from swinv2_backbone.runner import build_runner
-from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
+from swinv2_backbone.weights.loading import atomic_write
+from swinv2_backbone.hosts.runner import build_runner
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DET_CONFIG = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py'

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A query-based detector learns on SwinV2: train a small SwinV2 DINO from scratch on this CPU.
 
-1. write the synthetic shapes dataset in COCO format (tools/devkit/synthetic.py);
+1. write the synthetic shapes dataset in COCO format (swinv2_backbone/devkit/synthetic.py);
 2. train ``configs/demo/dino_swinv2-nano_shapes.py`` through mmdet's own runner, recording
    every iteration's loss;
 3. evaluate on the held-out split with ``CocoMetric``;
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from demo import _draw_instances, _titled, best_f1_threshold, save_sheet, val_predictions, \
     train_and_evaluate, train_options
-from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 from mmengine.hooks import Hook
 from PIL import Image
 

@@ -8,8 +8,8 @@ DEPLOY_CFG is one of configs/deploy/ (ONNX Runtime, dynamic batch and image size
 the mmdet or mmseg config the checkpoint was trained with. IMAGE is the example the graph is
 recorded with. ``--check`` runs the file in mmdeploy's ONNX Runtime backend and the checkpoint
 in PyTorch on each image given (IMAGE when none) and prints how far they are apart
-(``swinv2_backbone.deploy.agreement``). mmdeploy's wheel does not ship its own tools/deploy.py;
-this is the part of it these models need, with the rewrites of swinv2_backbone.deploy.
+(``swinv2_backbone.apps.deploy.agreement``). mmdeploy's wheel does not ship its own tools/deploy.py;
+this is the part of it these models need, with the rewrites of swinv2_backbone.apps.deploy.
 """
 from __future__ import annotations
 

@@ -6,14 +6,14 @@
 Prints a markdown table: for each backbone at a config's resolution, per-rank GiB under DDP
 (bf16 autocast) and FSDP (FULL_SHARD, bf16 mixed precision) over ``--ranks`` processes, with and
 without ``with_cp``, and whether that fits a 40 GB and an 80 GB GPU. How each number is made,
-and what it leaves out: tools/devkit/memory.py. Needs torch >= 2.4 (fake CUDA tensors).
+and what it leaves out: swinv2_backbone/devkit/memory.py. Needs torch >= 2.4 (fake CUDA tensors).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from devkit.memory import training_memory_gib
+from swinv2_backbone.devkit.memory import training_memory_gib
 
 # (backbone, window, input H x W, images per GPU, the configs that train it so)
 ROWS = [

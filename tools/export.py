@@ -13,7 +13,7 @@ the architecture read from a checkpoint). ``--check`` runs the file once in onnx
 against PyTorch at a few sizes and prints the error, max |onnx - torch| over each stage's std.
 ``--neck`` exports the config's backbone with its neck (or a Mask2Former head's pixel decoder)
 instead, the whole model's weights from ``--checkpoint`` (a training checkpoint), with the
-TorchScript exporter (``swinv2_backbone.export.export_backbone_neck``).
+TorchScript exporter (``swinv2_backbone.apps.export.export_backbone_neck``).
 """
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ import time
 
 import torch
 
-from swinv2_backbone.export import (DEFAULT_EXPORTER, EXPORTERS, BackboneNeck, check_onnx,
-                                    export_backbone_neck, export_onnx, read_metadata)
-from swinv2_backbone.extract import add_backbone_arguments, backbone_from_arguments
+from swinv2_backbone.apps.export import (DEFAULT_EXPORTER, EXPORTERS, BackboneNeck,
+                                         check_onnx, export_backbone_neck, export_onnx,
+                                         read_metadata)
+from swinv2_backbone.apps.extract import add_backbone_arguments, backbone_from_arguments
 
 # what --check runs: the example's size, odd sizes, a map smaller than a window, a batch of 3
 CHECK_SIZES = [(2, 64, 96), (1, 97, 131), (1, 24, 40), (3, 224, 160)]
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 def _export_neck(args) -> int:
     from mmengine.runner import load_checkpoint
 
-    from swinv2_backbone.runner import build_model, load_config
+    from swinv2_backbone.hosts.runner import build_model, load_config
     try:
         # the checkpoint below has the whole model's weights
         model = build_model(load_config(args.config))

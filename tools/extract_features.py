@@ -25,9 +25,9 @@ import sys
 
 import torch
 
-from swinv2_backbone.extract import (add_backbone_arguments, backbone_from_arguments,
-                                     extract_features, find_images)
-from swinv2_backbone.runner import finish_distributed
+from swinv2_backbone.apps.extract import (add_backbone_arguments, backbone_from_arguments,
+                                          extract_features, find_images)
+from swinv2_backbone.hosts.runner import finish_distributed
 
 
 AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}

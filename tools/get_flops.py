@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devkit.analysis import model_complexity
+from swinv2_backbone.devkit.analysis import model_complexity
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
 EXTRAS = 'mmdet,mmseg,tests,export,hub'
 CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
-# mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.deploy, tests/test_deploy.py) pins
+# mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.apps.deploy, tests/test_deploy.py) pins
 # protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
 # protobuf and onnx, so it goes in without its dependencies, with the one it imports that
 # nothing else here brings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swinv2_backbone.runner import add_runner_args, build_runner, finish_distributed
+from swinv2_backbone.hosts.runner import add_runner_args, build_runner, finish_distributed
 
 
 def main(argv: list[str] | None = None) -> int:

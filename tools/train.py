@@ -13,7 +13,7 @@ import sys
 
 from mmengine.dist import get_dist_info
 
-from swinv2_backbone.runner import add_runner_args, build_runner, finish_distributed
+from swinv2_backbone.hosts.runner import add_runner_args, build_runner, finish_distributed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,5 +7,5 @@
 - :mod:`.fused`: Triton kernels of the batched path's inference on GPUs (the q/k
   normalisation, the residual norms).
 
-Which runs is decided once per forward (:mod:`swinv2_backbone.execution`).
+Which runs is decided once per forward (:mod:`swinv2_backbone.runtime.execution`).
 """

@@ -29,7 +29,7 @@ from ..ops import attention_logits, inverse_norm, unit_vector_grad
 from .onednn import backward_gemm, linear
 
 if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..execution import Execution
+    from ..runtime.execution import Execution
 
 __all__ = ['CosineAttention', 'GeluMlp', 'attend', 'head_major', 'mask_rows']
 

@@ -1,7 +1,7 @@
 """The batched path: whole-stage ops for GPUs, no Python loop over images or chunks.
 
-Per block: one qkv GEMM, one q/k normalisation (:func:`~swinv2_backbone.attention.unit_vectors`)
-and one ``F.scaled_dot_product_attention`` call. The logit bias SDPA adds is laid out so that
+Per block: one qkv GEMM, one q/k normalisation (:func:`~swinv2_backbone.ops.unit_vectors`) and
+one ``F.scaled_dot_product_attention`` call. The logit bias SDPA adds is laid out so that
 nothing is materialised per image and PyTorch's fused (memory-efficient / cuDNN) kernels stay
 eligible:
 
@@ -29,7 +29,7 @@ from ..ops import inverse_norm, unit_vector_grad
 from .fused import qkv_heads
 
 if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..execution import Execution
+    from ..runtime.execution import Execution
 
 __all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
 

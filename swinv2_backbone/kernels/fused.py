@@ -14,7 +14,7 @@ replace (session 6's H100 profile, BENCHMARKS.md):
   the norm and the addition.
 
 Both compute in float32 and round once to the output's dtype. They run without autograd only
-(:attr:`~swinv2_backbone.execution.Execution.fused`). Triton >= 3.0 (the one PyTorch >= 2.4
+(:attr:`~swinv2_backbone.runtime.execution.Execution.fused`). Triton >= 3.0 (the one PyTorch >= 2.4
 installs with its CUDA builds); with ``TRITON_INTERPRET=1`` set before the first import,
 Triton's interpreter runs them on CPU tensors, which is how the tests check them against the
 unfused path on machines without a GPU.

@@ -18,9 +18,9 @@ Elsewhere there is nothing to gain (BENCHMARKS.md):
 
 So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones
 (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at import, indexed by whether
-autograd records), unless an :class:`~swinv2_backbone.execution.Execution` asks otherwise.
+autograd records), unless an :class:`~swinv2_backbone.runtime.execution.Execution` asks otherwise.
 
-:func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.execution.Execution`
+:func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.runtime.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
 the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
 :class:`OneDnnLinear`, whose backward uses oneDNN too.
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 
 if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..execution import Execution
+    from ..runtime.execution import Execution
 
 __all__ = ['OneDnnLinear', 'backward_gemm', 'gemm', 'linear']
 

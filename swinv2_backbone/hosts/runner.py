@@ -100,7 +100,7 @@ def require_host(host: str) -> None:
 
 
 def _backbone_channels(backbone: dict) -> tuple[int, ...]:
-    from .backbone import SwinV2Backbone
+    from ..model.backbone import SwinV2Backbone
     kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
     with torch.device('meta'):  # the contract without allocating any weights
         return SwinV2Backbone(**kwargs).out_channels

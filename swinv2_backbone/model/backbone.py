@@ -11,9 +11,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
-from .execution import Execution, Request, check_execution, decide
-from .graphs import CudaGraphs
-from .ops import is_static
+from ..runtime.execution import Execution, Request, check_execution, decide
+from ..runtime.graphs import CudaGraphs
+from ..ops import is_static
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'SwinV2Backbone']
 
@@ -67,16 +67,17 @@ class SwinV2Backbone(BaseModule):
             activations but the MLP's hidden layer, which backward recomputes with one GEMM
             (for SwinV2-T a quarter less activation memory for a tenth more FLOPs;
             BENCHMARKS.md); False keeps everything. The same results whichever.
-        execution: how forward runs (:mod:`swinv2_backbone.execution`): 'auto' (the CPU
+        execution: how forward runs (:mod:`swinv2_backbone.runtime.execution`): 'auto' (the CPU
             kernels on CPU, whole-stage batched ops with ``scaled_dot_product_attention`` on
             GPUs), 'cpu', 'batched', or 'reference' (the official code's plain ops); or a
-            :class:`~swinv2_backbone.execution.Request` that also chooses the GEMM library,
+            :class:`~swinv2_backbone.runtime.execution.Request` that also chooses the GEMM library,
             the fused kernels and the chunk sizes. Every
             path gives the reference's result (tested); attention dropout in training runs the
             reference attention.
         cuda_graph: on CUDA inputs, capture the forward (and in training the backward) in a
-            CUDA graph once per input signature and replay it (:mod:`swinv2_backbone.graphs`):
-            the same results, about twice the speed where the eager backbone waits on the host.
+            CUDA graph once per input signature and replay it
+            (:mod:`~swinv2_backbone.runtime.graphs`): the same results, about twice the speed
+            where the eager backbone waits on the host.
             For inputs of repeating shapes (fixed crops, fixed-size jitter); each new shape
             costs a capture and keeps a memory pool. Off the GPU it does nothing.
         frozen_stages: -1 freezes nothing; 0 freezes the patch embedding (and absolute position
@@ -254,7 +255,7 @@ class SwinV2Backbone(BaseModule):
             return
         self._official_init()
         if cfg is not None:
-            from .loading import load_pretrained
+            from ..weights.loading import load_pretrained
             unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'format'}
             if unknown:
                 raise ValueError(f'unsupported Pretrained init_cfg keys {sorted(unknown)}')

@@ -18,7 +18,7 @@ To change the attention, edit:
    every hand-written backward uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
    :func:`~swinv2_backbone.ops.attention_logits`; :meth:`WindowAttentionV2.position_bias` for
    the CPB;
-2. each backend of :data:`~swinv2_backbone.execution.ATTENTION_BACKENDS` (one interface):
+2. each backend of :data:`~swinv2_backbone.runtime.execution.ATTENTION_BACKENDS` (one interface):
    the cpu path's :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
    hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
    :func:`~swinv2_backbone.kernels.cpu.attend` (inference); the batched path's
@@ -39,8 +39,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from .execution import Execution
-from .ops import relative_coords_table, relative_position_index
+from ..runtime.execution import Execution
+from ..ops import relative_coords_table, relative_position_index
 
 __all__ = ['LOGIT_SCALE_MAX', 'WindowAttentionV2']
 
@@ -184,7 +184,7 @@ class WindowAttentionV2(nn.Module):
                 windows (the export path, whose symbolic sizes are not divided).
             window: side of the windows in ``x``.
             mask: (num_windows, N, N) additive shift mask, or None.
-            execution: how this forward runs (:mod:`swinv2_backbone.execution`).
+            execution: how this forward runs (:mod:`swinv2_backbone.runtime.execution`).
 
         Returns:
             the shape of ``x``

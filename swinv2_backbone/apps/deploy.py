@@ -4,7 +4,7 @@ mmdeploy exports an OpenMMLab model by running it under its rewriter context, wh
 functions for export-friendly versions per backend. The backbone needs none: while a graph is
 recorded it computes windows, padding and masks from the input's shape (``SwinV2Stage``).
 What the models around it need is registered here, when mmdeploy is installed
-(:func:`swinv2_backbone.registry.register_all` imports this module), as mmdeploy registers the
+(:func:`swinv2_backbone.hosts.registry.register_all` imports this module), as mmdeploy registers the
 rewrites of its own models:
 
 - ``torch.onnx.export``: mmdeploy 1.3 calls it without choosing an exporter, and from torch 2.9
@@ -35,8 +35,8 @@ import torch
 from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
 from mmdeploy.utils import get_ir_config
 
-from . import ops
-from .compat import TORCHSCRIPT_EXPORT
+from .. import ops
+from ..compat import TORCHSCRIPT_EXPORT
 
 __all__ = ['POOL_BACKENDS', 'ROI_ALIGN_BACKENDS', 'agreement', 'export_model', 'predict']
 

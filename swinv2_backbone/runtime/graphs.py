@@ -5,7 +5,7 @@ Why: on a GPU the eager backbone is bound by the host. A SwinV2-T training step 
 1,600 kernels; at 1024x1024, batch 2, bf16 on an H100 the GPU is busy for about half of the
 step and waits on Python for the rest. A replay launches the whole step at once.
 
-What a caller sees (all tested on a GPU by ``tools/devkit/gpu_checks.py``):
+What a caller sees (all tested on a GPU by ``tests/test_gpu.py``):
 
 - the same maps and the same gradients as the eager forward: the graph runs its kernels;
 - gradients reach the parameters (and the input, if it requires them) through autograd, so
@@ -27,7 +27,7 @@ keep the eager forward: a warning says when graphs are being evicted, and after
 
 Not captured (eager instead): inputs off CUDA, ``torch.compile`` and ``torch.jit.trace``, and a
 forward inside a capture of the caller's own (the decision is in
-:func:`~swinv2_backbone.execution.decide`).
+:func:`~swinv2_backbone.runtime.execution.decide`).
 """
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .testing import trained_biases_
+
 __all__ = ['FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build', 'cuda_step_peak_mb',
            'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark']
-
-TOOLS = str(Path(__file__).resolve().parent.parent)
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -155,12 +155,12 @@ def _ours(size, window, **kw):
 
 
 def _ours_gemm(size, window, onednn: bool):
-    from swinv2_backbone.execution import Request
+    from swinv2_backbone.runtime.execution import Request
     return _ours(size, window, execution=Request('cpu', onednn=onednn))
 
 
 def _ours_unfused(size, window, **kw):
-    from swinv2_backbone.execution import Request
+    from swinv2_backbone.runtime.execution import Request
     return _ours(size, window, execution=Request('batched', fused=False), **kw)
 
 
@@ -224,21 +224,8 @@ FP32 = ' (fp32)'
 
 def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
     model = IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
-    _trained_biases(model)
+    trained_biases_(model)
     return model
-
-
-def _trained_biases(model: nn.Module) -> None:
-    """Fill the biases random initialisation leaves at zero with small random values (std
-    0.02), as trained weights have them. With a zero v bias, the zero-padded tokens of a
-    shifted, padded window attend only to zero values and masked ones (weight e^-100), so the
-    attention outputs there are subnormal floats. No trained model computes those, and on an
-    Intel Xeon they slowed the GEMMs reading them about tenfold (BENCHMARKS.md): timm's and
-    ours at 800x1344, not HF's (whose padded tokens came out exactly zero)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim == 1 and not p.is_meta and not p.any():
-                p.normal_(std=0.02)
 
 
 def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
@@ -424,8 +411,7 @@ def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,
     """Peak resident-memory growth (MB) of one step, measured in a fresh process."""
     code = (
         'import json, sys, torch\n'
-        f'sys.path.insert(0, {TOOLS!r})\n'
-        'from devkit import benchmark as b\n'
+        'from swinv2_backbone.devkit import benchmark as b\n'
         f'model = b.build({name!r}, {tuple(size)!r}, {window})\n'
         f'model.train({mode == "training"})\n'
         f'x = torch.randn({batch}, 3, {size[0]}, {size[1]})\n'

@@ -24,7 +24,7 @@ masks from the input's shape inside the graph (``Execution.exporting``), so that
 graph takes any input size.
 
 Orthogonal to the path: ``SwinV2Backbone(cuda_graph=True)`` replays CUDA inputs' forwards (and
-backwards) from CUDA graphs (:mod:`swinv2_backbone.graphs`); :func:`decide` says when.
+backwards) from CUDA graphs (:mod:`swinv2_backbone.runtime.graphs`); :func:`decide` says when.
 
 Every path gives the reference's result (tests/test_paths.py), so the choice changes speed and
 memory, never numerics beyond float rounding.
@@ -39,11 +39,11 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import hardware, ops
-from .compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
-                     is_exporting)
-from .kernels import cpu, device, onednn
-from .kernels import fused as fused_kernels
+from .. import hardware, ops
+from ..compat import (autocast_available, autocast_dtype, autocast_enabled, is_compiling,
+                      is_exporting)
+from ..kernels import cpu, device, onednn
+from ..kernels import fused as fused_kernels
 
 __all__ = ['ATTENTION_BACKENDS', 'AttentionBackend', 'EXECUTION_PATHS', 'Execution', 'Request',
            'check_execution', 'decide']
@@ -167,7 +167,7 @@ class Execution:
         return x.add_(y) if inplace else x + y
 
     def mlp(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``mlp.fc2(drop(gelu(mlp.fc1(x))))`` (an :class:`~swinv2_backbone.blocks.Mlp`).
+        """``mlp.fc2(drop(gelu(mlp.fc1(x))))`` (an :class:`~swinv2_backbone.model.blocks.Mlp`).
 
         The modules themselves on the reference path, with active dropout and in the batched
         path's inference (with ``mlp.recompute`` in training: under ``torch.utils.checkpoint``);

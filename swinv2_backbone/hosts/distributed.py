@@ -21,7 +21,7 @@ from mmengine.registry import FUNCTIONS, STRATEGIES
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-from .blocks import SwinV2Block
+from ..model.blocks import SwinV2Block
 
 __all__ = ['SwinV2FSDPStrategy', 'swinv2_wrap_policy']
 

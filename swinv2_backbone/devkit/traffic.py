@@ -14,15 +14,13 @@ An estimate: it assumes each byte crosses memory once per kernel (no cache reuse
 kernels, broadcast operands read once) and says nothing of how near each kernel comes to the
 bandwidth. Compare implementations with it; measure on a GPU.
 
-    python tools/devkit/traffic.py [--size 800 1344] [--batch 2] [--amp fp16]
+    python -m swinv2_backbone.devkit.traffic [--size 800 1344] [--batch 2] [--amp fp16]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from unittest import mock
 
 import torch
@@ -30,11 +28,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-if __name__ == '__main__':  # run as a script: tools/ holds the devkit package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devkit.activations import fake_cuda  # noqa: E402
-from devkit.opcount import NO_LAUNCH  # noqa: E402
+from .activations import fake_cuda
+from .opcount import NO_LAUNCH
 
 __all__ = ['TrafficCounter', 'cuda_inference_traffic']
 
@@ -71,7 +66,7 @@ class TrafficCounter(TorchDispatchMode):
 def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int], batch: int,
                            amp: torch.dtype | None) -> TrafficCounter:
     """The bytes of one inference forward of ``build()`` on (batch, 3, *size) as a CUDA device
-    would run it (:func:`~devkit.activations.fake_cuda`), under autocast to ``amp`` (None:
+    would run it (:func:`.activations.fake_cuda`), under autocast to ``amp`` (None:
     float32), after a warm-up forward (caches filled). Needs torch >= 2.4."""
     from swinv2_backbone.kernels import device, fused
     model = build().eval()
@@ -101,7 +96,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
 
 
 def main() -> None:
-    from devkit.benchmark import IMPLEMENTATIONS
+    from .benchmark import IMPLEMENTATIONS
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--size', type=int, nargs=2, default=(800, 1344))
     parser.add_argument('--batch', type=int, default=2)

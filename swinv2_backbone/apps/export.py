@@ -1,10 +1,10 @@
 """ONNX export: one file that takes any batch and any image size the backbone takes.
 
-While a graph is recorded, :func:`~swinv2_backbone.execution.decide` runs the plain ops and the
-stages compute windows, padding, shift masks and gather indices from the input's shape inside
-the graph (:meth:`~swinv2_backbone.blocks.SwinV2Stage._forward_symbolic`), so nothing is
-frozen at the example's size: odd sizes, maps smaller than a window (whose windows shrink and
-stop shifting) and pad-then-shift all run from the one file.
+While a graph is recorded, :func:`~swinv2_backbone.runtime.execution.decide` runs the plain
+ops and the stages compute windows, padding, shift masks and gather indices from the input's
+shape inside the graph (:meth:`~swinv2_backbone.model.blocks.SwinV2Stage._forward_symbolic`),
+so nothing is frozen at the example's size: odd sizes, maps smaller than a window (whose
+windows shrink and stop shifting) and pad-then-shift all run from the one file.
 
 Two exporters, decided once (:data:`DEFAULT_EXPORTER`):
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from .backbone import SwinV2Backbone
-from .compat import CPU_HALF, TORCH_VERSION, TORCHSCRIPT_EXPORT
+from ..model.backbone import SwinV2Backbone
+from ..compat import CPU_HALF, TORCH_VERSION, TORCHSCRIPT_EXPORT
 
 __all__ = ['BackboneNeck', 'DEFAULT_EXPORTER', 'EXPORTERS', 'INPUT_NAME', 'check_onnx',
            'export_backbone_neck', 'export_onnx', 'read_metadata']
@@ -223,7 +223,7 @@ def _large(model: torch.nn.Module) -> bool:
 
 
 def _metadata(model: SwinV2Backbone, exporter: str, half: bool, dynamic: bool) -> dict:
-    from . import __version__
+    from .. import __version__
     return {
         'producer': f'swinv2_backbone {__version__}',
         'out_features': list(model.out_features),

@@ -2,7 +2,7 @@
 
 ``load_pretrained`` is what ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` runs:
 read the file (``.pth``/``.bin``/``.safetensors``, or an HF model directory), detect its layout,
-map it to ours (:mod:`swinv2_backbone.checkpoints`), adapt what depends on the target model
+map it to ours (:mod:`swinv2_backbone.weights.checkpoints`), adapt what depends on the target model
 (absolute position embedding grid), then load. Missing learned weights, unexpected backbone weights
 and shape mismatches raise; missing or unexpected output norms are reported and tolerated, since
 a checkpoint carries at most the final one.
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import convert_state_dict
-from .compat import load_weights_only
+from ..compat import load_weights_only
 from .download import fetch, fetch_hf, is_hf, is_url
-from .files import atomic_write
+from ..files import atomic_write
 
 __all__ = ['LoadReport', 'atomic_write', 'load_pretrained', 'read_checkpoint', 'save_checkpoint']
 
@@ -69,7 +69,7 @@ def _read_file(path: Path) -> dict:
 def read_checkpoint(path: str | os.PathLike, trust_file: bool = False) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` state dict from a checkpoint file, an HF model directory, an
     ``http(s)://`` URL (downloaded once into torch.hub's cache) or an HF hub id
-    (``hf://owner/name[@revision]``; :mod:`swinv2_backbone.download`).
+    (``hf://owner/name[@revision]``; :mod:`swinv2_backbone.weights.download`).
 
     Containers are unwrapped: ``state_dict`` (mmengine), ``model`` (official release),
     ``module``. ``trust_file`` allows arbitrary pickled objects (only for files you trust).

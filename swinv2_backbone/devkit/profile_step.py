@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The CUDA kernels one SwinV2-T step spends its time in (torch.profiler).
 
-    python tools/devkit/profile_step.py [--mode training|inference] [--amp bf16|fp16]
+    python -m swinv2_backbone.devkit.profile_step [--mode training|inference] [--amp bf16|fp16]
         [--size 1024 1024] [--batch 2] [--unfused]
 
 Prints the 30 kernels with the most GPU time over 3 profiled steps (after 3 warm-up steps).
@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.execution import Request
+from swinv2_backbone.runtime.execution import Request
 
 
 def main() -> None:

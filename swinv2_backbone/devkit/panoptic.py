@@ -4,8 +4,7 @@ mmdet reads COCO panoptic PNGs through panopticapi, which is installed from git
 (``pip install git+https://github.com/cocodataset/panopticapi.git``), not from PyPI, and so
 cannot be installed on a machine that reaches only the package registries. Its one use in loading
 is ``rgb2id``; :class:`LoadPanopticAnnotationsNoApi` is mmdet's transform with that function
-from :mod:`devkit.synthetic`. The demo configs import this module (``custom_imports``) when
-``tools/`` is on the path, as it is for ``python tools/train.py``. Evaluating PQ
+from :mod:`.synthetic`. The demo configs import this module (``custom_imports``). Evaluating PQ
 (``CocoPanopticMetric``) needs panopticapi itself.
 """
 from __future__ import annotations

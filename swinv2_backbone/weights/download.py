@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .files import atomic_write
+from ..files import atomic_write
 
 __all__ = ['DOWNLOAD_TIMEOUT', 'HF_PREFIX', 'cache_dir', 'fetch', 'fetch_hf', 'is_hf', 'is_url']
 

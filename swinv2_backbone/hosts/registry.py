@@ -2,7 +2,7 @@
 
 mmengine's root registry always gets it; mmdet's, mmseg's and mmpretrain's get it when those
 packages are installed, so ``type='SwinV2Backbone'`` builds under any ``default_scope``; when
-mmdeploy is installed, the export rewrites of :mod:`swinv2_backbone.deploy` are registered with
+mmdeploy is installed, the export rewrites of :mod:`swinv2_backbone.apps.deploy` are registered with
 it. The backbone needs none of them: a host that is installed but does not import (mmdet refuses
 an mmcv outside its range, say) is skipped with a warning that says why.
 """
@@ -14,7 +14,7 @@ import warnings
 
 from mmengine.registry import MODELS
 
-from .backbone import SwinV2Backbone
+from ..model.backbone import SwinV2Backbone
 
 __all__ = ['register_all']
 
@@ -43,7 +43,7 @@ def register_all() -> list[str]:
         host = _import_host(module, 'SwinV2Backbone is')
         if host is not None:
             registries.append(host.MODELS)
-    _import_host(f'{__package__}.deploy', 'the export rewrites are', host='mmdeploy')
+    _import_host('swinv2_backbone.apps.deploy', 'the export rewrites are', host='mmdeploy')
     for registry in registries:
         # force: re-importing (e.g. importlib.reload in a notebook) must not raise
         registry.register_module('SwinV2Backbone', module=SwinV2Backbone, force=True)

@@ -14,9 +14,9 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from .attention import WindowAttentionV2
-from .execution import Execution
-from .ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor,
-                  window_layout, window_order)
+from ..ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor,
+                   window_layout, window_order)
+from ..runtime.execution import Execution
 
 __all__ = ['CHECKPOINT_SCOPES', 'DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout',
            'SwinV2Block', 'SwinV2Stage', 'WindowOrder']
@@ -97,8 +97,9 @@ class PatchEmbed(nn.Module):
 class Mlp(nn.Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout.
 
-    How it runs is the forward's plan (:meth:`~swinv2_backbone.execution.Execution.mlp`): the
-    modules as written (:meth:`plain`), or lean kernels that compute the same.
+    How it runs is the forward's plan
+    (:meth:`~swinv2_backbone.runtime.execution.Execution.mlp`): the modules as written
+    (:meth:`plain`), or lean kernels that compute the same.
     ``recompute``: training keeps only the input; backward recomputes the hidden layer.
     """
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from .backbone import FEATURE_NAMES, SwinV2Backbone
-from .checkpoints import convert_state_dict, infer_arch
-from .loading import atomic_write, load_pretrained, read_checkpoint
+from ..model.backbone import FEATURE_NAMES, SwinV2Backbone
+from ..weights.checkpoints import convert_state_dict, infer_arch
+from ..weights.loading import atomic_write, load_pretrained, read_checkpoint
 
 __all__ = ['ExtractSummary', 'build_extractor', 'extract_features', 'find_images',
            'input_size', 'pca_picture', 'plan_batches', 'preprocess']

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The ATen ops a CPU inference forward spends its time in, for each implementation named.
 
-    python tools/devkit/profile_cpu.py [--size 800 1344] [--batch 1] [--threads 2]
+    python -m swinv2_backbone.devkit.profile_cpu [--size 800 1344] [--batch 1] [--threads 2]
         [--impls swinv2_backbone hf ...] [--shapes]
 
 Prints, per implementation, the 15 ops with the most self CPU time over 2 profiled forwards
@@ -11,14 +11,11 @@ Prints, per implementation, the 15 ops with the most self CPU time over 2 profil
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from devkit import benchmark as bench  # noqa: E402
+from . import benchmark as bench
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.runner import build_model, host_of, load_config
+from swinv2_backbone.hosts.runner import build_model, host_of, load_config
 
 __all__ = ['default_shape', 'flop_analyzer', 'model_complexity']
 
