@@ -316,7 +316,7 @@ def test_converter_leaves_nothing_behind_on_a_bad_source(tmp_path, ref):
 
 
 def test_converter_leaves_no_partial_file_when_the_write_fails(tmp_path, ref, monkeypatch):
-    from swinv2_backbone import loading
+    from swinv2_backbone.weights import loading
     dst = tmp_path / 'out.pth'
 
     def fail(obj, path):

@@ -23,7 +23,8 @@ from swinv2_backbone.devkit.synthetic import make_shapes_dataset
 from mmengine.config import Config
 
 import swinv2_backbone  # noqa: F401 - registers the rewrites with mmdeploy
-from swinv2_backbone import deploy, ops
+from swinv2_backbone import ops
+from swinv2_backbone.apps import deploy
 from swinv2_backbone.compat import TORCHSCRIPT_EXPORT
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from swinv2_backbone import SwinV2Backbone, download, read_checkpoint, save_checkpoint
+from swinv2_backbone import SwinV2Backbone, read_checkpoint, save_checkpoint
+from swinv2_backbone.weights import download
 
 ARCH = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2))
 

@@ -96,7 +96,7 @@ def test_vis_writes_a_picture_of_each_stage(tmp_path, images):
 
 
 def test_failed_writes_leave_no_partial_files(tmp_path, images, monkeypatch):
-    from swinv2_backbone import extract
+    from swinv2_backbone.apps import extract
 
     def half_then_fail(f, **arrays):
         f.write(b'PK\x03\x04 half an archive')

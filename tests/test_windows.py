@@ -54,7 +54,7 @@ def test_stage_gathers_match_pad_roll_partition(grad, path):
 
 
 def test_shape_caches_are_bounded():
-    from swinv2_backbone import blocks
+    from swinv2_backbone.model import blocks
     model = small()
     with torch.no_grad():
         for w in range(40, 40 + 4 * (blocks.SHAPE_CACHE_SIZE + 3), 4):

@@ -25,17 +25,15 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from swinv2_backbone.apps.extract import AMP_DTYPES
 from swinv2_backbone.devkit import benchmark as bench
-
-from swinv2_backbone.weights.loading import atomic_write
-
-AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+from swinv2_backbone.files import atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--amp', choices=sorted(AMP), help='autocast to this dtype')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES), help='autocast to this dtype')
     parser.add_argument('--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--window', type=int, default=8)
     parser.add_argument('--mode', choices=['inference', 'training'], default='inference')
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = tuple(args.size)
-    amp = AMP.get(args.amp)
+    amp = AMP_DTYPES.get(args.amp)
     cpu = device.type == 'cpu'
     impls = list(args.impls)
     own_fp32 = cpu and amp == torch.bfloat16 and 'swinv2_backbone' in impls

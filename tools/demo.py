@@ -25,7 +25,7 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image, ImageDraw
 
-from swinv2_backbone.weights.loading import atomic_write
+from swinv2_backbone.files import atomic_write
 from swinv2_backbone.hosts.runner import build_runner
 from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'error: {what} {path!r} does not exist', file=sys.stderr)
             return 2
     try:
-        from swinv2_backbone import deploy
+        from swinv2_backbone.apps import deploy
     except ImportError as e:
         print(f'error: mmdeploy is needed ({e}); pip install "mmdeploy==1.3.1" --no-deps, '
               'see the README', file=sys.stderr)

@@ -25,12 +25,10 @@ import sys
 
 import torch
 
-from swinv2_backbone.apps.extract import (add_backbone_arguments, backbone_from_arguments,
-                                          extract_features, find_images)
+from swinv2_backbone.apps.extract import (AMP_DTYPES, add_backbone_arguments,
+                                          backbone_from_arguments, extract_features,
+                                          find_images)
 from swinv2_backbone.hosts.runner import finish_distributed
-
-
-AMP = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--vis', action='store_true', help='a PCA picture per image')
     parser.add_argument('--single-file', help='write every image into this one file instead')
     parser.add_argument('--device')
-    parser.add_argument('--amp', choices=sorted(AMP), help='run under autocast to this dtype')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES),
+                        help='run under autocast to this dtype')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='replay each input shape from a CUDA graph (GPU)')
     args = parser.parse_args(argv)
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         model.cuda_graph = args.cuda_graph
         summary = extract_features(model, images, args.out, args.format, args.resize,
                                    args.fp16, args.batch_size, args.vis, args.single_file,
-                                   amp=AMP.get(args.amp), shard=(rank, world))
+                                   amp=AMP_DTYPES.get(args.amp), shard=(rank, world))
     except (FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

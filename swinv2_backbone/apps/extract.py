@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from ..model.backbone import FEATURE_NAMES, SwinV2Backbone
 from ..weights.checkpoints import convert_state_dict, infer_arch
-from ..weights.loading import atomic_write, load_pretrained, read_checkpoint
+from ..files import atomic_write
+from ..weights.loading import load_pretrained, read_checkpoint
 
 __all__ = ['ExtractSummary', 'build_extractor', 'extract_features', 'find_images',
            'input_size', 'pca_picture', 'plan_batches', 'preprocess']
@@ -32,6 +33,8 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 # what the released checkpoints were trained with
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the autocast dtypes the tools' --amp names
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def find_images(inputs: Iterable[str]) -> list[Path]:

@@ -15,20 +15,21 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.runtime.execution import Request
+from ..apps.extract import AMP_DTYPES
+from ..model.backbone import SwinV2Backbone
+from ..runtime.execution import Request
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--mode', choices=['training', 'inference'], default='training')
-    parser.add_argument('--amp', choices=['bf16', 'fp16'], default='bf16')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES), default='bf16')
     parser.add_argument('--size', type=int, nargs=2, default=(1024, 1024))
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--execution', default='auto')
     parser.add_argument('--unfused', action='store_true')
     args = parser.parse_args()
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
+    dtype = AMP_DTYPES[args.amp]
     execution = Request(args.execution, fused=False) if args.unfused else args.execution
     training = args.mode == 'training'
     model = SwinV2Backbone('tiny', window_size=8, out_norm=False, drop_path_rate=0.0,

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..apps.extract import AMP_DTYPES
 from .activations import fake_cuda
 from .opcount import NO_LAUNCH
 
@@ -101,12 +102,12 @@ def main() -> None:
     parser.add_argument('--size', type=int, nargs=2, default=(800, 1344))
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--window', type=int, default=8)
-    parser.add_argument('--amp', choices=('fp16', 'bf16', 'none'), default='fp16')
+    parser.add_argument('--amp', choices=(*AMP_DTYPES, 'none'), default='fp16')
     parser.add_argument('--impls', nargs='+', default=['swinv2_backbone',
                                                        'swinv2_backbone (unfused)', 'timm'])
     parser.add_argument('--top', type=int, default=8, help='ops listed per implementation')
     args = parser.parse_args()
-    amp = {'fp16': torch.float16, 'bf16': torch.bfloat16, 'none': None}[args.amp]
+    amp = AMP_DTYPES.get(args.amp)
     size = tuple(args.size)
     print(f'estimated GPU memory traffic of one inference forward, batch {args.batch}, '
           f'{size[0]}x{size[1]}, {args.amp}')
