@@ -254,7 +254,7 @@ def test_demo_pictures_draw_at_the_threshold_with_the_best_f1():
     """Two shapes; detections: one right at 0.9, a wrong class at 0.6, the other right at 0.3.
     A fixed 0.5 would hide the second shape; the best F1 (0.8) keeps everything from 0.3."""
     import torch
-    from demo import best_f1_threshold
+    from swinv2_backbone.devkit.demo import best_f1_threshold
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     sample = DetDataSample()

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-from demo import _draw_instances, _titled, best_f1_threshold, save_sheet, val_predictions, \
-    train_and_evaluate, train_options
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 from mmengine.hooks import Hook
 from PIL import Image
+
+from swinv2_backbone.devkit.demo import (best_f1_threshold, draw_instances, save_sheet, titled,
+                                         train_and_evaluate, train_options, val_predictions)
+from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / 'configs' / 'demo' / 'dino_swinv2-nano_shapes.py'
@@ -49,10 +50,10 @@ def render(samples, path: Path, threshold: float, scale: int = 2) -> None:
         gt, pred = det.gt_instances, det.pred_instances
         keep = pred.scores >= threshold
         panels = [  # boxes only: DINO predicts no masks
-            _titled(_draw_instances(img, gt.bboxes.numpy(), gt.labels.tolist(), [], scale),
-                    'ground truth'),
-            _titled(_draw_instances(img, pred.bboxes[keep].numpy(), pred.labels[keep].tolist(),
-                                    [], scale), f'DINO (score >= {threshold:.2f})'),
+            titled(draw_instances(img, gt.bboxes.numpy(), gt.labels.tolist(), [], scale),
+                   'ground truth'),
+            titled(draw_instances(img, pred.bboxes[keep].numpy(), pred.labels[keep].tolist(),
+                                  [], scale), f'DINO (score >= {threshold:.2f})'),
         ]
         rows.append(panels)
     save_sheet(rows, path)
