@@ -202,3 +202,22 @@ def test_strategies_on_cpu_processes_get_a_cpu_wrapper_and_deepspeed_is_left_alo
     assert fsdp.model_wrapper == dict(use_orig_params=True, device_id='cpu')
     assert ddp.model_wrapper == dict(broadcast_buffers=False, device_ids=None)
     assert 'model_wrapper' not in deepspeed  # DeepSpeedStrategy takes no model_wrapper
+
+
+def test_a_users_fsdp_strategy_is_known_by_its_class_not_its_name():
+    """A subclass of mmengine's FSDPStrategy under a name of its own (here the class itself as
+    the type) is sharded like it: a CPU wrapper, and refused without a launcher."""
+    from mmengine._strategy import FSDPStrategy
+    from mmengine.config import Config, ConfigDict
+
+    from swinv2_backbone.hosts.runner import _check_runner, strategy_to_cpu
+
+    class ShardedEverywhere(FSDPStrategy):
+        pass
+    strategy = ConfigDict(type=ShardedEverywhere)
+    strategy_to_cpu(strategy)
+    assert strategy.model_wrapper == dict(device_id='cpu')
+    cfg = Config(dict(runner_type='FlexibleRunner', strategy=dict(type=ShardedEverywhere)))
+    with pytest.raises(ValueError, match='strategy ShardedEverywhere shards the model'):
+        _check_runner(cfg, 'none')
+    _check_runner(cfg, 'pytorch')

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine._strategy import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
 from mmengine.logging import print_log
+from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner, Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
@@ -185,6 +187,17 @@ def _check_paths(cfg: Config, mode: str) -> None:
         raise FileNotFoundError(f'load_from checkpoint does not exist: {load_from}')
 
 
+# the strategies that shard the model over processes (subclasses included)
+SHARDING = (FSDPStrategy, DeepSpeedStrategy)
+
+
+def strategy_class(strategy: dict | None) -> type | None:
+    """The class a FlexibleRunner's ``strategy`` config builds: its ``type``, a registered name
+    or a class; None without one, or for a name nobody registered (mmengine's build says so)."""
+    kind = (strategy or {}).get('type')
+    return kind if isinstance(kind, type) else STRATEGIES.get(kind) if kind else None
+
+
 def _check_runner(cfg: Config, launcher: str) -> None:
     """A sharding strategy needs processes started by a launcher (its wrapper reads the local
     rank); mmengine would fail with a KeyError inside the wrapper."""
@@ -192,13 +205,11 @@ def _check_runner(cfg: Config, launcher: str) -> None:
     if runner_type not in ('Runner', 'FlexibleRunner'):
         raise ValueError(f"runner_type is {runner_type!r}; expected 'Runner' or "
                          "'FlexibleRunner'")
-    strategy = (cfg.get('strategy') or {}).get('type') if runner_type == 'FlexibleRunner' \
-        else None
-    if strategy in ('FSDPStrategy', 'SwinV2FSDPStrategy', 'DeepSpeedStrategy') and \
-            launcher == 'none':
-        raise ValueError(f'strategy {strategy} shards the model over processes: start them '
-                         'with tools/dist_train.sh CONFIG NPROC (torchrun; --launcher pytorch), '
-                         'one per GPU')
+    strategy = strategy_class(cfg.get('strategy')) if runner_type == 'FlexibleRunner' else None
+    if strategy is not None and issubclass(strategy, SHARDING) and launcher == 'none':
+        raise ValueError(f'strategy {strategy.__name__} shards the model over processes: start '
+                         'them with tools/dist_train.sh CONFIG NPROC (torchrun; --launcher '
+                         'pytorch), one per GPU')
 
 
 def _unshard_for_one_process(cfg: Config) -> None:
@@ -261,9 +272,12 @@ def strategy_to_cpu(strategy: ConfigDict) -> None:
     the local rank as a CUDA device, which the config's value overrides; others (DeepSpeed
     picks its own accelerator) are left as they are."""
     wrapper = strategy.get('model_wrapper') or ConfigDict()
-    if 'FSDP' in strategy.type:
+    kind = strategy_class(strategy)
+    if kind is None:
+        return
+    if issubclass(kind, FSDPStrategy):  # an FSDPStrategy is a DDPStrategy: this first
         wrapper.device_id = 'cpu'
-    elif strategy.type == 'DDPStrategy':
+    elif issubclass(kind, DDPStrategy):
         wrapper.setdefault('broadcast_buffers', False)
         wrapper.device_ids = None
     else:
