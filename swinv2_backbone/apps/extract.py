@@ -356,26 +356,43 @@ def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
                 atomic_write(pic_path, lambda tmp: pic.save(tmp, format='PNG'))
             summary.done.append(str(image))
 
-    for batch in mine:
-        loaded = []
-        for k in batch:
-            try:
-                pil = _load(todo[k][0])
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                summary.failed[str(todo[k][0])] = f'{type(e).__name__}: {e}'
-                continue
-            loaded.append((k, preprocess(pil, resize), pil))
-        if loaded:
-            run(loaded)
+    def run_mine() -> None:
+        for batch in mine:
+            loaded = []
+            for k in batch:
+                try:
+                    pil = _load(todo[k][0])
+                except (OSError, UnidentifiedImageError, ValueError) as e:
+                    summary.failed[str(todo[k][0])] = f'{type(e).__name__}: {e}'
+                    continue
+                loaded.append((k, preprocess(pil, resize), pil))
+            if loaded:
+                run(loaded)
+            if bar:
+                bar.update(len(batch))
         if bar:
-            bar.update(len(batch))
-    if bar:
-        print()
-    if world > 1:  # every process's outcome, for the index and the summary
+            print()
+    if world == 1:
+        run_mine()
+    else:  # every process's outcome, for the index and the summary, errors included: a
+        # process that raised still joins the gather, or the others would wait there forever
+        error = None
+        try:
+            run_mine()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the gather
+            error = e
         parts: list = [None] * world
-        dist.all_gather_object(parts, (summary.done, summary.failed))
-        summary.done = [d for done, _ in parts for d in done]
-        summary.failed = {k: v for _, failed in parts for k, v in failed.items()}
+        dist.all_gather_object(parts, (summary.done, summary.failed,
+                                       error and f'{type(error).__name__}: {error}'))
+        if error is not None:
+            raise error
+        broken = [f'process {r}: {message}' for r, (_, _, message) in enumerate(parts)
+                  if message]
+        if broken:
+            raise RuntimeError(f'extraction failed in another process ({"; ".join(broken)}); '
+                               'the files written so far are whole, and a rerun resumes')
+        summary.done = [d for done, _, _ in parts for d in done]
+        summary.failed = {k: v for _, failed, _ in parts for k, v in failed.items()}
     order = {str(i): n for n, (i, _) in enumerate(targets)}
     summary.done.sort(key=order.__getitem__)
     if single_file is not None and metas:
