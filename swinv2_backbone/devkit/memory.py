@@ -65,8 +65,8 @@ def training_memory_gib(kwargs: dict, size: tuple[int, int], batch: int, ranks: 
     if strategy == 'ddp':
         states = 20 * params
     else:
-        largest = max(_numel(m) for m in model.modules() if isinstance(m, SwinV2Block))
-        root = params - sum(_numel(m) for m in model.modules() if isinstance(m, SwinV2Block))
+        blocks = [_numel(m) for m in model.modules() if isinstance(m, SwinV2Block)]
+        largest, root = max(blocks), params - sum(blocks)
         states = 16 * params / ranks + 2 * root + 2 * 2 * largest + 4 * largest
     saved = cuda_saved_for_backward_mib(lambda: model, size, batch, torch.bfloat16)
     activations = (saved + checkpointed_inputs_mib(model, size, batch)) * MIB
