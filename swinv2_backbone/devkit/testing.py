@@ -4,9 +4,10 @@
   error could hide behind);
 - :func:`trained_biases_`: the biases random initialisation leaves at zero, filled as trained
   weights have them (the benchmarks: no subnormal floats);
-- :func:`rel_err`: the largest difference over the reference's std, of one tensor, and
-  :func:`max_rel_err`: the largest difference over the reference's largest value, over a
-  dict of tensors (outputs and gradients by name).
+- :func:`rel_err`: the largest difference over the reference's std, of one tensor;
+  :func:`rel_errs`: the largest difference over the reference's largest value, for each of a
+  dict of tensors (outputs and gradients by name), and :func:`max_rel_err`: the largest of
+  those.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ['max_rel_err', 'randomize_', 'rel_err', 'trained_biases_']
+__all__ = ['max_rel_err', 'randomize_', 'rel_err', 'rel_errs', 'trained_biases_']
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -61,8 +62,12 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return ((ours - ref).abs().max() / ref.std()).item()
 
 
+def rel_errs(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> dict[str, float]:
+    """For each name of ``want``: max abs difference over the reference's largest magnitude."""
+    return {n: ((got[n] - w).abs().max() / w.abs().max().clamp_min(1e-12)).item()
+            for n, w in want.items()}
+
+
 def max_rel_err(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> float:
-    """The largest, over the names of ``want``, of max abs difference over the reference's
-    largest magnitude."""
-    return max(((got[n] - w).abs().max() / w.abs().max().clamp_min(1e-12)).item()
-               for n, w in want.items())
+    """The largest of :func:`rel_errs`."""
+    return max(rel_errs(want, got).values())
