@@ -203,6 +203,53 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
         assert not decide('cpu', x.requires_grad_(), module).bf16_inference
 
 
+def test_softmax_sets_only_subnormal_probabilities_to_zero():
+    """The shift mask's -100 gives probabilities of about 4e-44, subnormal in float32 (slow
+    operands on Intel cores): ``softmax_`` zeroes exactly those, the rest is softmax's."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 16, 16) * 3
+    logits[:, :8, 8:] -= 100
+    plain = logits.softmax(-1)
+    tiny = torch.finfo(torch.float32).tiny
+    subnormal = (plain > 0) & (plain < tiny)
+    assert subnormal.any()  # the case it is for
+    got = cpu.softmax_(logits.clone())
+    assert torch.equal(got[subnormal], torch.zeros(int(subnormal.sum())))
+    assert torch.equal(got[~subnormal], plain[~subnormal])
+    buffer = torch.empty_like(logits)
+    assert cpu.softmax_(logits, out=buffer) is buffer and torch.equal(buffer, got)
+
+
+@pytest.mark.skipif(not hardware.ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs "
+                    'AVX-512 or AMX)')
+def test_bf16_inference_packs_each_weight_once_and_follows_new_weights():
+    """bf16 inference keeps each weight packed in bf16 while it is unchanged; an in-place
+    change (an optimizer step, load_state_dict) is seen by the next forward."""
+    from swinv2_backbone import SwinV2Backbone
+    kw = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
+              window_size=4, drop_path_rate=0.0)
+    model = randomize_(SwinV2Backbone(**kw)).eval()
+    qkv = model.stages[1].blocks[0].attn.qkv.weight
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        first = model(x)
+        packed = onednn._BF16_WEIGHTS[qkv][1]
+        assert model(x)[1].equal(first[1]) and onednn._BF16_WEIGHTS[qkv][1] is packed
+        qkv.mul_(2)
+        second = model(x)
+        assert onednn._BF16_WEIGHTS[qkv][1] is not packed
+        fresh = SwinV2Backbone(**kw).eval()
+        fresh.load_state_dict(model.state_dict())
+        want = fresh(x)
+    assert not torch.equal(first[1], second[1])
+    for got, expected in zip(second, want):
+        assert torch.equal(got, expected)
+    with torch.inference_mode():  # weights made here have no version counter: not kept
+        weight = torch.randn(8, 16)
+        assert onednn.bf16_weight(weight, True, 4).layout == torch.strided
+        assert weight not in onednn._BF16_WEIGHTS
+
+
 # ------------------------------------------------------------------ position bias cache
 def test_eval_position_bias_cache_follows_new_weights():
     from swinv2_backbone import SwinV2Backbone

@@ -23,7 +23,9 @@ autograd records), unless an :class:`~swinv2_backbone.runtime.execution.Executio
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.runtime.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
 the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
-:class:`OneDnnLinear`, whose backward uses oneDNN too.
+:class:`OneDnnLinear`, whose backward uses oneDNN too. In bf16 inference each float32 weight
+is cast to bf16 once and kept while it is unchanged (:func:`bf16_weight`), not once per call
+(the cpu path calls a linear once per chunk) or per forward (as autocast's cache does).
 """
 from __future__ import annotations
 
@@ -31,14 +33,38 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['OneDnnLinear', 'backward_gemm', 'gemm', 'linear']
+__all__ = ['OneDnnLinear', 'backward_gemm', 'bf16_weight', 'gemm', 'linear']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
+
+# weight -> (its version counter, its packed bf16 copy); an entry goes with its weight
+_BF16_WEIGHTS = WeakIdKeyDictionary()
+
+
+def bf16_weight(weight: torch.Tensor, cache: bool, rows: int) -> torch.Tensor:
+    """``weight`` in bf16 for :func:`gemm`; with ``cache`` (a forward that may keep what it
+    computes from the weights: :attr:`~swinv2_backbone.runtime.execution.Execution.may_cache`)
+    packed into oneDNN's blocked layout for GEMMs of about ``rows`` rows (any number runs),
+    once, and kept while the weight is unchanged (its version counter: an optimizer step or
+    ``load_state_dict`` makes a new one). The packed copy costs half the float32 weight's
+    memory, for as long as the weight lives. Weights made under ``inference_mode`` have no
+    version counter: never cached."""
+    if not cache or weight.is_inference():
+        return weight.to(torch.bfloat16)
+    hit = _BF16_WEIGHTS.get(weight)
+    if hit is None or hit[0] != weight._version:
+        # made outside inference_mode: a tensor every later forward may use
+        with torch.inference_mode(False):
+            packed = torch.ops.mkldnn._reorder_linear_weight(
+                weight.detach().to(torch.bfloat16), rows)
+            hit = _BF16_WEIGHTS[weight] = (weight._version, packed)
+    return hit[1]
 
 
 def gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -66,7 +92,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     """``F.linear(x, weight, bias)``, followed by the exact GELU when ``gelu``: on oneDNN where
     ``execution`` allows it (see the module docstring), else ``F.linear``."""
     if execution.bf16_inference:  # the bias stays float32 (oneDNN takes it so)
-        return gemm(x.to(torch.bfloat16), weight.to(torch.bfloat16), bias, gelu)
+        x = x.to(torch.bfloat16)
+        return gemm(x, bf16_weight(weight, execution.may_cache, x.numel() // x.shape[-1]),
+                    bias, gelu)
     if not (execution.onednn and _float32(x, weight)):
         y = F.linear(x, weight, bias)
         return F.gelu(y) if gelu else y
