@@ -23,8 +23,8 @@ SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)
              window_size=4, drop_path_rate=0.0)
 # the cpu path with chunk edges inside images and windows that do not divide evenly, with
 # each GEMM library whatever this CPU's default (oneDNN only with AVX-512)
-SMALL_CHUNKS = Request('cpu', chunk_tokens=48, train_chunk_tokens=48, chunk_logits=100,
-                       mlp_chunk_rows=40)
+SMALL_CHUNKS = Request('cpu', chunk_tokens=48, bf16_chunk_tokens=48, train_chunk_tokens=48,
+                       chunk_logits=100, mlp_chunk_rows=40)
 FAST_PATHS = {'cpu': 'cpu',
               'cpu, small chunks, oneDNN GEMMs': replace(SMALL_CHUNKS, onednn=True),
               'cpu, small chunks, MKL GEMMs': replace(SMALL_CHUNKS, onednn=False),
