@@ -205,7 +205,7 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
 
 def test_softmax_sets_only_subnormal_probabilities_to_zero():
     """The shift mask's -100 gives probabilities of about 4e-44, subnormal in float32 (slow
-    operands on Intel cores): ``softmax_`` zeroes exactly those, the rest is softmax's."""
+    operands on Intel cores): ``flushed_softmax`` zeroes exactly those, the rest is softmax's."""
     torch.manual_seed(0)
     logits = torch.randn(6, 16, 16) * 3
     logits[:, :8, 8:] -= 100
@@ -213,11 +213,11 @@ def test_softmax_sets_only_subnormal_probabilities_to_zero():
     tiny = torch.finfo(torch.float32).tiny
     subnormal = (plain > 0) & (plain < tiny)
     assert subnormal.any()  # the case it is for
-    got = cpu.softmax_(logits.clone())
+    got = cpu.flushed_softmax(logits.clone())
     assert torch.equal(got[subnormal], torch.zeros(int(subnormal.sum())))
     assert torch.equal(got[~subnormal], plain[~subnormal])
     buffer = torch.empty_like(logits)
-    assert cpu.softmax_(logits, out=buffer) is buffer and torch.equal(buffer, got)
+    assert cpu.flushed_softmax(logits, out=buffer) is buffer and torch.equal(buffer, got)
 
 
 @pytest.mark.skipif(not hardware.ONEDNN_BF16, reason="this CPU has no oneDNN bf16 GEMM (it needs "

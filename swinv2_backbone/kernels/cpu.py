@@ -6,8 +6,8 @@ stay in cache (1.5-2.4x ``F.scaled_dot_product_attention``'s flash kernel here),
 memory is dominated by what autograd saves. So:
 
 - :func:`attend` builds the logits (:func:`~swinv2_backbone.ops.attention_logits`) of
-  ``Execution.chunk_logits`` at a time into one buffer, softmax in place (:func:`softmax_`),
-  P @ V into q's storage;
+  ``Execution.chunk_logits`` at a time into one buffer, softmax in place
+  (:func:`flushed_softmax`), P @ V into q's storage;
 - :func:`head_major` splits a qkv projection into unit q (temperature folded in), unit k and v,
   head-major, in one pass;
 - :class:`CosineAttention` (qkv projection + attention) saves the unit q/k/v and recomputes the
@@ -32,25 +32,25 @@ from .onednn import backward_gemm, linear
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['CosineAttention', 'GeluMlp', 'attend', 'head_major', 'mask_rows', 'softmax_']
+__all__ = ['CosineAttention', 'GeluMlp', 'attend', 'flushed_softmax', 'head_major', 'mask_rows']
 
 
-def softmax_(logits: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def flushed_softmax(logits: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the last dim (into ``out``, which may be ``logits``), with probabilities
     below the dtype's smallest normal number set to zero.
 
     The shift mask's -100 makes probabilities of about e^-100 = 4e-44, subnormal in float32:
     Intel cores multiply subnormal operands many times slower (a P @ V bmm of stage 3 at
     512x512 took 2.2 ms instead of 0.3 on a Xeon with AMX; AMD's EPYCs do not slow down), and
-    PyTorch flushes them only on the thread that asks (``torch.set_flush_denormal``), not on
-    its workers. The change to the output is below the smallest normal number times |v|.
+    ``torch.set_flush_denormal(True)`` did not help there. The change to the output is below
+    the smallest normal number times |v|.
     """
     p = torch.softmax(logits, -1, out=out) if out is not None else logits.softmax(-1)
     return torch.threshold_(p, torch.finfo(p.dtype).tiny, 0.0)
 
 
 def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
-                num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a (B_, N, 3C) qkv projection into the unit q times ``temperature`` (heads, 1, 1),
     the unit k and v; each (B_, heads, N, d), contiguous, in float32 at least. One pass over
     a float32 projection; a bf16 one is first copied to float32 whole (its norms read the
@@ -101,7 +101,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
         j = min(i + step, B_)
         logits = attention_logits(q[i:j], k[i:j], pos_bias, mask_rows(mask, i, j),
                                   out=buffer[:(j - i) * h])
-        p = softmax_(logits.view(-1, N, N), out=buffer[:(j - i) * h])
+        p = flushed_softmax(logits.view(-1, N, N), out=buffer[:(j - i) * h])
         # q[i:j] is not read again: it takes the (n * heads, N, d) product
         o = torch.bmm(p, v[i:j].view(-1, N, d), out=q[i:j].view(-1, N, d))
         out[i:j] = o.view(j - i, h, N, d).transpose(1, 2)
@@ -181,7 +181,7 @@ class CosineAttention(torch.autograd.Function):
             rowdot = (g[i:j] * out[i:j].view(-1, N, h, d)).sum(-1)
             rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
             qs = qh * t
-            p = softmax_(attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j)))
+            p = flushed_softmax(attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j)))
             dqkv = torch.empty(j - i, N, 3, h, d, dtype=dt, device=qkv.device)
             dqkv[:, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
             # softmax backward: dS = P * (dP - rowsum(dO * O))
