@@ -270,16 +270,21 @@ def relative_position_index(window: Size) -> torch.Tensor:
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
-def inverse_norm(t: torch.Tensor) -> torch.Tensor:
+def inverse_norm(t: torch.Tensor, masked: bool = True) -> torch.Tensor:
     """``1 / |t|`` over the last dim, kept, in float32 at least; 0 where ``|t| <= NORM_EPS``.
 
     ``t * inverse_norm(t)`` is the unit vector ``F.normalize`` gives, the one q/k normalisation
     of every path. A vector at or below the epsilon (the zero padding's k, which has no bias)
     maps to zero as in ``F.normalize``, but passes no gradient: ``F.normalize``'s would be
     ``dy / NORM_EPS``, which overflows fp16 under AMP and only ever meets zero inputs.
+    ``masked=False`` (forwards without autograd): ``1 / max(|t|, NORM_EPS)``, two ops fewer;
+    ``t`` times it is the same unit vector except for norms in (0, NORM_EPS], which it maps
+    to ``t / NORM_EPS`` as ``F.normalize`` does (zero stays zero).
     """
     dtype = torch.promote_types(t.dtype, torch.float32)
     norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype)
+    if not masked:
+        return norm.clamp_min_(NORM_EPS).reciprocal_()
     # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
     # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
     return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)

@@ -46,9 +46,9 @@ def test_a_captured_forward_caches_no_position_bias():
     attn = small().stages[0].blocks[0].attn
     with torch.no_grad():
         attn.position_bias(4, Execution('batched', captured=True))
-        assert attn._pos_bias_cache is None
+        assert attn._terms_cache is None
         attn.position_bias(4, Execution('batched'))
-        assert attn._pos_bias_cache is not None
+        assert attn._terms_cache is not None
 
 
 def test_shrunk_window_tables_built_in_inference_mode_serve_training():

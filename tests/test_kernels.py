@@ -144,6 +144,9 @@ def test_inverse_norm_is_f_normalize_and_passes_no_gradient_through_zero_vectors
     assert torch.equal(t.grad[2], torch.zeros(7, dtype=torch.float64))
     assert torch.isfinite(t.grad).all() and t.grad[0].abs().sum() > 0
     assert inverse_norm(torch.randn(3, 4).half()).dtype == torch.float32
+    with torch.no_grad():  # unmasked, for forwards without autograd: the same unit vectors
+        torch.testing.assert_close(t * inverse_norm(t, masked=False), F.normalize(t, dim=-1))
+        assert torch.equal((t * inverse_norm(t, masked=False))[2], t[2])  # zero stays zero
 
 
 # ------------------------------------------------------------------ oneDNN linear
@@ -251,7 +254,10 @@ def test_bf16_inference_packs_each_weight_once_and_follows_new_weights():
 
 
 # ------------------------------------------------------------------ position bias cache
-def test_eval_position_bias_cache_follows_new_weights():
+@pytest.mark.parametrize('weight', ['cpb_mlp.2.weight', 'logit_scale', 'q_bias', 'v_bias'])
+def test_eval_cache_of_the_logit_terms_follows_new_weights(weight):
+    """Position bias, temperature and qkv bias are cached in eval mode; an in-place change of
+    any weight they come from (as load_state_dict or an optimizer step makes) is seen."""
     from swinv2_backbone import SwinV2Backbone
     kw = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
               window_size=4, drop_path_rate=0.0)
@@ -260,11 +266,11 @@ def test_eval_position_bias_cache_follows_new_weights():
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         first = model(x)[0]
-        cached = attn._pos_bias_cache[1]
-        assert attn.position_bias(4, Execution('cpu')) is cached  # reused while unchanged
-        attn.cpb_mlp[2].weight.mul_(2)  # in place, as load_state_dict does
+        cached = attn._terms_cache[1]
+        assert attn.logit_terms(4, Execution('cpu')) is cached  # reused while unchanged
+        attn.get_parameter(weight).mul_(2)  # in place, as load_state_dict does
         second = model(x)[0]
-    assert attn._pos_bias_cache[1] is not cached
+    assert attn._terms_cache[1] is not cached
     assert not torch.allclose(first, second)
     with torch.no_grad():
         third = SwinV2Backbone(**kw).eval()

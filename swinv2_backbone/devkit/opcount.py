@@ -20,7 +20,7 @@ __all__ = ['OpCounter', 'count_step_ops']
 NO_LAUNCH = frozenset({
     'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided', 'lift_fresh',
     'detach', '_unsafe_view', 'set_', 'sym_size', 'sym_stride', 'sym_numel', 'sym_storage_offset',
-    'is_same_size', '_local_scalar_dense', 'resize_'})
+    'is_same_size', '_local_scalar_dense', 'resize_', 'promote_types'})
 
 
 class OpCounter(TorchDispatchMode):

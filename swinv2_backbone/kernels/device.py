@@ -71,7 +71,7 @@ class UnitQK(torch.autograd.Function):
 def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                      temperature: torch.Tensor, pos_bias: torch.Tensor,
                      mask: torch.Tensor | None, num_heads: int,
-                     fused: bool = False) -> torch.Tensor:
+                     fused: bool = False, grad: bool = True) -> torch.Tensor:
     """qkv projection and scaled cosine attention of every window of a stage at once.
 
     Args:
@@ -82,6 +82,8 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         mask: (num_windows, N, N) shift mask, or None.
         fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
             kernel (inference only).
+        grad: autograd records this forward: q and k through :class:`UnitQK`; else by the
+            unmasked inverse norms (``inverse_norm(masked=False)``), three ops fewer.
 
     Returns:
         (B, L, C), before the output projection.
@@ -96,8 +98,14 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
         qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
         qk, v = qkv.split((2, 1))  # a split's backward is one cat, not a zero-filled tensor each
-        q, k = UnitQK.apply(qk, temperature)
-        # a copy: a view would keep the whole qkv projection alive for SDPA's backward
+        if grad:
+            q, k = UnitQK.apply(qk, temperature)
+        else:
+            scale = inverse_norm(qk, masked=False)
+            scale[0] *= temperature
+            q, k = torch.mul(qk, scale, out=qk.new_empty(qk.shape))
+        # a copy: a view would keep the whole qkv projection alive for SDPA's backward (and
+        # in inference SDPA copied a view itself, on the meta device)
         v = v.squeeze(0).contiguous()
     d = v.shape[-1]
     if mask is None:  # windows as SDPA's batch: (B*nW, heads, N, d), bias (1, heads, N, N)

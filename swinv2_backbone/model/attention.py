@@ -72,7 +72,8 @@ class WindowAttentionV2(nn.Module):
                  attn_drop: float = 0.0, proj_drop: float = 0.0,
                  cpb_hidden: int = 512) -> None:
         super().__init__()
-        self._pos_bias_cache: tuple[tuple, torch.Tensor] | None = None
+        # (key, (qkv_bias, temperature, pos_bias)) of the last eval forward: see logit_terms
+        self._terms_cache: tuple[tuple, tuple] | None = None
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
         self.dim = dim
@@ -126,27 +127,38 @@ class WindowAttentionV2(nn.Module):
         # the zero k bias is a buffer: FSDP's mixed precision leaves it float32
         return torch.cat((self.q_bias, self.k_bias.to(self.q_bias.dtype), self.v_bias))
 
-    def position_bias(self, window: int, execution: Execution) -> torch.Tensor:
-        """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window).
+    def logit_terms(self, window: int, execution: Execution) -> tuple:
+        """``(qkv_bias(), temperature(), position_bias)`` for a window, the terms every
+        forward computes from the weights alone.
 
-        Without autograd in eval mode the result is cached; the key holds the CPB weights'
-        version counters, so loading other weights invalidates it.
+        Without autograd in eval mode they are cached (three ops fewer per block and the CPB
+        MLP not run at all); the key holds the version counters of the weights they come
+        from, so loading or changing those weights invalidates it.
         """
         key = None
-        params = list(self.cpb_mlp.parameters())
+        params = [*self.cpb_mlp.parameters(), self.logit_scale]
+        if self.q_bias is not None:
+            params += [self.q_bias, self.v_bias]
         # nor for weights made under inference_mode (they have no version counter)
         if not self.training and execution.may_cache and \
                 not any(p.is_inference() for p in params):
             key = (window, self.relative_coords_table.device, *(p._version for p in params))
-            if self._pos_bias_cache is not None and self._pos_bias_cache[0] == key:
-                return self._pos_bias_cache[1]
-        # float32 under autocast too: bf16 rounds 16 * sigmoid by up to 0.03
+            if self._terms_cache is not None and self._terms_cache[0] == key:
+                return self._terms_cache[1]
+        # the position bias in float32 under autocast too: bf16 rounds 16 * sigmoid by up to
+        # 0.03
         with torch.autocast(self.relative_coords_table.device.type, enabled=False) \
                 if execution.amp is not None else nullcontext():
             pos_bias = self._position_bias(window, execution.exporting)
+        terms = (self.qkv_bias(), self.temperature(), pos_bias)
         if key is not None:
-            self._pos_bias_cache = (key, pos_bias)
-        return pos_bias
+            self._terms_cache = (key, terms)
+        return terms
+
+    def position_bias(self, window: int, execution: Execution) -> torch.Tensor:
+        """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window),
+        cached with the other terms (:meth:`logit_terms`)."""
+        return self.logit_terms(window, execution)[2]
 
     def _position_bias(self, window: int, exporting: bool) -> torch.Tensor:
         # the table in the CPB weights' dtype: FSDP's mixed precision casts parameters to bf16
@@ -189,9 +201,7 @@ class WindowAttentionV2(nn.Module):
         Returns:
             the shape of ``x``
         """
-        qkv_bias = self.qkv_bias()
-        temperature = self.temperature()
-        pos_bias = self.position_bias(window, execution)
+        qkv_bias, temperature, pos_bias = self.logit_terms(window, execution)
         out = execution.attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias, mask,
                                   self.num_heads, window, self.attn_drop)
         out = execution.linear(out.reshape(x.shape), self.proj.weight, self.proj.bias)

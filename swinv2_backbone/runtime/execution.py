@@ -290,7 +290,7 @@ def _reference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, w
 def _batched(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
              dropout):
     return device.window_attention(x, weight, qkv_bias, temperature, pos_bias, mask,
-                                   num_heads, e.fused)
+                                   num_heads, e.fused, e.grad)
 
 
 def _cpu(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout):
