@@ -14,7 +14,9 @@ Elsewhere there is nothing to gain (BENCHMARKS.md):
 - in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
   AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
   model's own shapes within 10% either way, and the training step (whose backward GEMMs read
-  transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN.
+  transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN
+  (again on a Xeon with AMX with trained-like biases, session 16: inference 3% faster with
+  oneDNN at 512x512 and 800x1344, a training step 15% faster with MKL).
 
 So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones
 (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at import, indexed by whether
