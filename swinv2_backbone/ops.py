@@ -14,7 +14,8 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'unit_vector_grad', 'unit_vectors', 'attention_logits',
+    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unit_vector_grad', 'unit_vectors',
+    'attention_logits',
     'reference_attention',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
     'adaptive_avg_pool2d',
@@ -288,6 +289,16 @@ def inverse_norm(t: torch.Tensor, masked: bool = True) -> torch.Tensor:
     # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
     # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
     return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
+
+
+def scaled_unit_qk(qk: torch.Tensor, temperature: torch.Tensor, out: torch.Tensor,
+                   masked: bool = True) -> torch.Tensor:
+    """The unit q times ``temperature`` (heads, 1, 1) and the unit k, from the raw (2, ..., d)
+    q and k, into ``out`` (which may be ``qk``): float32 products by :func:`inverse_norm`
+    (``masked`` as there) rounded once to ``out``'s dtype, without autograd."""
+    scale = inverse_norm(qk, masked)
+    scale[0].mul_(temperature)
+    return torch.mul(qk, scale, out=out)
 
 
 def unit_vector_grad(unit: torch.Tensor, grad: torch.Tensor, inv: torch.Tensor,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..ops import attention_logits, inverse_norm, unit_vector_grad
+from ..ops import attention_logits, inverse_norm, scaled_unit_qk, unit_vector_grad
 from .onednn import backward_gemm, linear
 
 if TYPE_CHECKING:  # the execution module calls the kernels
@@ -61,9 +61,7 @@ def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
                       device=qkv.device)
     if qkv.dtype != out.dtype:
         qkv = out.copy_(qkv)
-    factor = inverse_norm(qkv[:2])  # (2, B_, heads, N, 1)
-    factor[0].mul_(temperature)
-    torch.mul(qkv[:2], factor, out=out[:2])
+    scaled_unit_qk(qkv[:2], temperature, out=out[:2])
     if qkv is not out:
         out[2] = qkv[2]
     return out[0], out[1], out[2]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import inverse_norm, unit_vector_grad
+from ..ops import inverse_norm, scaled_unit_qk, unit_vector_grad
 from .fused import qkv_heads
 
 if TYPE_CHECKING:  # the execution module calls the kernels
@@ -101,9 +101,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         if grad:
             q, k = UnitQK.apply(qk, temperature)
         else:
-            scale = inverse_norm(qk, masked=False)
-            scale[0] *= temperature
-            q, k = torch.mul(qk, scale, out=qk.new_empty(qk.shape))
+            q, k = scaled_unit_qk(qk, temperature, qk.new_empty(qk.shape), masked=False)
         # a copy: a view would keep the whole qkv projection alive for SDPA's backward (and
         # in inference SDPA copied a view itself, on the meta device)
         v = v.squeeze(0).contiguous()

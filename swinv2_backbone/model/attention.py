@@ -13,8 +13,9 @@ To change the attention, edit:
 
 1. the math, stated once in :mod:`swinv2_backbone.ops`:
    :func:`~swinv2_backbone.ops.reference_attention` (the reference every backend equals),
-   :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; its forward without
-   autograd, for the export: :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which
+   :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; applied with the
+   temperature without autograd: :func:`~swinv2_backbone.ops.scaled_unit_qk`; its forward
+   for the export: :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which
    every hand-written backward uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
    :func:`~swinv2_backbone.ops.attention_logits`; :meth:`WindowAttentionV2.position_bias` for
    the CPB;
