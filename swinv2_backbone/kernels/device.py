@@ -83,7 +83,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
             kernel (inference only).
         grad: autograd records this forward: q and k through :class:`UnitQK`; else by the
-            unmasked inverse norms (``inverse_norm(masked=False)``), three ops fewer.
+            unmasked inverse norms (``inverse_norm(masked=False)``), four ops fewer.
 
     Returns:
         (B, L, C), before the output projection.
