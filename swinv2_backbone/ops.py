@@ -14,7 +14,7 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unit_vector_grad', 'unit_vectors',
+    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unclamped', 'unit_vector_grad', 'unit_vectors',
     'attention_logits',
     'reference_attention',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
@@ -291,6 +291,19 @@ def inverse_norm(t: torch.Tensor, masked: bool = True) -> torch.Tensor:
     return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
 
 
+# 1 / NORM_EPS per dtype as ``inverse_norm(masked=False)`` computes it (the reciprocal of the
+# clamped norm, correctly rounded): exactly the inverse norm of a clamped vector
+_CLAMPED_INVERSE = {dtype: torch.tensor(NORM_EPS, dtype=dtype).reciprocal().item()
+                    for dtype in (torch.float32, torch.float64)}
+
+
+def unclamped(inv: torch.Tensor) -> torch.Tensor:
+    """``inverse_norm(t)`` from ``inv = inverse_norm(t, masked=False)``: zero where the norm was
+    clamped, which is where ``inv`` is exactly the reciprocal of ``NORM_EPS``. For a backward
+    that saved the unmasked inverse norms of its forward (two ops fewer there)."""
+    return inv * (inv < _CLAMPED_INVERSE[inv.dtype])
+
+
 def scaled_unit_qk(qk: torch.Tensor, temperature: torch.Tensor, out: torch.Tensor,
                    masked: bool = True) -> torch.Tensor:
     """The unit q times ``temperature`` (heads, 1, 1) and the unit k, from the raw (2, ..., d)
@@ -311,7 +324,9 @@ def unit_vector_grad(unit: torch.Tensor, grad: torch.Tensor, inv: torch.Tensor,
         grad: d(loss)/d(unit), (..., d).
         inv: :func:`inverse_norm` of ``t`` (..., 1), times any factor ``unit`` was scaled by
             after normalising (the temperature of q), which ``grad`` does not carry.
-        dot: ``(unit * grad).sum(-1, keepdim=True)`` where the caller has it already.
+        dot: ``(unit * grad).sum(-1, keepdim=True)`` where the caller has it already. A
+            ``unit`` may also be the unit vector u times s (the temperature of q, with
+            ``inv`` not times s) if ``dot`` is ``(u * grad).sum(-1, keepdim=True) / s``.
 
     Returns:
         d(loss)/d(t), (..., d)

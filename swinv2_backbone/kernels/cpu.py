@@ -20,6 +20,7 @@ what is saved for backward.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -205,6 +206,28 @@ class CosineAttention(torch.autograd.Function):
         return dx, dw, db, dtemperature, dpos_bias, None, None, None
 
 
+def _add(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    """``total + part`` in place, or ``part`` where there is no total yet."""
+    return part if total is None else total.add_(part)
+
+
+def _by_rows(M: int, rows: int, fn: Callable[[int], torch.Tensor | None]) -> torch.Tensor | None:
+    """``fn(r)`` for r = 0, rows, 2 rows, ... < M, its results stacked along the rows: one
+    chunk's result itself, several written into one buffer (the batched path runs one chunk,
+    so no copy). None where ``fn`` returns None."""
+    if rows >= M:
+        return fn(0)
+    out = None
+    for r in range(0, M, rows):
+        part = fn(r)
+        if part is None:
+            continue
+        if out is None:
+            out = part.new_empty((M,) + part.shape[1:])
+        out[r:r + rows] = part
+    return out
+
+
 class GeluMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only; with
     ``recompute``, x only (``with_cp='mlp'``): backward recomputes the fc1 output too.
@@ -228,9 +251,8 @@ class GeluMlp(torch.autograd.Function):
         w2c = w2.to(dt)
         b2c = b2.to(dt) if b2 is not None else None
         rows = execution.mlp_chunk_rows or x.shape[0]  # None: all rows at once
-        y = hidden.new_empty(x.shape[0], w2.shape[0])
-        for r in range(0, x.shape[0], rows):
-            y[r:r + rows] = linear(F.gelu(hidden[r:r + rows]), w2c, b2c, inner)
+        y = _by_rows(x.shape[0], rows, lambda r: linear(F.gelu(hidden[r:r + rows]), w2c, b2c,
+                                                        inner))
         ctx.save_for_backward(x, w1, w2, b1 if recompute else None,
                               None if recompute else hidden)
         ctx.has_bias = b1 is not None, b2 is not None
@@ -245,23 +267,23 @@ class GeluMlp(torch.autograd.Function):
         rows = ctx.rows
         grad, w1c, w2c = grad.to(dt), w1.to(dt), w2.to(dt)
         b1c = b1.to(dt) if b1 is not None else None
-        dx = torch.empty(x.shape, dtype=dt, device=x.device) if need[0] else None
-        dw1 = torch.zeros(w1.shape, dtype=dt, device=x.device) if need[1] else None
-        db1 = grad.new_zeros(w1.shape[0]) if need[2] and ctx.has_bias[0] else None
-        dw2 = torch.zeros(w2.shape, dtype=dt, device=x.device) if need[3] else None
+        dw1 = db1 = dw2 = None  # sums over the chunks (one chunk: no sum at all)
         db2 = grad.sum(0) if need[4] and ctx.has_bias[1] else None
-        for r in range(0, x.shape[0], rows):
+
+        def chunk(r: int) -> torch.Tensor | None:
+            """Adds chunk r's weight gradients; returns its dx rows."""
+            nonlocal dw1, db1, dw2
             g, xr = grad[r:r + rows], x[r:r + rows].to(dt)
             # the forward's fc1 product again: autocast's casts made explicit, as backward
             # may run outside autocast
             h = hidden[r:r + rows] if hidden is not None else linear(xr, w1c, b1c, ctx.inner)
-            if dw2 is not None:
-                dw2 += backward_gemm(g.t(), F.gelu(h).t(), ctx.inner)
+            if need[3]:
+                dw2 = _add(dw2, backward_gemm(g.t(), F.gelu(h).t(), ctx.inner))
             dh = torch.ops.aten.gelu_backward(backward_gemm(g, w2c.t(), ctx.inner), h)
-            if dx is not None:
-                dx[r:r + rows] = backward_gemm(dh, w1c.t(), ctx.inner)
-            if dw1 is not None:
-                dw1 += backward_gemm(dh.t(), xr.t(), ctx.inner)
-            if db1 is not None:
-                db1 += dh.sum(0)
+            if need[1]:
+                dw1 = _add(dw1, backward_gemm(dh.t(), xr.t(), ctx.inner))
+            if need[2] and ctx.has_bias[0]:
+                db1 = _add(db1, dh.sum(0))
+            return backward_gemm(dh, w1c.t(), ctx.inner) if need[0] else None
+        dx = _by_rows(x.shape[0], rows, chunk)
         return dx, dw1, db1, dw2, db2, None, None

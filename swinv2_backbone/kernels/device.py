@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import inverse_norm, scaled_unit_qk, unit_vector_grad
+from ..ops import inverse_norm, scaled_unit_qk, unclamped, unit_vector_grad
 from .fused import qkv_heads
 
 if TYPE_CHECKING:  # the execution module calls the kernels
@@ -38,18 +38,21 @@ class UnitQK(torch.autograd.Function):
     """``(unit q * temperature, unit k)`` from the raw (2, ..., d) q/k projections, computed in
     float32 (:func:`~swinv2_backbone.ops.inverse_norm`) and returned in their dtype.
 
-    Saves its outputs and the inverse norms: backward recovers the unit vectors from the
-    outputs, so nothing is kept besides what the attention saves anyway (autograd would keep
-    the projections and a float32 copy of q).
+    Saves its outputs and the unmasked inverse norms: backward recovers the unit vectors from
+    the outputs and the mask from the inverse norms (:func:`~swinv2_backbone.ops.unclamped`),
+    so nothing is kept besides what the attention saves anyway (autograd would keep the
+    projections and a float32 copy of q), and each direction runs few ops (on a GPU each op is
+    a launch): six forward, twelve backward (there were eight and fourteen).
     """
 
     @staticmethod
     def forward(ctx, qk: torch.Tensor, temperature: torch.Tensor):
-        inv = inverse_norm(qk)  # (2, ..., 1) float32
-        scale = torch.cat((inv[:1] * temperature, inv[1:]))
+        inv = inverse_norm(qk, masked=False)  # (2, ..., 1) float32
         # float32 products rounded once to qk's dtype, in one kernel (no float32 copy); into a
-        # contiguous tensor, which torch.compile requires of out=
-        out = torch.mul(qk, scale, out=qk.new_empty(qk.shape))
+        # contiguous tensor, which torch.compile requires of out=; a clamped (zero) vector
+        # maps to zero here, and gets no gradient in backward
+        out = torch.mul(qk, torch.cat((inv[:1] * temperature, inv[1:])),
+                        out=qk.new_empty(qk.shape))
         ctx.save_for_backward(out, inv, temperature)
         return out[0], out[1]
 
@@ -57,14 +60,16 @@ class UnitQK(torch.autograd.Function):
     def backward(ctx, dq: torch.Tensor, dk: torch.Tensor):
         out, inv, temperature = ctx.saved_tensors
         dtype = inv.dtype  # float32 at least
-        unit = out.to(dtype, copy=True)  # a copy: out is also SDPA's saved input
-        unit[0] /= temperature
+        scaled = out.to(dtype)  # (unit q * temperature, unit k)
         grad = torch.stack((dq, dk)).to(dtype)
-        grad[0] *= temperature  # d(loss)/d(unit q)
-        # q's gradient through the temperature: sum of (unit q . d(loss)/d(output q))
-        dtemperature = (unit[0] * dq).sum((0, 1, 3, 4)).view(temperature.shape) \
+        # (scaled . grad) is (unit . d(loss)/d(unit)) for q and for k
+        dot = (scaled * grad).sum(-1, keepdim=True)
+        dtemperature = dot[0].sum((0, 1, 3, 4)).view(temperature.shape) / temperature \
             if ctx.needs_input_grad[1] else None
-        dqk = unit_vector_grad(unit, grad, inv)
+        # in place on the views (``grad[0] *= t`` would copy the result back onto itself)
+        grad[0].mul_(temperature)  # d(loss)/d(unit q)
+        dot[0].div_(temperature)  # as unit_vector_grad takes it with the scaled q
+        dqk = unit_vector_grad(scaled, grad, unclamped(inv), dot)
         return dqk.to(out.dtype), dtemperature
 
 

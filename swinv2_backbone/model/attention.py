@@ -181,7 +181,9 @@ class WindowAttentionV2(nn.Module):
                             device, dtype),
                         relative_position_index(window).to(device))
             table, index = self._shrunk_tables[key]
-        cpb = self.cpb_mlp(table).view(-1, self.num_heads).t()  # (heads, (2w-1)^2)
+        # on the (2w-1)^2 rows as a matrix: the ReLU in place on a view of the map-shaped
+        # output would cost autograd three copies
+        cpb = self.cpb_mlp(table.reshape(-1, 2)).t()  # (heads, (2w-1)^2)
         N = window * window
         # (heads, N*N) -> (heads, N, N), contiguous
         pos_bias = cpb.index_select(1, index.view(-1)).view(self.num_heads, N, N)
