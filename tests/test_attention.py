@@ -20,7 +20,7 @@ EXECUTIONS = {
     'reference': Execution('reference', grad=True),
     'export': Execution('reference', exporting=True),
     'batched': Execution('batched', grad=True),
-    'batched, fused': Execution('batched', fused=True),
+    'batched, fused': Execution('batched', grad=True, fused=True),
     'cpu': Execution('cpu', grad=True, train_chunk_tokens=48, chunk_logits=100),
     'cpu inference': Execution('cpu', chunk_logits=100),
 }

@@ -29,7 +29,7 @@ FAST_PATHS = {'cpu': 'cpu',
               'cpu, small chunks, oneDNN GEMMs': replace(SMALL_CHUNKS, onednn=True),
               'cpu, small chunks, MKL GEMMs': replace(SMALL_CHUNKS, onednn=False),
               'batched': 'batched',
-              # inference only: training takes the batched path's autograd
+              # training: the q/k/v kernel and its backward kernel
               'batched, fused Triton kernels': Request('batched', fused=True)}
 # what torch.compile must trace: the cpu path with each GEMM library, and the batched path
 COMPILED_PATHS = {'cpu, oneDNN GEMMs': Request('cpu', onednn=True),
@@ -268,9 +268,10 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
         assert not decide(Request('cpu', onednn=True), x, model).onednn
 
 
-def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_compiling():
-    """Default: on CUDA inputs only (here: CPU and meta, so never); asked for: on CPU inputs
-    too where Triton's interpreter runs; never with autograd or on other paths."""
+def test_the_fused_kernels_run_only_on_the_batched_path_outside_compiling():
+    """Default: on inputs of devices where Triton runs other than the CPU (CUDA; here: CPU and
+    meta, so never); asked for: on CPU inputs too where Triton's interpreter runs, with
+    autograd too; never on other paths."""
     model, x = small(), torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert not decide('batched', x, model).fused
@@ -282,8 +283,8 @@ def test_the_fused_kernels_run_only_in_inference_on_the_batched_path_outside_com
         assert not hardware.triton_runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):
             assert not decide(Request(path, fused=True), x, model).fused
-    assert torch.is_grad_enabled() and not decide(Request('batched', fused=True), x,
-                                                  model).fused
+    assert torch.is_grad_enabled() and decide(Request('batched', fused=True), x,
+                                              model).fused == hardware.INTERPRETED
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])

@@ -25,13 +25,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from swinv2_backbone.compat import TORCH_VERSION
 
+from .opcount import efficient_attention
+
 __all__ = ['cuda_saved_for_backward_mib', 'fake_cuda']
-
-
-def _efficient_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                         **_):
-    return torch.ops.aten._scaled_dot_product_efficient_attention(
-        q, k, v, attn_mask, True, dropout_p, is_causal, scale=scale)[0]
 
 
 @contextmanager
@@ -39,15 +35,17 @@ def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
     """Fake CUDA tensors without a GPU, under CUDA's autocast to ``amp`` (None: off): yields
     the ``FakeTensorMode``. SDPA runs as the memory-efficient kernel, and the device queries
     of ``execution.decide`` are answered as on a GPU: no capture under way, the fused kernels
-    wherever Triton >= 3.0 is installed. Needs torch >= 2.4 (the device-generic autocast
+    wherever Triton >= 3.0 is installed (their launches skipped: fake tensors hold no data). Needs torch >= 2.4 (the device-generic autocast
     setters)."""
     if TORCH_VERSION < (2, 4):
         raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
     from swinv2_backbone import hardware
+    from swinv2_backbone.kernels import fused
     with FakeTensorMode(allow_non_fake_inputs=True) as fake, \
-            mock.patch.object(F, 'scaled_dot_product_attention', _efficient_attention), \
+            mock.patch.object(F, 'scaled_dot_product_attention', efficient_attention), \
             mock.patch.object(torch.cuda, 'is_current_stream_capturing', lambda: False), \
-            mock.patch.object(hardware, 'triton_runs_on', lambda _: hardware.TRITON):
+            mock.patch.object(hardware, 'triton_runs_on', lambda _: hardware.TRITON), \
+            mock.patch.object(fused, '_launch', lambda *_, **__: None):
         previous = torch.is_autocast_enabled('cuda'), torch.get_autocast_dtype('cuda')
         torch.set_autocast_enabled('cuda', amp is not None)  # torch.autocast refuses
         torch.set_autocast_dtype('cuda', amp or torch.float16)  # without a GPU

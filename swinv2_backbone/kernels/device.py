@@ -86,7 +86,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None.
         fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
-            kernel (inference only).
+            kernel (and one in backward).
         grad: autograd records this forward: q and k through :class:`UnitQK`; else by the
             unmasked inverse norms (``inverse_norm(masked=False)``), four ops fewer.
 
@@ -98,7 +98,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
     nW, h = L // N, num_heads
     qkv = F.linear(x, weight, qkv_bias)
     if fused:  # each (B*nW, heads, N, d)
-        q, k, v = qkv_heads(qkv, temperature, h, N)
+        q, k, v = qkv_heads(qkv, temperature, h, N, grad)
     else:
         # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
         qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
@@ -107,9 +107,10 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
             q, k = UnitQK.apply(qk, temperature)
         else:
             q, k = scaled_unit_qk(qk, temperature, qk.new_empty(qk.shape), masked=False)
-        # a copy: a view would keep the whole qkv projection alive for SDPA's backward (and
-        # in inference SDPA copied a view itself, on the meta device)
-        v = v.squeeze(0).contiguous()
+        # in training a copy: a view would keep the whole qkv projection alive for SDPA's
+        # backward; in inference the view (SDPA's fused kernels take strides; shifted
+        # windows' reshape below copies it anyway)
+        v = v.squeeze(0).contiguous() if grad else v.squeeze(0)
     d = v.shape[-1]
     if mask is None:  # windows as SDPA's batch: (B*nW, heads, N, d), bias (1, heads, N, N)
         bias = pos_bias.to(v.dtype).unsqueeze(0)

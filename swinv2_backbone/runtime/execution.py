@@ -13,8 +13,9 @@ an :class:`Execution` once per forward: the plan, whose members the modules call
   cache-sized chunks, and lean autograd functions for training.
 - ``'batched'``: whole-stage ops for GPUs (:mod:`swinv2_backbone.kernels.device`): one qkv GEMM,
   one q/k normalisation and one ``scaled_dot_product_attention`` per block, no Python loop
-  over images or chunks, autograd for backward; in inference on CUDA, fused Triton kernels
-  (:mod:`swinv2_backbone.kernels.fused`) for the q/k normalisation and the residual norms.
+  over images or chunks, autograd for backward; on CUDA, fused Triton kernels
+  (:mod:`swinv2_backbone.kernels.fused`) for the q/k normalisation (with its backward) and,
+  in inference, the residual norms.
 - ``'auto'`` (default): ``'cpu'`` on CPU, ``'batched'`` on every other device.
 
 While a graph is recorded for another runtime (ONNX export, ``torch.export``,
@@ -62,8 +63,8 @@ class Request:
         path: one of ``EXECUTION_PATHS``.
         onednn: float32 CPU linears on oneDNN: None (where its GEMM beats MKL's:
             :data:`~swinv2_backbone.hardware.ONEDNN_FP32`), True or False.
-        fused: the batched path's inference on the fused Triton kernels: None (on CUDA
-            inputs), True (also on CPU inputs where Triton's interpreter runs: the tests) or
+        fused: the batched path on the fused Triton kernels: None (on inputs of devices
+            other than the CPU, where they run: CUDA), True (also on CPU inputs where Triton's interpreter runs: the tests) or
             False (never).
         chunk_tokens, train_chunk_tokens, chunk_logits, mlp_chunk_rows: the cpu path's chunk
             sizes (see :class:`Execution`); tests choose small ones.
@@ -103,10 +104,10 @@ class Execution:
             stay float32.
         attn_dropout: attention dropout is active (training with a rate > 0): the attention
             runs the reference ops, which apply it.
-        fused: the batched path's inference runs the fused Triton kernels
+        fused: the batched path runs the fused Triton kernels
             (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
-            normalisation, and each residual ``x += norm(y)``): without autograd, outside
-            compiling and tracing, not in float64, where Triton >= 3.0 runs
+            normalisation, with its backward in training, and without autograd each residual
+            ``x += norm(y)``): outside compiling and tracing, not in float64, where Triton >= 3.0 runs
             (:func:`~swinv2_backbone.hardware.triton_runs_on`), as :attr:`Request.fused` asks.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
             compiling or tracing, and not inside a capture already).
@@ -184,10 +185,10 @@ class Execution:
 
     def residual(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm,
                  drop_path: nn.Module, inplace: bool = False) -> torch.Tensor:
-        """``x + drop_path(norm(y))``; ``inplace``: into ``x``. With ``fused`` (the batched
-        path's inference; drop path inactive) into ``x`` by one Triton kernel."""
+        """``x + drop_path(norm(y))``; ``inplace``: into ``x``. With ``fused`` in inference
+        (drop path inactive) into ``x`` by one Triton kernel."""
         dropping = drop_path.training and not isinstance(drop_path, nn.Identity)
-        if self.fused and not dropping:
+        if self.fused and not self.grad and not dropping:
             return fused_kernels.add_layer_norm_(x, y, norm)
         y = drop_path(self.norm(y, norm))
         return x.add_(y) if inplace else x + y
@@ -326,9 +327,9 @@ ATTENTION_BACKENDS: dict[str, AttentionBackend] = {
     'reference': AttentionBackend(_reference, trains=True),
     # the reference while a graph is recorded for another runtime: F.normalize's division
     'export': AttentionBackend(_reference, trains=False),
-    # whole-stage SDPA (kernels/device.py); with the fused Triton q/k/v kernel in inference
+    # whole-stage SDPA (kernels/device.py); with the fused Triton q/k/v kernels
     'batched': AttentionBackend(_batched, trains=True),
-    'batched, fused': AttentionBackend(_batched, trains=False),
+    'batched, fused': AttentionBackend(_batched, trains=True),
     # the cpu path: chunked attention with a hand-written backward, or in place in inference
     'cpu': AttentionBackend(_cpu, trains=True),
     'cpu inference': AttentionBackend(_cpu_inference, trains=False),
@@ -371,7 +372,7 @@ def decide(requested: str | Request, x: torch.Tensor, module: nn.Module,
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     # the kernels compute in float32: not for float64 models
-    fused_usable = path == 'batched' and not grad and not compiling \
+    fused_usable = path == 'batched' and not compiling \
         and x.dtype != torch.float64 and hardware.triton_runs_on(x.device)
     bf16_inference = onednn_usable and hardware.ONEDNN_BF16 and not grad \
         and amp == torch.bfloat16
@@ -380,7 +381,7 @@ def decide(requested: str | Request, x: torch.Tensor, module: nn.Module,
         onednn=onednn_usable and amp is None
         and (hardware.ONEDNN_FP32[grad] if base.onednn is None else base.onednn),
         bf16_inference=bf16_inference,
-        fused=fused_usable and (device == 'cuda' if base.fused is None else base.fused),
+        fused=fused_usable and (device != 'cpu' if base.fused is None else base.fused),
         attn_dropout=attn_dropout,
         cuda_graph=cuda_graph and device == 'cuda' and not compiling and not exporting
         and not captured,
