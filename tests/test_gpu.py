@@ -17,9 +17,10 @@ GPU they run with
    two shapes, after in-place weight updates, with gradients accumulated over two steps, in
    eval after ``load_state_dict``, under bf16 autocast, with activation checkpointing;
    outputs are fresh tensors; drop path draws anew on every replay.
-6. The fused Triton kernels (``kernels/fused.py``, inference on CUDA by default) equal the
-   batched path without them: float32 (TF32 off) on two shapes, fp16 and bf16 autocast, and
-   replayed from a CUDA graph.
+6. The fused Triton kernels (``kernels/fused.py``, on CUDA by default) equal the batched
+   path without them: inference in float32 (TF32 off) on two shapes, fp16 and bf16 autocast,
+   and replayed from a CUDA graph; a training step's gradients in float32 and under bf16
+   autocast (the q/k/v backward kernel on the strided gradients SDPA's fused backward gives).
 """
 from __future__ import annotations
 
@@ -212,3 +213,13 @@ def test_fused_kernels_equal_the_unfused_batched_path(x, small, state, case):
             fused = graphed
         with torch.autocast('cuda', dtype=amp or torch.float32, enabled=amp is not None):
             assert max_rel_err(outputs(unfused, inp), outputs(fused, inp)) < bound
+
+
+@pytest.mark.parametrize('amp', [None, torch.bfloat16])
+def test_fused_training_step_equals_the_unfused_batched_path(x, state, amp):
+    fused = step(build('batched', state), x, amp)
+    unfused = step(build(Request('batched', fused=False), state), x, amp)
+    if amp is None:
+        assert max_rel_err(unfused, fused) < 1e-4
+    else:
+        assert min_cosine(fused, unfused) > 0.99

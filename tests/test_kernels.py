@@ -311,6 +311,40 @@ def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dty
 
 
 @needs_triton
+@pytest.mark.parametrize('layout', ['plain', 'shifted'])
+@pytest.mark.parametrize('d', [32, 24])
+def test_qkv_heads_backward_is_unit_qks_through_strided_gradients(layout, d):
+    """The backward kernel against UnitQK's autograd and the batched path's permute: the
+    gradients of the projection (a zero k passes none) and of the temperature, fed as SDPA's
+    fused kernels give them on GPUs: packed in one (B, N, 3, heads, d) buffer, so strided, in
+    the plain windows' (B*nW, heads, N, d) or the shifted windows' (B, nW*heads, N, d)
+    layout; more tokens than one program holds, a head dim of a power of two and not."""
+    torch.manual_seed(0)
+    B, nW, N, h = 2, 7, 64, 3
+    C = h * d
+    qkv = torch.randn(B, nW * N, 3 * C)
+    qkv[1, 5, C:2 * C] = 0
+    temperature = torch.rand(h, 1, 1) * 30 + 1
+    heads, windows = (h, B * nW) if layout == 'plain' else (nW * h, B)
+    packed = torch.randn(windows, N, 3, heads, d)  # SDPA's gradient buffer
+    grads = [packed[:, :, i].transpose(1, 2) for i in range(3)]  # (windows, heads, N, d)
+    results = []
+    for fn in ('fused', 'unit_qk'):
+        x, t = qkv.clone().requires_grad_(), temperature.clone().requires_grad_()
+        if fn == 'fused':
+            outs = fused.qkv_heads(x, t, h, N, grad=True)
+        else:  # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
+            want = x.view(B, nW, N, 3, h, d).permute(3, 0, 1, 4, 2, 5)
+            outs = (*device.UnitQK.apply(want[:2], t), want[2])
+        outs = [o.reshape(windows, heads, N, d) for o in outs]
+        results.append(torch.autograd.grad(outs, (x, t), grads))
+    (dx, dt), (want_dx, want_dt) = results
+    torch.testing.assert_close(dx, want_dx, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dt, want_dt, rtol=1e-5, atol=1e-4)
+    assert torch.equal(dx[1, 5, C:2 * C], torch.zeros(C))
+
+
+@needs_triton
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('C', [96, 100])
 def test_add_layer_norm_adds_autocasts_float32_norm_into_the_residual_stream(dtype, C):

@@ -42,7 +42,7 @@ class UnitQK(torch.autograd.Function):
     the outputs and the mask from the inverse norms (:func:`~swinv2_backbone.ops.unclamped`),
     so nothing is kept besides what the attention saves anyway (autograd would keep the
     projections and a float32 copy of q), and each direction runs few ops (on a GPU each op is
-    a launch): six forward, twelve backward (there were eight and fourteen).
+    a launch): six forward, twelve backward (there were eight and thirteen).
     """
 
     @staticmethod

@@ -24,9 +24,10 @@ To change the attention, edit:
    hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
    :func:`~swinv2_backbone.kernels.cpu.attend` (inference); the batched path's
    :func:`~swinv2_backbone.kernels.device.window_attention` with
-   :class:`~swinv2_backbone.kernels.device.UnitQK` and, fused, the Triton kernel of
-   :func:`~swinv2_backbone.kernels.fused.qkv_heads`. tests/test_attention.py runs every
-   registered backend against the reference, so a backend left behind fails there.
+   :class:`~swinv2_backbone.kernels.device.UnitQK` and, fused, the Triton kernels of
+   :func:`~swinv2_backbone.kernels.fused.qkv_heads` (forward, and backward, which restates
+   ``unit_vector_grad`` in Triton). tests/test_attention.py runs every registered backend
+   against the reference, so a backend left behind fails there.
 
 Guarded by: tests/test_paths.py (every path against the reference, outputs and every gradient,
 fp16/bf16 autocast), tests/test_kernels.py (``gradcheck`` of the autograd functions) and
