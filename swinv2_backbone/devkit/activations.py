@@ -35,8 +35,8 @@ def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
     """Fake CUDA tensors without a GPU, under CUDA's autocast to ``amp`` (None: off): yields
     the ``FakeTensorMode``. SDPA runs as the memory-efficient kernel, and the device queries
     of ``execution.decide`` are answered as on a GPU: no capture under way, the fused kernels
-    wherever Triton >= 3.0 is installed (their launches skipped: fake tensors hold no data). Needs torch >= 2.4 (the device-generic autocast
-    setters)."""
+    wherever Triton >= 3.0 is installed (their launches skipped: fake tensors hold no data).
+    Needs torch >= 2.4 (the device-generic autocast setters)."""
     if TORCH_VERSION < (2, 4):
         raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
     from swinv2_backbone import hardware

@@ -64,8 +64,8 @@ class Request:
         onednn: float32 CPU linears on oneDNN: None (where its GEMM beats MKL's:
             :data:`~swinv2_backbone.hardware.ONEDNN_FP32`), True or False.
         fused: the batched path on the fused Triton kernels: None (on inputs of devices
-            other than the CPU, where they run: CUDA), True (also on CPU inputs where Triton's interpreter runs: the tests) or
-            False (never).
+            other than the CPU, where they run: CUDA), True (also on CPU inputs where
+            Triton's interpreter runs: the tests) or False (never).
         chunk_tokens, train_chunk_tokens, chunk_logits, mlp_chunk_rows: the cpu path's chunk
             sizes (see :class:`Execution`); tests choose small ones.
         bf16_chunk_tokens: ``chunk_tokens`` in bf16 inference, whose GEMMs run faster on more
@@ -107,8 +107,9 @@ class Execution:
         fused: the batched path runs the fused Triton kernels
             (:mod:`swinv2_backbone.kernels.fused`: q/k/v to SDPA's layout with the q/k
             normalisation, with its backward in training, and without autograd each residual
-            ``x += norm(y)``): outside compiling and tracing, not in float64, where Triton >= 3.0 runs
-            (:func:`~swinv2_backbone.hardware.triton_runs_on`), as :attr:`Request.fused` asks.
+            ``x += norm(y)``): outside compiling and tracing, not in float64, where
+            Triton >= 3.0 runs (:func:`~swinv2_backbone.hardware.triton_runs_on`), as
+            :attr:`Request.fused` asks.
         cuda_graph: replay this forward from a CUDA graph (requested, on a CUDA input, not
             compiling or tracing, and not inside a capture already).
         captured: this forward is being recorded into a CUDA graph, to be replayed later:
