@@ -37,9 +37,11 @@ def cpu_vendor(text: str | None = None) -> str:
 def gains_on(capability: str, vendor: str, grad: bool) -> bool:
     """Whether oneDNN's float32 GEMM beats MKL's on a CPU of this ``capability`` and
     :func:`cpu_vendor`, in inference (``grad`` False) or training: with AVX-512, in training
-    only where MKL does not use it (any vendor but Intel). Measured in BENCHMARKS.md (the
-    oneDNN module's docstring sums it up)."""
-    return capability.startswith('AVX512') and (not grad or vendor != 'GenuineIntel')
+    only where MKL does not use it (any vendor but Intel); with AVX2 on AMD's processors, in
+    inference only. Measured in BENCHMARKS.md (the oneDNN module's docstring sums it up)."""
+    if capability.startswith('AVX512'):
+        return not grad or vendor != 'GenuineIntel'
+    return capability == 'AVX2' and vendor == 'AuthenticAMD' and not grad
 
 
 CPU_CAPABILITY = torch.backends.cpu.get_cpu_capability()

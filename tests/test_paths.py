@@ -251,8 +251,10 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
     for grad in (False, True):
         assert hardware.ONEDNN_FP32[grad] == (hardware.ONEDNN and hardware.gains_on(
             torch.backends.cpu.get_cpu_capability(), hardware.cpu_vendor(), grad))
+        # AVX2 on AMD: oneDNN's GEMM in inference, MKL's in training
         assert [hardware.gains_on(c, 'AuthenticAMD', grad) for c in (
-            'AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == [False, True, True, False]
+            'AVX2', 'AVX512', 'AVX512_BF16', 'DEFAULT')] == [not grad, True, True, False]
+        assert not hardware.gains_on('AVX2', 'GenuineIntel', grad)
         assert hardware.gains_on('AVX512', '', grad)
     # MKL runs AVX-512 on Intel's own processors: there it keeps the backward's GEMMs
     assert hardware.gains_on('AVX512', 'GenuineIntel', False)

@@ -7,10 +7,13 @@ AVX-512, a 2048^3 fp32 GEMM runs at about 375 GFLOP/s with oneDNN against 150 wi
 results agree to float rounding. oneDNN also fuses the bias and an exact (erf) GELU into the
 GEMM.
 
-Elsewhere there is nothing to gain (BENCHMARKS.md):
+Elsewhere there is less or nothing to gain (BENCHMARKS.md):
 - without AVX-512: on an AVX2 EPYC both reach about 65 GFLOP/s on one GEMM in cache, oneDNN's
   slows down on the transposed operands of the backward, and in interleaved training steps the
-  best round was MKL's in each of four runs, by 7-19%;
+  best round was MKL's in each of four runs, by 7-19%; in inference oneDNN's was 8% faster
+  (296 against 320 ms at 512x512, session 17, on an EPYC with AVX-512 limited to AVX2:
+  ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``; no Intel CPU without AVX-512 was
+  measured, so there MKL stays);
 - in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
   AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
   model's own shapes within 10% either way, and the training step (whose backward GEMMs read
@@ -18,9 +21,10 @@ Elsewhere there is nothing to gain (BENCHMARKS.md):
   (again on a Xeon with AMX with trained-like biases, session 16: inference 3% faster with
   oneDNN at 512x512 and 800x1344, a training step 15% faster with MKL).
 
-So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones
-(:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at import, indexed by whether
-autograd records), unless an :class:`~swinv2_backbone.runtime.execution.Execution` asks otherwise.
+So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones, and
+in inference on AMD's with AVX2 (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at
+import, indexed by whether autograd records), unless an
+:class:`~swinv2_backbone.runtime.execution.Execution` asks otherwise.
 
 :func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.runtime.execution.Execution`
 allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
