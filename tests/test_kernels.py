@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from swinv2_backbone.runtime.execution import Execution
 from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
-from swinv2_backbone.ops import inverse_norm
+from swinv2_backbone.ops import inverse_norm, unclamped
 
 from swinv2_backbone.devkit.testing import randomize_
 
@@ -147,6 +147,19 @@ def test_inverse_norm_is_f_normalize_and_passes_no_gradient_through_zero_vectors
     with torch.no_grad():  # unmasked, for forwards without autograd: the same unit vectors
         torch.testing.assert_close(t * inverse_norm(t, masked=False), F.normalize(t, dim=-1))
         assert torch.equal((t * inverse_norm(t, masked=False))[2], t[2])  # zero stays zero
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_unclamped_masks_exactly_the_clamped_inverse_norms(dtype):
+    """From the unmasked inverse norms (what a backward saves) back to the masked ones: zero
+    for a zero vector and one below the epsilon, unchanged for one just above it."""
+    t = torch.randn(5, 7, dtype=dtype)
+    t[2] = 0
+    t[3] = torch.full((7,), 1e-14, dtype=dtype)  # norm below NORM_EPS: clamped
+    t[4] = torch.full((7,), 1e-12, dtype=dtype)  # norm 2.6e-12: not clamped
+    got = unclamped(inverse_norm(t, masked=False))
+    assert torch.equal(got, inverse_norm(t))
+    assert got[2].item() == got[3].item() == 0 and got[4].item() > 0
 
 
 # ------------------------------------------------------------------ oneDNN linear
