@@ -89,9 +89,9 @@ if TRITON:
         j = tl.arange(0, BLOCK_D)
         rows = t < tokens
         keep = rows[:, None] & (j < D)[None, :]
-        w, n = t // N, t % N
-        b, w = w // nW, w % nW
-        src = out + ((t // N * heads + head) * N + n)[:, None] * D + j[None, :]
+        window, n = t // N, t % N
+        b, w = window // nW, window % nW  # image, window within it
+        src = out + ((window * heads + head) * N + n)[:, None] * D + j[None, :]
         o_q = tl.load(src, mask=keep, other=0.0).to(tl.float32)
         o_k = tl.load(src + plane, mask=keep, other=0.0).to(tl.float32)
         g_q = tl.load(dq + (b * sq_b + w * sq_w + head * sq_h + n * sq_n)[:, None] + j[None, :],
@@ -159,6 +159,7 @@ def _qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: 
     C = C3 // 3
     D = C // num_heads
     out = qkv.new_empty((3, B * L // N, num_heads, N, D))
+    # without store_inv the kernel never touches inv: out stands in for the pointer
     inv = qkv.new_empty((2, B * L, num_heads), dtype=torch.float32) if store_inv else out
     BLOCK_T, BLOCK_D = _token_blocks(D)
     # plane: the elements of each of q, k and v in out
