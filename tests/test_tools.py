@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,15 @@ def test_train_and_test_leave_the_process_group_when_done(tmp_path):
     dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
                             world_size=1)
     try:
+        # a DDP model in a reference cycle, as a runner and its hooks hold one: it holds the
+        # group, so it must be freed before the group is left, not at interpreter exit
+        cycle = {'model': torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))}
+        cycle['self'] = cycle
+        model = weakref.ref(cycle['model'])
+        del cycle
         finish_distributed()
         assert not dist.is_initialized()
+        assert model() is None, 'the DDP model outlived its process group'
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metrics = runner.test()
     print({k: round(float(v), 4) for k, v in metrics.items()})
+    del runner  # its DDP model holds the process group: free both before leaving it
     finish_distributed()
     return 0
 

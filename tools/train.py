@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     runner.train()
     rank, world_size = get_dist_info()
     print(f'rank {rank}/{world_size}: training finished at iteration {runner.iter}', flush=True)
+    del runner  # its DDP model holds the process group: free both before leaving it
     finish_distributed()
     return 0
 

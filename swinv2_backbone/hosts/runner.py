@@ -8,6 +8,7 @@ channels against the backbone's declared ``out_channels``, dataset paths, and th
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import os.path as osp
@@ -312,10 +313,16 @@ def _init_cpu_distributed(launcher: str) -> None:
 def finish_distributed() -> None:
     """Leave the process group, if any, once every rank is done. A process that exits with its
     group alive can be aborted at exit by the group's own threads (SIGABRT, "terminate called
-    without an active exception", seen with gloo on torch 2.1) after its work is done, and the
-    launcher then reports the run as failed."""
+    without an active exception", seen with gloo on torch 2.1 and 2.14) after its work is done,
+    and the launcher then reports the run as failed.
+
+    A DDP-wrapped model holds the group too (its reducer), so destroying the group while one
+    lives only unregisters it, and the group dies with the model at interpreter exit, where its
+    threads abort as above. Callers drop their runner first (``del runner``); the collection
+    here frees it, reference cycles and all."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
