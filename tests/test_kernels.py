@@ -98,6 +98,15 @@ def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images):
         got = cpu.attend(q.clone(), k, v, bias, m, chunk_logits=3 * h * N * N)
         torch.testing.assert_close(got, want.transpose(1, 2).reshape(images * nW, N, h * d),
                                    rtol=1e-5, atol=1e-5)
+        # a bf16 v (bf16 inference): the float32 logits and softmax, then P rounded to bf16
+        # once and P @ V in bf16; against SDPA in float32 on the same bf16 v
+        v16 = v.bfloat16()
+        got = cpu.attend(q.clone(), k, v16, bias, m, chunk_logits=3 * h * N * N)
+        want = F.scaled_dot_product_attention(
+            q, k, v16.float(), attn_mask=full.expand(images * nW, h, N, N), scale=1.0)
+        assert got.dtype == torch.bfloat16
+        err = (got.float() - want.transpose(1, 2).reshape(got.shape)).abs().max()
+        assert err <= 2 ** -7 * want.abs().max(), err  # a bf16 rounding or two of the largest
 
 
 @pytest.mark.parametrize('shifted', [False, True])

@@ -53,19 +53,21 @@ def flushed_softmax(logits: torch.Tensor, out: torch.Tensor | None = None) -> to
 def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
                num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a (B_, N, 3C) qkv projection into the unit q times ``temperature`` (heads, 1, 1),
-    the unit k and v; each (B_, heads, N, d), contiguous, in float32 at least. One pass over
-    a float32 projection; a bf16 one is first copied to float32 whole (its norms read the
-    contiguous copy instead of converting strided bf16 twice)."""
+    the unit k and v; each (B_, heads, N, d), contiguous. q and k in float32 at least (the
+    logits' precision), v in the projection's dtype (P @ V runs in it, see :func:`attend`).
+    One pass over a float32 projection; a bf16 one's q and k are first copied to float32 (the
+    norms read the contiguous copy instead of converting strided bf16 twice)."""
     B_, N, _ = qkv.shape
     qkv = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B_, heads, N, d)
-    out = torch.empty(qkv.shape, dtype=torch.promote_types(qkv.dtype, torch.float32),
-                      device=qkv.device)
-    if qkv.dtype != out.dtype:
-        qkv = out.copy_(qkv)
-    scaled_unit_qk(qkv[:2], temperature, out=out[:2])
-    if qkv is not out:
+    wide = torch.promote_types(qkv.dtype, torch.float32)
+    if qkv.dtype == wide:
+        out = torch.empty(qkv.shape, dtype=wide, device=qkv.device)
+        scaled_unit_qk(qkv[:2], temperature, out=out[:2])
         out[2] = qkv[2]
-    return out[0], out[1], out[2]
+        return out[0], out[1], out[2]
+    qk = torch.empty(qkv[:2].shape, dtype=wide, device=qkv.device).copy_(qkv[:2])
+    scaled_unit_qk(qk, temperature, out=qk)
+    return qk[0], qk[1], qkv[2].contiguous()
 
 
 def mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None:
@@ -84,25 +86,37 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
     logits at a time.
 
     Args:
-        q, k, v: (B_, heads, N, d), contiguous, the temperature already in q. ``q`` is
+        q, k: (B_, heads, N, d), contiguous, the temperature already in q. ``q`` is
             overwritten (it is used as scratch space).
+        v: (B_, heads, N, d), contiguous, in q's dtype or a narrower one: the logits and the
+            softmax run in q's, P @ V in v's (bf16 inference: the probabilities rounded to
+            bf16 once, where the product would be rounded to bf16 anyway for the output
+            projection).
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
 
     Returns:
-        (B_, N, heads * d)
+        (B_, N, heads * d) in v's dtype
     """
     B_, h, N, d = q.shape
-    out = q.new_empty(B_, N, h, d)
+    out = v.new_empty(B_, N, h, d)
     step = max(1, chunk_logits // (h * N * N))
-    buffer = q.new_empty(min(step, B_) * h, N, N)  # one logits buffer, updated in place
+    rows = min(step, B_) * h
+    buffer = q.new_empty(rows, N, N)  # one logits buffer, updated in place
+    narrow = v.dtype != q.dtype
+    if narrow:  # the probabilities and the product in v's dtype
+        probs, product = v.new_empty(rows, N, N), v.new_empty(rows, N, d)
     for i in range(0, B_, step):
         j = min(i + step, B_)
+        n = (j - i) * h
         logits = attention_logits(q[i:j], k[i:j], pos_bias, mask_rows(mask, i, j),
-                                  out=buffer[:(j - i) * h])
-        p = flushed_softmax(logits.view(-1, N, N), out=buffer[:(j - i) * h])
-        # q[i:j] is not read again: it takes the (n * heads, N, d) product
-        o = torch.bmm(p, v[i:j].view(-1, N, d), out=q[i:j].view(-1, N, d))
+                                  out=buffer[:n])
+        p = flushed_softmax(logits.view(-1, N, N), out=buffer[:n])
+        if narrow:
+            p = probs[:n].copy_(p)
+        # else q[i:j] is not read again: it takes the (n * heads, N, d) product
+        o = torch.bmm(p, v[i:j].view(-1, N, d),
+                      out=product[:n] if narrow else q[i:j].view(-1, N, d))
         out[i:j] = o.view(j - i, h, N, d).transpose(1, 2)
     return out.view(B_, N, h * d)
 

@@ -100,8 +100,8 @@ class Execution:
             path, outside autocast and jit tracing, which cannot record the op), as
             :attr:`Request.onednn` asks.
         bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
-            oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs, attention and position bias
-            stay float32.
+            oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs; the position bias, the
+            logits and the softmax stay float32, P @ V runs in bf16.
         attn_dropout: attention dropout is active (training with a rate > 0): the attention
             runs the reference ops, which apply it.
         fused: the batched path runs the fused Triton kernels
@@ -309,9 +309,9 @@ def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_head
     with torch.autocast('cpu', enabled=False) if e.bf16_inference else nullcontext():
         out = cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
                          e.chunk_logits)
-    # float32 at least (head_major); back to the input's dtype for a model whose weights are
-    # bf16 without autocast (FSDP's mixed precision, .bfloat16())
-    return out.to(x.dtype)
+    # in the projection's dtype (head_major): bf16 under autocast, which the output
+    # projection takes as it is; otherwise the input's
+    return out
 
 
 @dataclass(frozen=True)
