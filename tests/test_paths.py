@@ -370,6 +370,25 @@ def test_compiles_as_one_graph_under_bf16_autocast(train):
 
 
 @needs_compile
+def test_inductor_compiles_the_cpu_path_in_float32_and_bf16_autocast():
+    """torch.compile's default backend (inductor, which builds C++ kernels) on the cpu path:
+    float32 equals eager, bf16 autocast stays within bf16's rounding of float32. oneDNN's
+    linear op, which inductor lowers only for constant weights, is not used while compiling
+    (it failed with "weight must be a graph constant")."""
+    model = small(COMPILED_PATHS['cpu, oneDNN GEMMs'])
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        got = torch.compile(model, fullgraph=True, dynamic=False)(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = torch.compile(model, fullgraph=True, dynamic=False)(x)
+    for g, w, b in zip(got, want, low):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4 * w.std().item())
+        err = (b.float() - w).abs() / w.std()
+        assert err.max() <= 0.1 and err.pow(2).mean().sqrt() <= 0.02, err.max()
+
+
+@needs_compile
 @pytest.mark.parametrize('path', list(COMPILED_PATHS))
 def test_compiled_model_matches_eager_at_several_sizes(path):
     # dynamic=False: a new size recompiles (symbolic sizes send dynamo into minutes of sympy)

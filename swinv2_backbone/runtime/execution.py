@@ -97,11 +97,11 @@ class Execution:
             ``torch.jit.trace``): the path is 'reference' and the stages derive their layout
             from the input's (symbolic) shape in the graph, caching nothing.
         onednn: float32 CPU linears, and the cpu path's backward GEMMs, run on oneDNN (the cpu
-            path, outside autocast and jit tracing, which cannot record the op), as
-            :attr:`Request.onednn` asks.
-        bf16_inference: CPU bf16 autocast without autograd on the cpu path, on a CPU with
-            oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs; the position bias, the
-            logits and the softmax stay float32, P @ V runs in bf16.
+            path, outside autocast, jit tracing, which cannot record the op, and compiling,
+            whose inductor cannot lower it), as :attr:`Request.onednn` asks.
+        bf16_inference: CPU bf16 autocast without autograd on the cpu path, not compiling,
+            on a CPU with oneDNN's bf16 GEMM: the linears are oneDNN bf16 GEMMs; the position
+            bias, the logits and the softmax stay float32, P @ V runs in bf16.
         attn_dropout: attention dropout is active (training with a rate > 0): the attention
             runs the reference ops, which apply it.
         fused: the batched path runs the fused Triton kernels
@@ -369,7 +369,9 @@ def decide(requested: str | Request, x: torch.Tensor, module: nn.Module,
     amp = autocast_dtype(device) if autocast_available(device) and autocast_enabled(device) \
         else None
     compiling = is_compiling()
-    onednn_usable = path == 'cpu' and hardware.ONEDNN
+    # not when compiling: inductor lowers oneDNN's linear op only for weights that are graph
+    # constants (freezing), and fails on ours; it picks its own GEMMs for F.linear
+    onednn_usable = path == 'cpu' and hardware.ONEDNN and not compiling
     # a capture of the caller's own records this forward: no graph of ours inside it
     captured = device == 'cuda' and torch.cuda.is_current_stream_capturing()
     # the kernels compute in float32: not for float64 models
