@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 SCRIPT = '''
-import gc, itertools, os, torch, torch.distributed as dist
+import itertools, os, torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from swinv2_backbone import SwinV2Backbone
+from swinv2_backbone.hosts.runner import finish_distributed
 rank = int(os.environ['RANK'])
 dist.init_process_group('gloo')
 torch.set_num_threads(1)
@@ -40,10 +41,8 @@ for execution, with_cp, frozen, drop_path, mode in itertools.product(
     if rank == 0:
         print(f'case {execution} with_cp={with_cp} frozen={frozen} drop_path={drop_path} {mode}: '
               f'{result}', flush=True)
-    del ddp, opt  # each reducer holds the group: free them before leaving it (else the group
-    gc.collect()  # dies at interpreter exit and its gloo threads abort now and then, SIGABRT)
-dist.barrier()
-dist.destroy_process_group()
+del ddp  # each reducer holds the group: finish_distributed frees them (cycles and all)
+finish_distributed()  # before leaving it, else its gloo threads can abort at exit (SIGABRT)
 '''
 
 
