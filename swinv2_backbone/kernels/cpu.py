@@ -59,10 +59,14 @@ def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
     norms read the contiguous copy instead of converting strided bf16 twice)."""
     B_, N, _ = qkv.shape
     qkv = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B_, heads, N, d)
-    qk = torch.empty(qkv[:2].shape, dtype=torch.promote_types(qkv.dtype, torch.float32),
-                     device=qkv.device)
-    scaled_unit_qk(qkv[:2] if qkv.dtype == qk.dtype else qk.copy_(qkv[:2]), temperature,
-                   out=qk)
+    wide = torch.promote_types(qkv.dtype, torch.float32)
+    if qkv.dtype == wide:
+        out = torch.empty(qkv.shape, dtype=wide, device=qkv.device)
+        scaled_unit_qk(qkv[:2], temperature, out=out[:2])
+        out[2] = qkv[2]
+        return out[0], out[1], out[2]
+    qk = torch.empty(qkv[:2].shape, dtype=wide, device=qkv.device).copy_(qkv[:2])
+    scaled_unit_qk(qk, temperature, out=qk)
     return qk[0], qk[1], qkv[2].contiguous()
 
 
