@@ -38,19 +38,26 @@ def _reference_block(blk, x, window, shift, mask):
 def test_stage_gathers_match_pad_roll_partition(grad, path):
     """A 9x9 map with window 4 pads to 12x12 and only then rolls, so zero padding ends up
     between the rolled rows (as the references pad). The stage's single gathers between
-    window orders (plain, shifted, back to the map) must give exactly that, with and without
-    autograd (in-place chunked inference vs the training path)."""
+    window orders (plain, shifted, plain again, back to the map) must give exactly that, with
+    and without autograd (in-place chunked inference vs the training path); in training
+    with the same gradients (the gathers' backward gathers back, zeroing the padding)."""
     from swinv2_backbone.ops import shift_attn_mask
-    model = small()
-    stage = model.stages[1]  # plain then shifted block, 2 heads
+    model = small(arch=dict(SMALL['arch'], depths=(1, 3, 1, 2)))
+    stage = model.stages[1]  # plain, shifted, plain block, 2 heads
     stage.downsample = None
     x = torch.randn(2, 9, 9, 64, requires_grad=grad)
     with torch.set_grad_enabled(grad):
         got = stage(x, decide(path, x, stage))
-    with torch.no_grad():
-        want = _reference_block(stage.blocks[0], x, 4, 0, None)
-        want = _reference_block(stage.blocks[1], want, 4, 2, shift_attn_mask(12, 12, 4, 2))
-    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-5)
+        want = x
+        for blk, shift in zip(stage.blocks, (0, 2, 0)):
+            want = _reference_block(blk, want, 4, shift, shift_attn_mask(12, 12, 4, 2))
+    torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-5)
+    if grad:
+        weights = torch.randn_like(want)
+        grads = [torch.autograd.grad((y * weights).sum(), [x, *stage.parameters()])
+                 for y in (got, want)]
+        for g, w in zip(*grads):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * w.abs().max())
 
 
 def test_shape_caches_are_bounded():

@@ -204,6 +204,41 @@ class WindowOrder:
     from_other: torch.Tensor | None
 
 
+class _Reorder(torch.autograd.Function):
+    """``x.index_select(1, index)`` with the rows ``fill`` then zeroed; backward the same
+    with ``back`` and ``back_fill``: for a reordering of tokens, the inverse gather
+    (one op) instead of index_select's scatter-add into zeros (two).
+
+    ``back`` holds, for each row of ``x``, a row of the output that holds it; rows of ``x``
+    that no output row reads (padding) are zeroed by ``back_fill`` (or not listed in
+    ``back``, when ``x`` has fewer rows).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None,
+                back: torch.Tensor, back_fill: torch.Tensor | None) -> torch.Tensor:
+        ctx.back, ctx.back_fill = back, back_fill
+        return _gather(x, index, fill)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _gather(grad, ctx.back, ctx.back_fill), None, None, None, None
+
+
+def _gather(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
+    y = x.index_select(1, index)
+    return y if fill is None else y.index_fill_(1, fill, 0)
+
+
+def reorder(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None,
+            back: torch.Tensor, back_fill: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L, C) tokens gathered along L by ``index``, the rows ``fill`` zeroed (see
+    :class:`_Reorder`; without autograd the forward alone)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Reorder.apply(x, index, fill, back, back_fill)
+    return _gather(x, index, fill)
+
+
 @dataclass(frozen=True)
 class StageLayout:
     """What a stage needs for one map size: the window, its orders and the shift mask.
@@ -297,20 +332,20 @@ class SwinV2Stage(nn.Module):
         for blk in self.blocks:
             target = layout.shifted if blk.shifted and layout.shifted is not None \
                 else layout.plain
-            fresh = target is not order
-            if fresh:
-                x = x.index_select(1, target.gather if order is None else target.from_other)
+            # the attention must see zero padding
+            if target is not order:  # backward gathers back: from the map, or the other order
+                x = reorder(x, target.gather, target.pad, target.scatter) if order is None \
+                    else reorder(x, target.from_other, target.pad, order.from_other, order.pad)
                 order = target
-            if order.pad is not None:  # the attention must see zero padding
-                # in place unless autograd may still need the previous block's output
-                fill = fresh or not execution.grad
-                x = x.index_fill_(1, order.pad, 0) if fill else x.index_fill(1, order.pad, 0)
+            elif order.pad is not None:  # not in place: autograd may need the previous output
+                x = x.index_fill(1, order.pad, 0) if execution.grad \
+                    else x.index_fill_(1, order.pad, 0)
             mask = layout.mask if order is layout.shifted else None
             if self.with_cp == 'block' and x.requires_grad:
                 x = cp.checkpoint(blk, x, layout.window, mask, execution, use_reentrant=False)
             else:
                 x = blk(x, layout.window, mask, execution)
-        return x.index_select(1, order.scatter).view(B, H, W, C)
+        return reorder(x, order.scatter, None, order.gather, order.pad).view(B, H, W, C)
 
     def _forward_symbolic(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         """The export path: :meth:`forward` with the window, shift, orders and mask computed
