@@ -14,7 +14,7 @@ import torch.nn.functional as F
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unclamped', 'unit_vector_grad', 'unit_vectors',
+    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unit_vector_grad', 'unit_vectors',
     'attention_logits',
     'reference_attention',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
@@ -271,45 +271,27 @@ def relative_position_index(window: Size) -> torch.Tensor:
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
-def inverse_norm(t: torch.Tensor, masked: bool = True) -> torch.Tensor:
+def inverse_norm(t: torch.Tensor) -> torch.Tensor:
     """``1 / |t|`` over the last dim, kept, in float32 at least; 0 where ``|t| <= NORM_EPS``.
 
     ``t * inverse_norm(t)`` is the unit vector ``F.normalize`` gives, the one q/k normalisation
     of every path. A vector at or below the epsilon (the zero padding's k, which has no bias)
-    maps to zero as in ``F.normalize``, but passes no gradient: ``F.normalize``'s would be
-    ``dy / NORM_EPS``, which overflows fp16 under AMP and only ever meets zero inputs.
-    ``masked=False`` (forwards without autograd): ``1 / max(|t|, NORM_EPS)``, two ops fewer;
-    ``t`` times it is the same unit vector except for norms in (0, NORM_EPS], which it maps
-    to ``t / NORM_EPS`` as ``F.normalize`` does (zero stays zero).
+    maps to zero, as a zero vector does in ``F.normalize``, and passes no gradient:
+    ``F.normalize``'s would be ``dy / NORM_EPS``, which overflows fp16 under AMP and only ever
+    meets zero inputs. Three ops: the norm, the threshold (to infinity at or below the
+    epsilon) and the reciprocal, so the mask costs nothing, and a backward that saves the
+    result needs none of its own.
     """
     dtype = torch.promote_types(t.dtype, torch.float32)
     norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype)
-    if not masked:
-        return norm.clamp_min_(NORM_EPS).reciprocal_()
-    # times the mask rather than torch.where(..., 0.0): torch 2.1's ONNX exporter types the
-    # Python 0.0 as double; the reciprocal is finite (<= 1 / NORM_EPS), so 0 stays 0
-    return norm.clamp_min(NORM_EPS).reciprocal() * (norm > NORM_EPS)
+    return torch.reciprocal(F.threshold(norm, NORM_EPS, math.inf))
 
 
-# 1 / NORM_EPS per dtype as ``inverse_norm(masked=False)`` computes it (the reciprocal of the
-# clamped norm, correctly rounded): exactly the inverse norm of a clamped vector
-_CLAMPED_INVERSE = {dtype: torch.tensor(NORM_EPS, dtype=dtype).reciprocal().item()
-                    for dtype in (torch.float32, torch.float64)}
-
-
-def unclamped(inv: torch.Tensor) -> torch.Tensor:
-    """``inverse_norm(t)`` from ``inv = inverse_norm(t, masked=False)``: zero where the norm was
-    clamped, which is where ``inv`` is exactly the reciprocal of ``NORM_EPS``. For a backward
-    that saved the unmasked inverse norms of its forward (two ops fewer there)."""
-    return inv * (inv < _CLAMPED_INVERSE[inv.dtype])
-
-
-def scaled_unit_qk(qk: torch.Tensor, temperature: torch.Tensor, out: torch.Tensor,
-                   masked: bool = True) -> torch.Tensor:
+def scaled_unit_qk(qk: torch.Tensor, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The unit q times ``temperature`` (heads, 1, 1) and the unit k, from the raw (2, ..., d)
     q and k, into ``out`` (which may be ``qk``): float32 products by :func:`inverse_norm`
-    (``masked`` as there) rounded once to ``out``'s dtype, without autograd."""
-    scale = inverse_norm(qk, masked)
+    rounded once to ``out``'s dtype, without autograd."""
+    scale = inverse_norm(qk)
     scale[0].mul_(temperature)
     return torch.mul(qk, scale, out=out)
 
@@ -322,11 +304,11 @@ def unit_vector_grad(unit: torch.Tensor, grad: torch.Tensor, inv: torch.Tensor,
     Args:
         unit: the unit vectors, (..., d).
         grad: d(loss)/d(unit), (..., d).
-        inv: :func:`inverse_norm` of ``t`` (..., 1), times any factor ``unit`` was scaled by
-            after normalising (the temperature of q), which ``grad`` does not carry.
+        inv: :func:`inverse_norm` of ``t`` (..., 1), times any factor s the unit vector was
+            scaled by after normalising (the temperature of q), which ``grad`` does not carry.
         dot: ``(unit * grad).sum(-1, keepdim=True)`` where the caller has it already. A
-            ``unit`` may also be the unit vector u times s (the temperature of q, with
-            ``inv`` not times s) if ``dot`` is ``(u * grad).sum(-1, keepdim=True) / s``.
+            ``unit`` may also be the unit vector times s, with ``grad`` the gradient of that
+            product, if ``dot`` is ``(unit * grad).sum(-1, keepdim=True) / s**2``.
 
     Returns:
         d(loss)/d(t), (..., d)

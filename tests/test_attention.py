@@ -35,6 +35,14 @@ def test_every_backend_is_checked_under_an_execution_that_picks_it():
         {name: name for name in EXECUTIONS}
 
 
+def _by_position(x, forward):
+    """(B, L, C) tokens window by window to the n-th tokens of all windows, then the next n
+    (``forward``), or back."""
+    N = WINDOW * WINDOW
+    shape = (len(x), -1, N, C) if forward else (len(x), N, -1, C)
+    return x.reshape(shape).transpose(1, 2).reshape(x.shape)
+
+
 def _run(attn, tokens, mask, execution, backend, amp, grad, g):
     """Output (B, L, C) and, with ``grad``, the gradients of (output * g).sum() with respect to
     the tokens and every parameter of ``attn`` the attention uses."""
@@ -48,10 +56,17 @@ def _run(attn, tokens, mask, execution, backend, amp, grad, g):
             rows = None if mask is None else mask.repeat(len(x), 1, 1)
             out = reference_attention(x.reshape(-1, N, C), attn.qkv.weight, qkv_bias,
                                       temperature, pos_bias, rows, HEADS)
-        else:
-            out = backend.run(execution, x, attn.qkv.weight, qkv_bias, temperature, pos_bias,
-                              mask, HEADS, WINDOW, None)
-    out = out.reshape(tokens.shape).float()
+            residual = x
+        else:  # shifted windows' tokens in the order the plan gives them (the stage's)
+            by_position = mask is not None and execution.shifted_tokens == 'positions'
+            out, residual = backend.run(
+                execution, _by_position(x, True) if by_position else x, attn.qkv.weight,
+                qkv_bias, temperature, pos_bias, mask, HEADS, WINDOW, None)
+            out = _by_position(out.reshape(x.shape), False) if by_position else out
+            residual = _by_position(residual, False) if by_position else residual
+    # the residual's output: x itself, or a view whose gradient backward adds into x's
+    assert torch.equal(residual, x)
+    out = (out.reshape(tokens.shape) + 0.5 * residual).float()
     if not grad:
         return out, []
     params = [x, attn.qkv.weight, attn.q_bias, attn.v_bias, attn.logit_scale,

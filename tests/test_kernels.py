@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from swinv2_backbone.runtime.execution import Execution
 from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
-from swinv2_backbone.ops import inverse_norm, unclamped
+from swinv2_backbone.ops import inverse_norm
 
 from swinv2_backbone.devkit.testing import randomize_
 
@@ -109,29 +109,35 @@ def test_attend_matches_pytorch_sdpa_with_masks_and_chunks(images):
         assert err <= 2 ** -7 * want.abs().max(), err  # a bf16 rounding or two of the largest
 
 
-@pytest.mark.parametrize('shifted', [False, True])
-def test_device_window_attention_equals_the_official_ops_with_gradients(shifted):
+@pytest.mark.parametrize('shifted,tokens', [(False, 'windows'), (True, 'windows'),
+                                            (True, 'positions')])
+def test_device_window_attention_equals_the_official_ops_with_gradients(shifted, tokens):
     """The batched kernel in float64 against F.normalize / matmul / softmax: output and the
     gradients of x, the weights, the temperature and the position bias; with zero tokens
     (padding), whose k has norm 0: there F.normalize's gradient is dy / eps, which the kernel
     does not pass (the padding's gradient is discarded by the stage), so x's gradient is
-    compared on the other tokens."""
+    compared on the other tokens. Tokens window by window, or by position in the window."""
     a = _windows(images=3, N=9)
     mask = a.pop('mask') if shifted else None
     a.pop('mask', None)
     with torch.no_grad():
         a['x'][:, -2:] = 0  # the last two tokens of each window are zero padding
         a['qkv_bias'][6:12] = 0  # SwinV2 has no k bias
-    B, L, C = 3, 4 * 9, 6
+    B, nW, N, C = 3, 4, 9, 6
     grads = []
     for fn in ('device', 'plain'):
         if fn == 'device':
-            out = device.window_attention(a['x'].view(B, L, C), a['weight'], a['qkv_bias'],
-                                          a['temperature'].view(-1, 1, 1), a['pos_bias'],
-                                          mask, 2).view(-1, 9, C)
+            x = a['x'].view(B, nW, N, C)
+            x = x.transpose(1, 2) if tokens == 'positions' else x
+            out, residual = device.window_attention(
+                x.reshape(B, nW * N, C), a['weight'], a['qkv_bias'],
+                a['temperature'].view(-1, 1, 1), a['pos_bias'], mask, 2, tokens=tokens)
+            out = out + residual  # the residual's gradient goes in through the projection's
+            out = out.view(B, N, nW, C).transpose(1, 2) if tokens == 'positions' else out
+            out = out.reshape(-1, N, C)
         else:
             out = _plain_attention(a['x'], a['weight'], a['qkv_bias'], a['temperature'],
-                                   a['pos_bias'], mask, 2)
+                                   a['pos_bias'], mask, 2) + a['x']
         (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
         grads.append([out.detach()] + [t.grad.clone() for t in a.values()])
         for t in a.values():
@@ -153,22 +159,63 @@ def test_inverse_norm_is_f_normalize_and_passes_no_gradient_through_zero_vectors
     assert torch.equal(t.grad[2], torch.zeros(7, dtype=torch.float64))
     assert torch.isfinite(t.grad).all() and t.grad[0].abs().sum() > 0
     assert inverse_norm(torch.randn(3, 4).half()).dtype == torch.float32
-    with torch.no_grad():  # unmasked, for forwards without autograd: the same unit vectors
-        torch.testing.assert_close(t * inverse_norm(t, masked=False), F.normalize(t, dim=-1))
-        assert torch.equal((t * inverse_norm(t, masked=False))[2], t[2])  # zero stays zero
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_unclamped_masks_exactly_the_clamped_inverse_norms(dtype):
-    """From the unmasked inverse norms (what a backward saves) back to the masked ones: zero
-    for a zero vector and one below the epsilon, unchanged for one just above it."""
+def test_inverse_norm_is_zero_at_or_below_the_epsilon(dtype):
+    """Zero for a zero vector and one below the epsilon, the reciprocal for one just above."""
     t = torch.randn(5, 7, dtype=dtype)
     t[2] = 0
-    t[3] = torch.full((7,), 1e-14, dtype=dtype)  # norm below NORM_EPS: clamped
-    t[4] = torch.full((7,), 1e-12, dtype=dtype)  # norm 2.6e-12: not clamped
-    got = unclamped(inverse_norm(t, masked=False))
-    assert torch.equal(got, inverse_norm(t))
-    assert got[2].item() == got[3].item() == 0 and got[4].item() > 0
+    t[3] = torch.full((7,), 1e-14, dtype=dtype)  # norm below NORM_EPS
+    t[4] = torch.full((7,), 1e-12, dtype=dtype)  # norm 2.6e-12: above it
+    got = inverse_norm(t)
+    assert got[2].item() == got[3].item() == 0
+    torch.testing.assert_close(got[[0, 1, 4]], 1 / t[[0, 1, 4]].norm(dim=-1, keepdim=True))
+
+
+def test_position_bias_and_temperature_backward_pass_gradcheck():
+    """The CPB's and the temperature's autograd functions in float64, a logit scale above the
+    clamp among them (no gradient there), a gather with repeated entries."""
+    from swinv2_backbone.model import attention
+    torch.manual_seed(0)
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    table = torch.randn(9, 2, dtype=torch.float64)
+    index = torch.randint(0, 9, (16,))
+    w1, b1, w2 = torch.randn(5, 2, **kw), torch.randn(5, **kw), torch.randn(3, 5, **kw)
+    assert torch.autograd.gradcheck(
+        lambda *w: attention._PositionBias.apply(table, index, *w), (w1, b1, w2))
+    torch.testing.assert_close(attention._PositionBias.apply(table, index, w1, b1, w2),
+                               attention.position_bias(table, index, w1, b1, w2))
+    logit_scale = torch.tensor([[[1.0]], [[5.0]], [[-2.0]]], **kw)  # 5 > log(100)
+    assert torch.autograd.gradcheck(attention._Temperature.apply, (logit_scale,))
+    grad, = torch.autograd.grad(attention._Temperature.apply(logit_scale).sum(), logit_scale)
+    assert grad[1].item() == 0 and grad[0].item() > 0
+
+
+@pytest.mark.parametrize('used', [True, False])
+def test_residual_linear_backward_passes_gradcheck(used):
+    """The projection that returns its input for the residual: its backward adds the
+    residual's gradient into the input's (or has none to add, where the copy goes unused)."""
+    torch.manual_seed(0)
+    kw = dict(dtype=torch.float64, requires_grad=True)
+    args = (torch.randn(2, 5, 4, **kw), torch.randn(6, 4, **kw), torch.randn(6, **kw))
+
+    def fn(*t):
+        y, x = device.ResidualLinear.apply(*t, None)
+        return (y, x * 3) if used else y
+    assert torch.autograd.gradcheck(fn, args)
+
+
+@pytest.mark.parametrize('tokens', ['windows', 'positions'])
+def test_qkv_heads_backward_passes_gradcheck(tokens):
+    """QkvHeads, the batched path's q/k normalisation with its hand-written backward, in
+    float64: the projection's gradient in its layout and the temperature's."""
+    torch.manual_seed(0)
+    B, nW, N, h, d = 2, 3, 4, 2, 3
+    qkv = torch.randn(B, nW * N, 3 * h * d, dtype=torch.float64, requires_grad=True)
+    temperature = (torch.rand(h, 1, 1, dtype=torch.float64) * 5 + 1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, t: device.QkvHeads.apply(x, t, h, N, tokens), (qkv, temperature))
 
 
 # ------------------------------------------------------------------ oneDNN linear
@@ -311,7 +358,7 @@ ULP = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('d', [32, 24])
 def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dtype, d):
-    """Against UnitQK and the batched path's permute: q, k and v of every window and head,
+    """Against QkvHeads (the unfused path): q, k and v of every window and head,
     within two rounding steps of the dtype (the norms sum in another order), for head dims of
     a power of two and not (masked lanes), more tokens than one program holds, and a zero k
     (the padding's: it maps to zero)."""
@@ -322,9 +369,7 @@ def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dty
     qkv[1, 5, C:2 * C] = 0
     temperature = torch.rand(h, 1, 1) * 30 + 1
     got = fused.qkv_heads(qkv, temperature, h, N)
-    # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
-    want = qkv.view(B, nW, N, 3, h, d).permute(3, 0, 1, 4, 2, 5)
-    want = (*device.UnitQK.apply(want[:2], temperature), want[2])
+    want = device.QkvHeads.apply(qkv, temperature, h, N, 'windows')
     for g, w, scale in zip(got, want, (temperature.max().item(), 1.0, 4.0)):
         assert g.shape == (B * nW, h, N, d) and g.dtype == dtype and g.is_contiguous()
         g = g.view(B, nW, h, N, d)
@@ -335,8 +380,8 @@ def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dty
 @needs_triton
 @pytest.mark.parametrize('layout', ['plain', 'shifted'])
 @pytest.mark.parametrize('d', [32, 24])
-def test_qkv_heads_backward_is_unit_qks_through_strided_gradients(layout, d):
-    """The backward kernel against UnitQK's autograd and the batched path's permute: the
+def test_qkv_heads_backward_is_the_unfused_ones_through_strided_gradients(layout, d):
+    """The backward kernel against QkvHeads' (the unfused path): the
     gradients of the projection (a zero k passes none) and of the temperature, fed as SDPA's
     fused kernels give them on GPUs: packed in one (B, N, 3, heads, d) buffer, so strided, in
     the plain windows' (B*nW, heads, N, d) or the shifted windows' (B, nW*heads, N, d)
@@ -351,13 +396,12 @@ def test_qkv_heads_backward_is_unit_qks_through_strided_gradients(layout, d):
     packed = torch.randn(windows, N, 3, heads, d)  # SDPA's gradient buffer
     grads = [packed[:, :, i].transpose(1, 2) for i in range(3)]  # (windows, heads, N, d)
     results = []
-    for fn in ('fused', 'unit_qk'):
+    for fn in ('fused', 'unfused'):
         x, t = qkv.clone().requires_grad_(), temperature.clone().requires_grad_()
         if fn == 'fused':
             outs = fused.qkv_heads(x, t, h, N, grad=True)
-        else:  # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
-            want = x.view(B, nW, N, 3, h, d).permute(3, 0, 1, 4, 2, 5)
-            outs = (*device.UnitQK.apply(want[:2], t), want[2])
+        else:
+            outs = device.QkvHeads.apply(x, t, h, N, 'windows')
         outs = [o.reshape(windows, heads, N, d) for o in outs]
         results.append(torch.autograd.grad(outs, (x, t), grads))
     (dx, dt), (want_dx, want_dt) = results

@@ -22,11 +22,11 @@ def _timm(size):
                              **TINY)
 
 
-@pytest.mark.parametrize('mode,share', [('inference', 0.5), ('training', 0.7)])
+@pytest.mark.parametrize('mode,share', [('inference', 0.5), ('training', 0.6)])
 def test_swinv2_t_launches_fewer_ops_than_timm_and_as_many_at_any_size(mode, share):
     """SwinV2-T window 8, batch 2, as a GPU without Triton runs it: at 800x1344 at most
-    ``share`` of timm's ops (when written: inference 239 against 488, training 1,001 against
-    1,481); 512x512 and 800x1344 within 10% of each other."""
+    ``share`` of timm's ops, the issue's bounds (when written: inference 233 against 488,
+    training 877 against 1,481); 512x512 and 800x1344 within 10% of each other."""
     ours = {size: count_step_ops(_ours, size, 2, mode).total
             for size in ((512, 512), (800, 1344))}
     timm = count_step_ops(lambda: _timm((800, 1344)), (800, 1344), 2, mode).total
@@ -34,10 +34,10 @@ def test_swinv2_t_launches_fewer_ops_than_timm_and_as_many_at_any_size(mode, sha
     assert abs(ours[800, 1344] - ours[512, 512]) <= 0.1 * ours[512, 512], ours
 
 
-@pytest.mark.parametrize('mode,share', [('inference', 0.35), ('training', 0.6)])
-def test_with_the_fused_triton_kernels_a_training_step_launches_at_most_0_6x_timms(mode, share):
+@pytest.mark.parametrize('mode,share', [('inference', 0.35), ('training', 0.55)])
+def test_with_the_fused_triton_kernels_a_step_launches_at_most_0_55x_timms(mode, share):
     """As a GPU with Triton >= 3.0 runs it (the fused kernels counted a launch each; when
-    written: inference 161, training 803 against timm's 488 and 1,481), one q/k/v kernel per
+    written: inference 161, training 739 against timm's 488 and 1,481), one q/k/v kernel per
     block each way and in inference one residual kernel per norm."""
     from swinv2_backbone import hardware
     if not hardware.TRITON:

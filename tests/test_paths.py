@@ -360,7 +360,8 @@ def test_compiles_as_one_graph_without_breaks(train, path):
 def test_compiles_as_one_graph_under_bf16_autocast(train):
     """bf16 autocast inference, as used with compile, traces without graph breaks too; so
     does AMP training on the batched path, with its autograd functions (``AmpLayerNorm``,
-    ``UnitQK``, ``GeluMlp`` recomputing under ``with_cp='mlp'``)."""
+    ``QkvHeads``, ``ResidualLinear``, ``GeluMlp`` recomputing under ``with_cp='mlp'``, the
+    stage's gathers, the temperature and the CPB)."""
     import torch._dynamo as dynamo
     model = small('batched', with_cp='mlp').train() if train else small()
     with torch.set_grad_enabled(train), torch.autocast('cpu', dtype=torch.bfloat16):

@@ -246,6 +246,11 @@ class GeluMlp(torch.autograd.Function):
     """``fc2(gelu(fc1(x)))`` on (M, C) rows that saves x and the fc1 output only; with
     ``recompute``, x only (``with_cp='mlp'``): backward recomputes the fc1 output too.
 
+    Returns the output and ``x`` again (autograd makes it a view of ``x``): the residual adds
+    the output to that, so backward receives the residual's gradient and adds it into x's in
+    fc1's backward GEMM (one ``addmm`` where autograd would add the two, a pass over the
+    block's activations and on a GPU a launch).
+
     The GELU output, its gradient and the fc1-output gradient exist for ``mlp_chunk_rows``
     rows at a time (all at once where it is None, as on the batched path); the usual graph
     keeps the GELU output too and builds each gradient whole, every one 4x the block's width.
@@ -258,6 +263,7 @@ class GeluMlp(torch.autograd.Function):
                 w2: torch.Tensor, b2: torch.Tensor | None, execution: Execution,
                 recompute: bool = False) -> torch.Tensor:
         inner = replace(execution, grad=False)  # nothing inside an autograd function records
+        residual = x
         if execution.amp is not None:
             x = x.to(execution.amp)
         hidden = linear(x, w1, b1, inner)
@@ -271,10 +277,10 @@ class GeluMlp(torch.autograd.Function):
                               None if recompute else hidden)
         ctx.has_bias = b1 is not None, b2 is not None
         ctx.rows, ctx.dtype, ctx.inner = rows, dt, inner
-        return y
+        return y, residual
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, residual: torch.Tensor | None):
         x, w1, w2, b1, hidden = ctx.saved_tensors
         dt = ctx.dtype
         need = ctx.needs_input_grad
@@ -298,6 +304,8 @@ class GeluMlp(torch.autograd.Function):
                 dw1 = _add(dw1, backward_gemm(dh.t(), xr.t(), ctx.inner))
             if need[2] and ctx.has_bias[0]:
                 db1 = _add(db1, dh.sum(0))
-            return backward_gemm(dh, w1c.t(), ctx.inner) if need[0] else None
+            return backward_gemm(dh, w1c.t(), ctx.inner,
+                                 None if residual is None else residual[r:r + rows]) \
+                if need[0] else None
         dx = _by_rows(x.shape[0], rows, chunk)
         return dx, dw1, db1, dw2, db2, None, None

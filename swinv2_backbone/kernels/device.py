@@ -7,12 +7,17 @@ eligible:
 
 - plain windows: queries (B*nW, heads, N, d), bias ``pos_bias`` (1, heads, N, N), broadcast;
 - shifted windows: windows and heads together as SDPA's heads, queries (B, nW*heads, N, d), bias
-  ``pos_bias + shift mask`` (1, nW*heads, N, N), one per stage shape, broadcast over images.
+  ``pos_bias + shift mask`` (1, nW*heads, N, N), one per stage shape, broadcast over images;
+  the stage orders these tokens by their position in the window (the n-th tokens of all
+  windows, then the next n), the order SDPA's fused kernels write the output in, so that it
+  is not copied, nor its gradient.
 
-Backward is autograd's (SDPA's fused backward), except for :class:`UnitQK`, which saves only its
-outputs (the tensors SDPA saves anyway) instead of the float32 vectors autograd would keep, and
-:class:`AmpLayerNorm`, the blocks' norms in training under autocast, which keeps its input in
-the autocast dtype instead of autocast's float32 copy.
+Backward is autograd's (SDPA's fused backward), except for :class:`QkvHeads`, which saves only
+its outputs (the tensors SDPA saves anyway) instead of the float32 vectors autograd would keep
+and writes the projection's gradient in one pass, :class:`ResidualLinear` (the qkv projection,
+whose backward adds the residual's gradient in) and :class:`AmpLayerNorm`, the blocks' norms in
+training under autocast, which keeps its input in the autocast dtype instead of autocast's
+float32 copy.
 Under fp16/bf16 autocast the q/k normalisation runs in float32 and a vector whose norm is
 clamped (the zero padding's k) gets no gradient, so nothing overflows; no host
 synchronisation, and it traces under ``torch.compile``.
@@ -25,92 +30,157 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import inverse_norm, scaled_unit_qk, unclamped, unit_vector_grad
+from ..ops import inverse_norm, scaled_unit_qk, unit_vector_grad
 from .fused import qkv_heads
 
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['AmpLayerNorm', 'UnitQK', 'layer_norm', 'window_attention']
+__all__ = ['AmpLayerNorm', 'QkvHeads', 'ResidualLinear', 'layer_norm', 'window_attention']
 
 
-class UnitQK(torch.autograd.Function):
-    """``(unit q * temperature, unit k)`` from the raw (2, ..., d) q/k projections, computed in
-    float32 (:func:`~swinv2_backbone.ops.inverse_norm`) and returned in their dtype.
+class QkvHeads(torch.autograd.Function):
+    """The qkv projection's (B, L, 3C) output to SDPA's q, k and v, each (B, nW, heads, N, d):
+    unit q times the temperature and unit k, computed in float32
+    (:func:`~swinv2_backbone.ops.inverse_norm`) and rounded once to the projection's dtype,
+    and v; in training the unfused twin of :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
 
-    Saves its outputs and the unmasked inverse norms: backward recovers the unit vectors from
-    the outputs and the mask from the inverse norms (:func:`~swinv2_backbone.ops.unclamped`),
-    so nothing is kept besides what the attention saves anyway (autograd would keep the
-    projections and a float32 copy of q), and each direction runs few ops (on a GPU each op is
-    a launch): six forward, twelve backward (there were eight and thirteen).
+    Saves its q/k outputs and their float32 scales (the inverse norms, q's times the
+    temperature): backward recovers the unit vectors from the outputs, so nothing is kept
+    besides what the attention saves anyway. Backward writes the projection's gradient in its
+    (B, L, 3C) layout in one ``cat`` and the temperature's from the same dot products: ten ops
+    (the q/k normalisation through autograd, its split and permute took eighteen).
+    ``tokens``: the order of the L tokens, ``'windows'`` (window by window) or
+    ``'positions'`` (the n-th token of every window, then the next n: see
+    :func:`window_attention`).
     """
 
     @staticmethod
-    def forward(ctx, qk: torch.Tensor, temperature: torch.Tensor):
-        inv = inverse_norm(qk, masked=False)  # (2, ..., 1) float32
-        # float32 products rounded once to qk's dtype, in one kernel (no float32 copy); into a
-        # contiguous tensor, which torch.compile requires of out=; a clamped (zero) vector
-        # maps to zero here, and gets no gradient in backward
-        out = torch.mul(qk, torch.cat((inv[:1] * temperature, inv[1:])),
-                        out=qk.new_empty(qk.shape))
-        ctx.save_for_backward(out, inv, temperature)
-        return out[0], out[1]
+    def forward(ctx, qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: int,
+                tokens: str):
+        heads = _heads(qkv, num_heads, N, tokens)  # (3, B, nW, heads, N, d)
+        qk = heads[:2]
+        inv = inverse_norm(qk)  # (2, ..., 1) float32, 0 for a clamped (zero) vector
+        scale = torch.cat((inv[:1] * temperature, inv[1:]))
+        # float32 products rounded once to qkv's dtype, in one kernel (no float32 copy); into a
+        # contiguous tensor, which torch.compile requires of out=
+        out = torch.mul(qk, scale, out=qk.new_empty(qk.shape))
+        ctx.save_for_backward(out, scale, temperature)
+        ctx.tokens = tokens
+        # v a copy: a view would keep the whole projection alive for SDPA's backward
+        return out[0], out[1], heads[2].contiguous()
 
     @staticmethod
-    def backward(ctx, dq: torch.Tensor, dk: torch.Tensor):
-        out, inv, temperature = ctx.saved_tensors
-        dtype = inv.dtype  # float32 at least
-        scaled = out.to(dtype)  # (unit q * temperature, unit k)
-        grad = torch.stack((dq, dk)).to(dtype)
-        # (scaled . grad) is (unit . d(loss)/d(unit)) for q and for k
+    def backward(ctx, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor):
+        out, scale, temperature = ctx.saved_tensors
+        shape = out.shape[1:]  # (B, nW, heads, N, d)
+        scaled = out.to(scale.dtype)  # (unit q * temperature, unit k)
+        grad = torch.stack((dq.reshape(shape), dk.reshape(shape))).to(scale.dtype)
         dot = (scaled * grad).sum(-1, keepdim=True)
-        dtemperature = dot[0].sum((0, 1, 3, 4)).view(temperature.shape) / temperature \
+        dot[0].div_(temperature)  # unit q . grad q: summed, the temperature's gradient
+        dtemperature = dot[0].sum((0, 1, 3, 4)).view(temperature.shape) \
             if ctx.needs_input_grad[1] else None
-        # in place on the views (``grad[0] *= t`` would copy the result back onto itself)
-        grad[0].mul_(temperature)  # d(loss)/d(unit q)
-        dot[0].div_(temperature)  # as unit_vector_grad takes it with the scaled q
-        dqk = unit_vector_grad(scaled, grad, unclamped(inv), dot)
-        return dqk.to(out.dtype), dtemperature
+        dot[0].div_(temperature)  # for unit_vector_grad, whose unit q is scaled
+        dqk = unit_vector_grad(scaled, grad, scale, dot).to(out.dtype)
+        B, nW, h, N, d = shape
+        # the three gradients into the projection's (B, L, 3C) layout, by one cat
+        parts = [_tokens_major(p, ctx.tokens).unsqueeze(3)
+                 for p in (dqk[0], dqk[1], dv.reshape(shape))]
+        return torch.cat(parts, 3).view(B, nW * N, -1), dtemperature, None, None, None
+
+
+class ResidualLinear(torch.autograd.Function):
+    """``F.linear(x, weight, bias)`` and ``x`` again (autograd makes it a view of ``x``): the
+    residual adds the branch's output to that, so backward receives the residual's gradient
+    and adds it into x's by the GEMM (one ``addmm`` where autograd would add the two, a pass
+    over the block's activations and on a GPU a launch). ``dtype``: the autocast dtype the
+    product runs in (x is kept in it for backward), or None.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                dtype: torch.dtype | None):
+        xc, wc, bc = (t if t is None or dtype is None else t.to(dtype) for t in (x, weight, bias))
+        ctx.save_for_backward(xc, wc)
+        ctx.has_bias = bias is not None
+        return F.linear(xc, wc, bc), x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, residual: torch.Tensor | None):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad = grad.reshape(-1, weight.shape[0]).to(x.dtype)  # (M, out)
+        dweight = grad.t() @ x.reshape(-1, x.shape[-1]) if need[1] else None
+        dbias = grad.sum(0) if need[2] and ctx.has_bias else None
+        dx = None
+        if need[0]:
+            if residual is None:
+                dx = grad @ weight
+            elif residual.dtype == grad.dtype:  # one kernel
+                dx = torch.addmm(residual.reshape(grad.shape[0], -1), grad, weight)
+            else:  # under autocast: the float32 residual stream's gradient
+                dx = residual.reshape(grad.shape[0], -1) + grad @ weight
+            dx = dx.view(x.shape)
+        return dx, dweight, dbias, None
+
+
+def _heads(qkv: torch.Tensor, num_heads: int, N: int, tokens: str) -> torch.Tensor:
+    """(B, L, 3C) -> (3, B, nW, heads, N, d), a view, for tokens in ``tokens`` order."""
+    B, L, C3 = qkv.shape
+    if tokens == 'windows':
+        return qkv.view(B, L // N, N, 3, num_heads, -1).permute(3, 0, 1, 4, 2, 5)
+    return qkv.view(B, N, L // N, 3, num_heads, -1).permute(3, 0, 2, 4, 1, 5)
+
+
+def _tokens_major(t: torch.Tensor, tokens: str) -> torch.Tensor:
+    """(B, nW, heads, N, d) -> (B, nW, N, heads, d), or (B, N, nW, heads, d) for tokens in
+    ``'positions'`` order: a view with the tokens in their order before the heads."""
+    t = t.transpose(2, 3)
+    return t if tokens == 'windows' else t.transpose(1, 2)
 
 
 def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                      temperature: torch.Tensor, pos_bias: torch.Tensor,
                      mask: torch.Tensor | None, num_heads: int,
-                     fused: bool = False, grad: bool = True) -> torch.Tensor:
+                     fused: bool = False, grad: bool = True,
+                     tokens: str = 'windows',
+                     amp: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """qkv projection and scaled cosine attention of every window of a stage at once.
 
     Args:
-        x: (B, L, C) tokens in window order, L = num_windows * N.
+        x: (B, L, C) tokens, L = num_windows * N, in ``tokens`` order.
         weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
         temperature: (heads, 1, 1) ``exp(clamped logit_scale)``.
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None.
         fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
-            kernel (and one in backward).
-        grad: autograd records this forward: q and k through :class:`UnitQK`; else by the
-            unmasked inverse norms (``inverse_norm(masked=False)``), four ops fewer.
+            kernel (and one in backward); tokens in window order.
+        grad: autograd records this forward: the projection through :class:`ResidualLinear`
+            and q, k and v through :class:`QkvHeads`.
+        tokens: ``'windows'``: window by window (window w's n-th token at w * N + n);
+            ``'positions'``: the n-th tokens of all windows, then the (n+1)-th (at
+            n * num_windows + w), for shifted windows (with a ``mask``), whose attention
+            output SDPA's fused kernels write in that order: no copy each way.
+        amp: the autocast dtype, or None.
 
     Returns:
-        (B, L, C), before the output projection.
+        (B, L, C), before the output projection, in ``tokens`` order; and ``x`` as the
+        residual is to add the branch's output to (:class:`ResidualLinear`).
     """
     B, L, C = x.shape
     N = pos_bias.shape[-1]
     nW, h = L // N, num_heads
-    qkv = F.linear(x, weight, qkv_bias)
+    qkv, x = ResidualLinear.apply(x, weight, qkv_bias, amp) if grad \
+        else (F.linear(x, weight, qkv_bias), x)
     if fused:  # each (B*nW, heads, N, d)
         q, k, v = qkv_heads(qkv, temperature, h, N, grad)
+    elif grad:  # each (B, nW, heads, N, d)
+        q, k, v = QkvHeads.apply(qkv, temperature, h, N, tokens)
     else:
-        # (B, nW, N, 3, heads, d) -> (3, B, nW, heads, N, d)
-        qkv = qkv.view(B, nW, N, 3, h, -1).permute(3, 0, 1, 4, 2, 5)
-        qk, v = qkv.split((2, 1))  # a split's backward is one cat, not a zero-filled tensor each
-        if grad:
-            q, k = UnitQK.apply(qk, temperature)
-        else:
-            q, k = scaled_unit_qk(qk, temperature, qk.new_empty(qk.shape), masked=False)
-        # in training a copy: a view would keep the whole qkv projection alive for SDPA's
-        # backward; in inference the view (SDPA's fused kernels take strides; shifted
-        # windows' reshape below copies it anyway)
-        v = v.squeeze(0).contiguous() if grad else v.squeeze(0)
+        qk, v = _heads(qkv, h, N, tokens).split((2, 1))
+        q, k = scaled_unit_qk(qk, temperature, qk.new_empty(qk.shape))
+        # a view: SDPA's fused kernels take strides (shifted windows' reshape below copies)
+        v = v.squeeze(0)
     d = v.shape[-1]
     if mask is None:  # windows as SDPA's batch: (B*nW, heads, N, d), bias (1, heads, N, N)
         bias = pos_bias.to(v.dtype).unsqueeze(0)
@@ -119,8 +189,8 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         bias = (pos_bias + mask.unsqueeze(1)).to(v.dtype).view(1, nW * h, N, N)
         q, k, v = (t.reshape(B, nW * h, N, d) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-    # (B, nW, heads, N, d) -> (B, nW, N, heads, d) -> (B, L, C)
-    return out.view(B, nW, h, N, d).transpose(2, 3).reshape(B, L, C)
+    # (B, nW, heads, N, d) -> tokens first, heads x d last -> (B, L, C)
+    return _tokens_major(out.view(B, nW, h, N, d), tokens).reshape(B, L, C), x
 
 
 class AmpLayerNorm(torch.autograd.Function):

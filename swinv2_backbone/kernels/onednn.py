@@ -110,13 +110,21 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return F.gelu(y) if gelu else y
 
 
-def backward_gemm(x: torch.Tensor, weight: torch.Tensor, execution: Execution) -> torch.Tensor:
-    """``x @ weight.T`` inside a backward pass of the forward ``execution`` ran: oneDNN where
-    its float32 linears ran there, ``F.linear`` for others (and for bf16 under autocast,
-    float64 in gradcheck)."""
+def backward_gemm(x: torch.Tensor, weight: torch.Tensor, execution: Execution,
+                  add: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T`` (plus ``add``) inside a backward pass of the forward ``execution``
+    ran: oneDNN where its float32 linears ran there, ``F.linear`` (``addmm``: one kernel with
+    the addition) for others (and for bf16 under autocast, float64 in gradcheck). An ``add``
+    of another dtype (the float32 residual stream's gradient under autocast) gives its dtype.
+    """
     if execution.onednn and _float32(x, weight):
-        return gemm(x, weight)
-    return F.linear(x, weight)
+        y = gemm(x, weight)
+        return y if add is None else y.add_(add)
+    if add is None:
+        return F.linear(x, weight)
+    if add.dtype == x.dtype:
+        return torch.addmm(add, x, weight.t())
+    return add + F.linear(x, weight)
 
 
 class OneDnnLinear(torch.autograd.Function):

@@ -17,14 +17,15 @@ To change the attention, edit:
    temperature without autograd: :func:`~swinv2_backbone.ops.scaled_unit_qk`; its forward
    for the export: :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which
    every hand-written backward uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
-   :func:`~swinv2_backbone.ops.attention_logits`; :meth:`WindowAttentionV2.position_bias` for
-   the CPB;
+   :func:`~swinv2_backbone.ops.attention_logits`; here :func:`temperature` and
+   :func:`position_bias` (the CPB), with the backward of each (:class:`_Temperature`,
+   :class:`_PositionBias`);
 2. each backend of :data:`~swinv2_backbone.runtime.execution.ATTENTION_BACKENDS` (one interface):
    the cpu path's :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
    hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
    :func:`~swinv2_backbone.kernels.cpu.attend` (inference); the batched path's
    :func:`~swinv2_backbone.kernels.device.window_attention` with
-   :class:`~swinv2_backbone.kernels.device.UnitQK` and, fused, the Triton kernels of
+   :class:`~swinv2_backbone.kernels.device.QkvHeads` and, fused, the Triton kernels of
    :func:`~swinv2_backbone.kernels.fused.qkv_heads` (forward, and backward, which restates
    ``unit_vector_grad`` in Triton). tests/test_attention.py runs every registered backend
    against the reference, so a backend left behind fails there.
@@ -48,6 +49,72 @@ __all__ = ['LOGIT_SCALE_MAX', 'WindowAttentionV2']
 
 # Upper bound of the learned temperature: exp(logit_scale) <= 100, as in the paper.
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
+
+
+def temperature(logit_scale: torch.Tensor) -> torch.Tensor:
+    """``exp(min(logit_scale, LOGIT_SCALE_MAX))``: the plain ops."""
+    return torch.clamp(logit_scale, max=LOGIT_SCALE_MAX).exp()
+
+
+def position_bias(table: torch.Tensor, index: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+                  w2: torch.Tensor) -> torch.Tensor:
+    """``16 * sigmoid(CPB)`` gathered by ``index``: the plain ops, (heads, len(index)).
+
+    The CPB MLP ``Linear(2, hidden) -> ReLU -> Linear(hidden, heads, bias=False)`` runs on the
+    (2w-1)^2 rows of the coordinate ``table``, as a matrix (the ReLU in place on a view of a
+    map-shaped output would cost autograd three copies), and the sigmoid on its (heads,
+    (2w-1)^2) result: the gather comes last, into a contiguous tensor.
+    """
+    return _gather(_cpb(table, w1, b1, w2)[1], index)
+
+
+def _cpb(table, w1, b1, w2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CPB MLP's hidden layer and ``sigmoid(CPB)``, ((2w-1)^2, heads)."""
+    hidden = torch.addmm(b1, table, w1.t()).relu_()
+    return hidden, torch.sigmoid(hidden @ w2.t())
+
+
+def _gather(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return (s * 16).t().index_select(1, index)
+
+
+class _Temperature(torch.autograd.Function):
+    """:func:`temperature` with one op fewer in backward than autograd's (three)."""
+
+    @staticmethod
+    def forward(ctx, logit_scale: torch.Tensor) -> torch.Tensor:
+        t = temperature(logit_scale)
+        ctx.save_for_backward(logit_scale, t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        logit_scale, t = ctx.saved_tensors
+        return (grad * t).mul_(logit_scale <= LOGIT_SCALE_MAX)
+
+
+class _PositionBias(torch.autograd.Function):
+    """:func:`position_bias` with a hand-written backward: the gather's by ``index_add`` with
+    the factor 16 as its ``alpha``, the sigmoid's and the MLP's by their kernels; eight ops,
+    one fewer than autograd's. On a GPU each op is a launch, and every block runs these."""
+
+    @staticmethod
+    def forward(ctx, table, index, w1, b1, w2):
+        hidden, s = _cpb(table, w1, b1, w2)
+        ctx.save_for_backward(table, index, w1, w2, hidden, s)
+        return _gather(s, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        table, index, w1, w2, hidden, s = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        ds = grad.new_zeros(s.shape[::-1]).index_add_(1, index, grad, alpha=16)
+        dz = torch.ops.aten.sigmoid_backward(ds.t(), s)
+        dw2 = dz.t() @ hidden if need[4] else None
+        dh = torch.ops.aten.threshold_backward(dz @ w2, hidden, 0)
+        dw1 = dh.t() @ table if need[2] else None
+        db1 = dh.sum(0) if need[3] else None
+        return None, None, dw1, db1, dw2
 
 
 class WindowAttentionV2(nn.Module):
@@ -118,9 +185,12 @@ class WindowAttentionV2(nn.Module):
                              relative_position_index(window_size).to(device), persistent=False)
 
     # ---------------------------------------------------------------- the terms of the logits
-    def temperature(self) -> torch.Tensor:
-        """(heads, 1, 1) ``exp(logit_scale)``, clamped at 100."""
-        return torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+    def temperature(self, plain: bool = False) -> torch.Tensor:
+        """(heads, 1, 1) ``exp(logit_scale)``, clamped at 100; ``plain``: in plain ops (a
+        graph for another runtime), not through the autograd function."""
+        if plain or not (torch.is_grad_enabled() and self.logit_scale.requires_grad):
+            return temperature(self.logit_scale)
+        return _Temperature.apply(self.logit_scale)
 
     def qkv_bias(self) -> torch.Tensor | None:
         """(3C,) the q and v biases with a zero k bias, or None."""
@@ -152,7 +222,7 @@ class WindowAttentionV2(nn.Module):
         with torch.autocast(self.relative_coords_table.device.type, enabled=False) \
                 if execution.amp is not None else nullcontext():
             pos_bias = self._position_bias(window, execution.exporting)
-        terms = (self.qkv_bias(), self.temperature(), pos_bias)
+        terms = (self.qkv_bias(), self.temperature(execution.exporting), pos_bias)
         if key is not None:
             self._terms_cache = (key, terms)
         return terms
@@ -182,13 +252,13 @@ class WindowAttentionV2(nn.Module):
                             device, dtype),
                         relative_position_index(window).to(device))
             table, index = self._shrunk_tables[key]
-        # on the (2w-1)^2 rows as a matrix: the ReLU in place on a view of the map-shaped
-        # output would cost autograd three copies
-        cpb = self.cpb_mlp(table.reshape(-1, 2)).t()  # (heads, (2w-1)^2)
+        fc1, fc2 = self.cpb_mlp[0], self.cpb_mlp[2]
+        args = (table.reshape(-1, 2), index.view(-1), fc1.weight, fc1.bias, fc2.weight)
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in args[2:])
+        pos_bias = _PositionBias.apply(*args) if grad and not exporting \
+            else position_bias(*args)
         N = window * window
-        # (heads, N*N) -> (heads, N, N), contiguous
-        pos_bias = cpb.index_select(1, index.view(-1)).view(self.num_heads, N, N)
-        return 16 * torch.sigmoid(pos_bias)
+        return pos_bias.view(self.num_heads, N, N)
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
@@ -196,17 +266,21 @@ class WindowAttentionV2(nn.Module):
         """Attend within windows.
 
         Args:
-            x: (B, L, C) tokens in window order, L = num_windows * window^2; or (B, nW, N, C)
-                windows (the export path, whose symbolic sizes are not divided).
+            x: (B, L, C) tokens in window order, L = num_windows * window^2 (with a
+                ``mask``: in ``execution.shifted_tokens`` order); or (B, nW, N, C) windows (the
+                export path, whose symbolic sizes are not divided).
             window: side of the windows in ``x``.
             mask: (num_windows, N, N) additive shift mask, or None.
             execution: how this forward runs (:mod:`swinv2_backbone.runtime.execution`).
 
         Returns:
-            the shape of ``x``
+            the output, the shape of ``x``; and ``x`` as the residual is to add the output to
+            (in training on the batched path a view of it through which backward adds the
+            residual's gradient into the qkv projection's: one op and pass fewer)
         """
         qkv_bias, temperature, pos_bias = self.logit_terms(window, execution)
-        out = execution.attention(x, self.qkv.weight, qkv_bias, temperature, pos_bias, mask,
-                                  self.num_heads, window, self.attn_drop)
+        out, residual = execution.attention(x, self.qkv.weight, qkv_bias, temperature,
+                                            pos_bias, mask, self.num_heads, window,
+                                            self.attn_drop)
         out = execution.linear(out.reshape(x.shape), self.proj.weight, self.proj.bias)
-        return self.proj_drop(out)
+        return self.proj_drop(out), residual

@@ -92,7 +92,9 @@ class Mlp(nn.Module):
 
     How it runs is the forward's plan
     (:meth:`~swinv2_backbone.runtime.execution.Execution.mlp`): the modules as written
-    (:meth:`plain`), or lean kernels that compute the same.
+    (:meth:`plain`), or lean kernels that compute the same. ``forward`` returns the output and
+    the input as the residual is to add the output to (in training a view of it through which
+    backward adds the residual's gradient in).
     ``recompute``: training keeps only the input; backward recomputes the hidden layer.
     """
 
@@ -105,7 +107,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.drop2 = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
         return execution.mlp(self, x)
 
     def plain(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,9 +159,12 @@ class SwinV2Block(nn.Module):
     def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
                  execution: Execution, inplace: bool) -> torch.Tensor:
         """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window."""
-        x = execution.residual(x, self.attn(x, window, mask, execution), self.norm1,
-                               self.drop_path, inplace)
-        x = execution.residual(x, self.mlp(x, execution), self.norm2, self.drop_path, inplace)
+        # each branch returns its output and x as the residual is to add it to: in training
+        # a view of x through which backward adds the residual's gradient in (one op fewer)
+        y, x = self.attn(x, window, mask, execution)
+        x = execution.residual(x, y, self.norm1, self.drop_path, inplace)
+        y, x = self.mlp(x, execution)
+        x = execution.residual(x, y, self.norm2, self.drop_path, inplace)
         if self.norm3 is not None:
             x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)
         return x
@@ -257,11 +263,16 @@ class StageLayout:
 
 
 def build_stage_layout(H: int, W: int, window: int, shift: int, device: torch.device,
-                       dtype: torch.dtype = torch.float32) -> StageLayout:
+                       dtype: torch.dtype = torch.float32,
+                       shifted_tokens: str = 'windows') -> StageLayout:
     """The :class:`StageLayout` of an H x W map (shift 0: no shifted order), its mask in
     ``dtype``: the activations' (FSDP's mixed precision runs bf16 activations without
-    autocast; a float32 mask would turn the logits float32)."""
+    autocast; a float32 mask would turn the logits float32). ``shifted_tokens``: the order
+    of the shifted windows' tokens, ``'windows'`` or ``'positions'``
+    (:attr:`~swinv2_backbone.runtime.execution.Execution.shifted_tokens`)."""
     raw = {s: window_layout(H, W, window, s) for s in {0, shift}}
+    if shift and shifted_tokens == 'positions':
+        raw[shift] = _positions_major(*raw[shift], window * window)
     orders = {}
     for s, (source, position, pad) in raw.items():
         source = source.clamp(max=H * W - 1)  # padding: any token, zeroed after the gather
@@ -275,6 +286,17 @@ def build_stage_layout(H: int, W: int, window: int, shift: int, device: torch.de
         Hp, Wp = H + (-H) % window, W + (-W) % window
         mask = shift_attn_mask(Hp, Wp, window, shift, device).to(dtype)
     return StageLayout(window, orders[0], orders[shift] if shift else None, mask)
+
+
+def _positions_major(source: torch.Tensor, position: torch.Tensor, pad: torch.Tensor,
+                     N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A :func:`window_layout` (window w's n-th token at w * N + n) in the order of the n-th
+    tokens of all windows, then the (n+1)-th (at n * num_windows + w)."""
+    nW = len(source) // N
+
+    def moved(p):
+        return p % N * nW + p // N
+    return source.view(nW, N).t().reshape(-1), moved(position), moved(pad).sort().values
 
 
 class SwinV2Stage(nn.Module):
@@ -313,11 +335,13 @@ class SwinV2Stage(nn.Module):
             blk.attn.set_window_size(window_size)
 
     def layout(self, H: int, W: int, device: torch.device,
-               dtype: torch.dtype = torch.float32) -> StageLayout:
+               dtype: torch.dtype = torch.float32,
+               shifted_tokens: str = 'windows') -> StageLayout:
         """The cached :class:`StageLayout` of an H x W map."""
         window, shift = effective_window(H, W, self.window_size, self.window_size // 2)
-        return _cached(self._layouts, (H, W, window, shift, str(device), dtype),
-                       lambda: build_stage_layout(H, W, window, shift, device, dtype))
+        return _cached(self._layouts, (H, W, window, shift, str(device), dtype, shifted_tokens),
+                       lambda: build_stage_layout(H, W, window, shift, device, dtype,
+                                                  shifted_tokens))
 
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         """(B, H, W, C/2 or C) -> (B, H', W', C); H' = ceil(H/2) when downsampling."""
@@ -326,7 +350,7 @@ class SwinV2Stage(nn.Module):
         if execution.exporting:
             return self._forward_symbolic(x, execution)
         B, H, W, C = x.shape
-        layout = self.layout(H, W, x.device, x.dtype)
+        layout = self.layout(H, W, x.device, x.dtype, execution.shifted_tokens)
         x = x.reshape(B, H * W, C)
         order = None
         for blk in self.blocks:

@@ -194,26 +194,29 @@ class Execution:
         y = drop_path(self.norm(y, norm))
         return x.add_(y) if inplace else x + y
 
-    def mlp(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``mlp.fc2(drop(gelu(mlp.fc1(x))))`` (an :class:`~swinv2_backbone.model.blocks.Mlp`).
+    def mlp(self, mlp: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mlp.fc2(drop(gelu(mlp.fc1(x))))`` (an :class:`~swinv2_backbone.model.blocks.Mlp`),
+        and ``x`` as the residual is to add the output to.
 
         The modules themselves on the reference path, with active dropout and in the batched
         path's inference (with ``mlp.recompute`` in training: under ``torch.utils.checkpoint``);
         training otherwise through :class:`~swinv2_backbone.kernels.cpu.GeluMlp` (saves the fc1
-        output only; ``mlp.recompute``: not even that); cpu inference through :meth:`linear`
-        (bias and GELU fused into oneDNN's fc1 GEMM).
+        output only; ``mlp.recompute``: not even that), whose second output is ``x`` as a view
+        through which backward adds the residual's gradient into fc1's; cpu inference through
+        :meth:`linear` (bias and GELU fused into oneDNN's fc1 GEMM).
         """
         dropout = mlp.training and mlp.drop1.p > 0
         if self.path == 'reference' or dropout or (self.path == 'batched' and not self.grad):
             if mlp.recompute and self.grad:
-                return checkpoint(mlp.plain, x, use_reentrant=False)
-            return mlp.plain(x)
+                return checkpoint(mlp.plain, x, use_reentrant=False), x
+            return mlp.plain(x), x
         if self.grad:
-            y = cpu.GeluMlp.apply(x.reshape(-1, x.shape[-1]), mlp.fc1.weight, mlp.fc1.bias,
-                                  mlp.fc2.weight, mlp.fc2.bias, self, mlp.recompute)
-            return y.view(x.shape)
+            y, residual = cpu.GeluMlp.apply(x.reshape(-1, x.shape[-1]), mlp.fc1.weight,
+                                            mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias, self,
+                                            mlp.recompute)
+            return y.view(x.shape), residual.view(x.shape)
         hidden = self.linear(x, mlp.fc1.weight, mlp.fc1.bias, gelu=True)
-        return self.linear(hidden, mlp.fc2.weight, mlp.fc2.bias)
+        return self.linear(hidden, mlp.fc2.weight, mlp.fc2.bias), x
 
     @property
     def attention_backend(self) -> str:
@@ -226,6 +229,14 @@ class Execution:
             return 'batched, fused' if self.fused else 'batched'
         return 'cpu' if self.grad else 'cpu inference'
 
+    @property
+    def shifted_tokens(self) -> str:
+        """The order of the shifted windows' tokens in a stage: ``'positions'`` (the n-th
+        tokens of all windows, then the next n) for the batched backend, whose SDPA output
+        is in that order (:func:`~swinv2_backbone.kernels.device.window_attention`),
+        otherwise ``'windows'`` (window by window)."""
+        return 'positions' if self.attention_backend == 'batched' else 'windows'
+
     def attention(self, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                   temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
                   num_heads: int, window: int, dropout: nn.Module | None = None) -> torch.Tensor:
@@ -233,7 +244,8 @@ class Execution:
         :attr:`attention_backend` (:data:`ATTENTION_BACKENDS`).
 
         Args:
-            x: (B, L, C) tokens in window order, or (B, nW, N, C) windows (the export path,
+            x: (B, L, C) tokens window by window (with a ``mask``: in
+                :attr:`shifted_tokens` order), or (B, nW, N, C) windows (the export path,
                 whose symbolic sizes are not divided).
             weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
             temperature: (heads, 1, 1). pos_bias: (heads, N, N).
@@ -241,7 +253,9 @@ class Execution:
             dropout: the attention dropout, which the reference backend applies.
 
         Returns:
-            the tokens of ``x`` in any shape with them last: the caller reshapes.
+            the tokens of ``x`` in any shape with them last: the caller reshapes; and ``x``
+            as the residual is to add the branch's output to (a view of it in training on
+            the batched path, through which backward adds the residual's gradient in).
         """
         return ATTENTION_BACKENDS[self.attention_backend].run(
             self, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout)
@@ -266,7 +280,9 @@ class Execution:
 # ---------------------------------------------------------------- the attention backends
 # One interface: run(execution, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads,
 # window, dropout) -> the attention output before the projection (tokens last, any leading
-# shape). Each equals ops.reference_attention (tests/test_attention.py enumerates them).
+# shape), and x as the residual is to add the branch's output to (x itself, or a view through
+# which backward adds the residual's gradient into the projection's: ResidualLinear). Each
+# equals ops.reference_attention (tests/test_attention.py enumerates them).
 
 
 def _windows(x: torch.Tensor, mask: torch.Tensor | None, window: int):
@@ -286,19 +302,20 @@ def _reference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, w
                dropout):
     windows, mask = _windows(x, mask, window)
     return ops.reference_attention(windows, weight, qkv_bias, temperature, pos_bias, mask,
-                                   num_heads, dropout, exporting=e.exporting)
+                                   num_heads, dropout, exporting=e.exporting), x
 
 
 def _batched(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
              dropout):
     return device.window_attention(x, weight, qkv_bias, temperature, pos_bias, mask,
-                                   num_heads, e.fused, e.grad)
+                                   num_heads, e.fused, e.grad,
+                                   'windows' if mask is None else e.shifted_tokens, e.amp)
 
 
 def _cpu(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout):
     return cpu.CosineAttention.apply(x.reshape(-1, window * window, x.shape[-1]), weight,
                                      qkv_bias, temperature.view(-1), pos_bias, mask, num_heads,
-                                     e)
+                                     e), x
 
 
 def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window,
@@ -311,7 +328,7 @@ def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_head
                          e.chunk_logits)
     # in the projection's dtype (head_major): bf16 under autocast, which the output
     # projection takes as it is; otherwise the input's
-    return out
+    return out, x
 
 
 @dataclass(frozen=True)
