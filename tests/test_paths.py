@@ -116,7 +116,7 @@ def test_mlp_training_keeps_its_input_in_the_autocast_dtype_and_with_cp_nothing_
             return t
         with torch.autocast('cpu', dtype=torch.bfloat16), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            mlp(x, execution).sum().backward()
+            mlp(x, execution)[0].sum().backward()
         saved[recompute] = sorted(seen.values(), key=str)
     assert saved[False] == [(torch.bfloat16, (50, 16)), (torch.bfloat16, (50, 64))]
     assert saved[True] == [(torch.bfloat16, (50, 16))]
@@ -193,15 +193,15 @@ def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
         attn.logit_scale.fill_(math.log(100))
     x = torch.randn(6, 64, 64).bfloat16().float()
     with torch.no_grad():
-        ref = attn(x, 8, None, decide('cpu', x, attn))
+        ref = attn(x, 8, None, decide('cpu', x, attn))[0]
         with torch.autocast('cpu', dtype=torch.bfloat16):
             execution = decide('cpu', x, attn)
             assert execution.bf16_inference
             assert attn.position_bias(8, execution).dtype == torch.float32
-            ours = attn(x, 8, None, execution)
+            ours = attn(x, 8, None, execution)[0]
     with torch.autocast('cpu', dtype=torch.bfloat16):
         xg = x.requires_grad_()
-        bf16 = attn(xg, 8, None, decide('cpu', xg, attn)).detach()
+        bf16 = attn(xg, 8, None, decide('cpu', xg, attn))[0].detach()
 
     def rms(out):
         return ((out.float() - ref) / ref.std()).pow(2).mean().sqrt().item()

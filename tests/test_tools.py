@@ -48,10 +48,21 @@ def options(data, host, iters, **extra):
 
 
 def run(*args, cwd=None):
-    """Run a tool from another directory than the repository, as users may."""
+    """Run a tool from another directory than the repository, as users may; tools/dist_*.sh
+    on a free port (their default, 29500, may be taken by another job on the machine: a CI
+    run failed so once)."""
     proc = subprocess.run([*args], capture_output=True, text=True, cwd=cwd or '/',
-                          env={**os.environ, 'PYTHONWARNINGS': 'ignore', 'PYTHON': sys.executable})
+                          env={**os.environ, 'PYTHONWARNINGS': 'ignore', 'PYTHON': sys.executable,
+                               'PORT': free_port()})
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def free_port() -> str:
+    """A local port no one listens on now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
 
 
 @pytest.mark.parametrize('config,host,metric', FAMILIES, ids=lambda v: getattr(v, 'stem', None))
