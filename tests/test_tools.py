@@ -49,8 +49,8 @@ def options(data, host, iters, **extra):
 
 def run(*args, cwd=None):
     """Run a tool from another directory than the repository, as users may; tools/dist_*.sh
-    on a free port (their default, 29500, may be taken by another job on the machine: a CI
-    run failed so once)."""
+    on a free port (their default, 29500, may be held by another job on the machine: a
+    clean-clone CI run failed so while another test run was launching its own)."""
     proc = subprocess.run([*args], capture_output=True, text=True, cwd=cwd or '/',
                           env={**os.environ, 'PYTHONWARNINGS': 'ignore', 'PYTHON': sys.executable,
                                'PORT': free_port()})
