@@ -356,8 +356,8 @@ ULP = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0
 
 @needs_triton
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize('d', [32, 24])
-def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dtype, d):
+@pytest.mark.parametrize('d,tokens', [(32, 'windows'), (24, 'windows'), (32, 'positions')])
+def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dtype, d, tokens):
     """Against QkvHeads (the unfused path): q, k and v of every window and head,
     within two rounding steps of the dtype (the norms sum in another order), for head dims of
     a power of two and not (masked lanes), more tokens than one program holds, and a zero k
@@ -368,19 +368,21 @@ def test_qkv_heads_is_the_unit_q_k_and_v_of_the_batched_path_in_sdpas_layout(dty
     qkv = torch.randn(B, nW * N, 3 * C).to(dtype)
     qkv[1, 5, C:2 * C] = 0
     temperature = torch.rand(h, 1, 1) * 30 + 1
-    got = fused.qkv_heads(qkv, temperature, h, N)
-    want = device.QkvHeads.apply(qkv, temperature, h, N, 'windows')
+    got = fused.qkv_heads(qkv, temperature, h, N, tokens=tokens)
+    want = device.QkvHeads.apply(qkv, temperature, h, N, tokens)
     for g, w, scale in zip(got, want, (temperature.max().item(), 1.0, 4.0)):
         assert g.shape == (B * nW, h, N, d) and g.dtype == dtype and g.is_contiguous()
         g = g.view(B, nW, h, N, d)
         torch.testing.assert_close(g.float(), w.float(), rtol=0, atol=2 * scale * ULP[dtype])
-    assert torch.equal(got[1].view(B, nW, h, N, d)[1, 0, :, 5], torch.zeros(h, d, dtype=dtype))
+    w, n = (0, 5) if tokens == 'windows' else (5, 0)  # the zero k's window and position
+    assert torch.equal(got[1].view(B, nW, h, N, d)[1, w, :, n], torch.zeros(h, d, dtype=dtype))
 
 
 @needs_triton
-@pytest.mark.parametrize('layout', ['plain', 'shifted'])
+@pytest.mark.parametrize('layout,tokens', [('plain', 'windows'), ('shifted', 'windows'),
+                                           ('shifted', 'positions')])
 @pytest.mark.parametrize('d', [32, 24])
-def test_qkv_heads_backward_is_the_unfused_ones_through_strided_gradients(layout, d):
+def test_qkv_heads_backward_is_the_unfused_ones_through_strided_gradients(layout, tokens, d):
     """The backward kernel against QkvHeads' (the unfused path): the
     gradients of the projection (a zero k passes none) and of the temperature, fed as SDPA's
     fused kernels give them on GPUs: packed in one (B, N, 3, heads, d) buffer, so strided, in
@@ -399,9 +401,9 @@ def test_qkv_heads_backward_is_the_unfused_ones_through_strided_gradients(layout
     for fn in ('fused', 'unfused'):
         x, t = qkv.clone().requires_grad_(), temperature.clone().requires_grad_()
         if fn == 'fused':
-            outs = fused.qkv_heads(x, t, h, N, grad=True)
+            outs = fused.qkv_heads(x, t, h, N, grad=True, tokens=tokens)
         else:
-            outs = device.QkvHeads.apply(x, t, h, N, 'windows')
+            outs = device.QkvHeads.apply(x, t, h, N, tokens)
         outs = [o.reshape(windows, heads, N, d) for o in outs]
         results.append(torch.autograd.grad(outs, (x, t), grads))
     (dx, dt), (want_dx, want_dt) = results

@@ -37,7 +37,7 @@ def test_swinv2_t_launches_fewer_ops_than_timm_and_as_many_at_any_size(mode, sha
 @pytest.mark.parametrize('mode,share', [('inference', 0.35), ('training', 0.55)])
 def test_with_the_fused_triton_kernels_a_step_launches_at_most_0_55x_timms(mode, share):
     """As a GPU with Triton >= 3.0 runs it (the fused kernels counted a launch each; when
-    written: inference 161, training 739 against timm's 488 and 1,481), one q/k/v kernel per
+    written: inference 155, training 727 against timm's 488 and 1,481), one q/k/v kernel per
     block each way and in inference one residual kernel per norm."""
     from swinv2_backbone import hardware
     if not hardware.TRITON:

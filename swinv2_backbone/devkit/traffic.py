@@ -73,7 +73,8 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
     model = build().eval()
     counter = TrafficCounter()
 
-    def qkv_heads(qkv, temperature, num_heads, N, grad=False):  # reads qkv, writes q, k, v
+    def qkv_heads(qkv, temperature, num_heads, N, grad=False, tokens='windows'):
+        # reads qkv, writes q, k, v
         counter.charge('fused qkv_heads', 2 * _nbytes(qkv))
         B, L, C3 = qkv.shape
         out = qkv.new_empty((3, B * L // N, num_heads, N, C3 // 3 // num_heads))

@@ -154,7 +154,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None.
         fused: q, k and v from :func:`~swinv2_backbone.kernels.fused.qkv_heads`, one Triton
-            kernel (and one in backward); tokens in window order.
+            kernel (and one in backward).
         grad: autograd records this forward: the projection through :class:`ResidualLinear`
             and q, k and v through :class:`QkvHeads`.
         tokens: ``'windows'``: window by window (window w's n-th token at w * N + n);
@@ -173,7 +173,7 @@ def window_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tens
     qkv, x = ResidualLinear.apply(x, weight, qkv_bias, amp) if grad \
         else (F.linear(x, weight, qkv_bias), x)
     if fused:  # each (B*nW, heads, N, d)
-        q, k, v = qkv_heads(qkv, temperature, h, N, grad)
+        q, k, v = qkv_heads(qkv, temperature, h, N, grad, tokens)
     elif grad:  # each (B, nW, heads, N, d)
         q, k, v = QkvHeads.apply(qkv, temperature, h, N, tokens)
     else:

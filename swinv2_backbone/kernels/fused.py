@@ -45,18 +45,29 @@ _BLOCK_ELEMENTS = 4096
 
 if TRITON:
     @triton.jit
-    def _qkv_heads_kernel(qkv, temperature, out, inv, tokens, plane, N, C, heads,
+    def _window_and_position(t, N, nW, POSITIONS: tl.constexpr):
+        # of token t: its window (over all images) and its position in the window
+        if POSITIONS:
+            r = t % (nW * N)
+            return (t // (nW * N)) * nW + r % nW, r // nW
+        return t // N, t % N
+
+    @triton.jit
+    def _qkv_heads_kernel(qkv, temperature, out, inv, tokens, plane, N, nW, C, heads,
                           D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
-                          EPS: tl.constexpr, STORE_INV: tl.constexpr):
-        # program (token block, head); qkv: (tokens, 3C), token t = window * N + n;
-        # out: (3, tokens / N, heads, N, D); inv (STORE_INV): (2, tokens, heads) float32, the
-        # inverse norms of q and k (0 where clamped) for backward
+                          EPS: tl.constexpr, STORE_INV: tl.constexpr,
+                          POSITIONS: tl.constexpr):
+        # program (token block, head); qkv: (tokens, 3C), an image's tokens window by window
+        # (token t = window * N + n) or, POSITIONS, by position (t = image * nW * N + n * nW
+        # + w); out: (3, tokens / N, heads, N, D); inv (STORE_INV): (2, tokens, heads)
+        # float32, the inverse norms of q and k (0 where clamped) for backward
         t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T).to(tl.int64)
         head = tl.program_id(1)
         j = tl.arange(0, BLOCK_D)
         keep = (t < tokens)[:, None] & (j < D)[None, :]
         src = qkv + t[:, None] * (3 * C) + head * D + j[None, :]
-        dst = out + (((t // N) * heads + head) * N + t % N)[:, None] * D + j[None, :]
+        window, n = _window_and_position(t, N, nW, POSITIONS)
+        dst = out + ((window * heads + head) * N + n)[:, None] * D + j[None, :]
         q = tl.load(src, mask=keep, other=0.0).to(tl.float32)
         k = tl.load(src + C, mask=keep, other=0.0).to(tl.float32)
         v = tl.load(src + 2 * C, mask=keep, other=0.0)
@@ -78,7 +89,8 @@ if TRITON:
     def _qkv_heads_backward_kernel(dq, dk, dv, out, inv, temperature, dqkv, partial, tokens,
                                    plane, N, nW, C, heads, sq_b, sq_w, sq_h, sq_n, sk_b, sk_w,
                                    sk_h, sk_n, sv_b, sv_w, sv_h, sv_n, D: tl.constexpr,
-                                   BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+                                   BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+                                   POSITIONS: tl.constexpr):
         # program (token block, head): the gradient of _qkv_heads_kernel's q, k and v, each
         # (B, nW, heads, N, D) with strides (s?_b, s?_w, s?_h, s?_n, 1), into dqkv
         # (tokens, 3C); partial: (token blocks, heads) float32, the temperature's gradient
@@ -89,7 +101,7 @@ if TRITON:
         j = tl.arange(0, BLOCK_D)
         rows = t < tokens
         keep = rows[:, None] & (j < D)[None, :]
-        window, n = t // N, t % N
+        window, n = _window_and_position(t, N, nW, POSITIONS)
         b, w = window // nW, window % nW  # image, window within it
         src = out + ((window * heads + head) * N + n)[:, None] * D + j[None, :]
         o_q = tl.load(src, mask=keep, other=0.0).to(tl.float32)
@@ -152,7 +164,7 @@ def _token_blocks(D: int) -> tuple[int, int]:
 
 
 def _qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: int,
-               store_inv: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+               store_inv: bool, tokens: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """out (3, tokens / N, heads, N, d) and, with ``store_inv``, the inverse norms (2, tokens,
     heads) float32."""
     B, L, C3 = qkv.shape
@@ -164,8 +176,9 @@ def _qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: 
     BLOCK_T, BLOCK_D = _token_blocks(D)
     # plane: the elements of each of q, k and v in out
     _launch(_qkv_heads_kernel, (triton.cdiv(B * L, BLOCK_T), num_heads), qkv.device,
-            qkv, temperature.float().contiguous(), out, inv, B * L, B * L * C, N, C, num_heads,
-            D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, EPS=NORM_EPS, STORE_INV=store_inv)
+            qkv, temperature.float().contiguous(), out, inv, B * L, B * L * C, N, L // N, C,
+            num_heads, D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, EPS=NORM_EPS,
+            STORE_INV=store_inv, POSITIONS=tokens == 'positions')
     return out, inv if store_inv else None
 
 
@@ -175,10 +188,11 @@ class _QkvHeads(torch.autograd.Function):
     (q and k through the unit vectors, v as it is) and the temperature's per-block sums."""
 
     @staticmethod
-    def forward(ctx, qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: int):
-        out, inv = _qkv_heads(qkv, temperature, num_heads, N, store_inv=True)
+    def forward(ctx, qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: int,
+                tokens: str):
+        out, inv = _qkv_heads(qkv, temperature, num_heads, N, True, tokens)
         ctx.save_for_backward(out, inv, temperature)
-        ctx.shape = qkv.shape
+        ctx.shape, ctx.tokens = qkv.shape, tokens
         return out[0], out[1], out[2]
 
     @staticmethod
@@ -204,18 +218,22 @@ class _QkvHeads(torch.autograd.Function):
         strides = [s for g in grads for s in g.stride()[:4]]
         _launch(_qkv_heads_backward_kernel, grid, out.device, *grads, out, inv,
                 temperature.float().contiguous(), dqkv, partial, B * L, B * L * C3 // 3, N, nW,
-                C3 // 3, heads, *strides, D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+                C3 // 3, heads, *strides, D=D, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D,
+                POSITIONS=ctx.tokens == 'positions')
         dtemperature = partial.sum(0).view(temperature.shape).to(temperature.dtype) \
             if ctx.needs_input_grad[1] else None
-        return dqkv, dtemperature, None, None
+        return dqkv, dtemperature, None, None, None
 
 
 def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: int,
-              grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              grad: bool = False,
+              tokens: str = 'windows') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unit q times the temperature, unit k, and v, in SDPA's layout.
 
     Args:
-        qkv: (B, L, 3C) the qkv projection of tokens in window order, L = num_windows * N.
+        qkv: (B, L, 3C) the qkv projection of tokens in ``tokens`` order (window by window
+            or by position in the window: see
+            :func:`~swinv2_backbone.kernels.device.window_attention`), L = num_windows * N.
         temperature: (heads, 1, 1).
         num_heads: heads; d = C / heads.
         N: tokens per window.
@@ -228,8 +246,8 @@ def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: i
     """
     qkv = qkv.contiguous()
     if grad:
-        return _QkvHeads.apply(qkv, temperature, num_heads, N)
-    out, _ = _qkv_heads(qkv, temperature, num_heads, N, store_inv=False)
+        return _QkvHeads.apply(qkv, temperature, num_heads, N, tokens)
+    out, _ = _qkv_heads(qkv, temperature, num_heads, N, False, tokens)
     return out[0], out[1], out[2]
 
 

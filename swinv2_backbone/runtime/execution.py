@@ -232,10 +232,10 @@ class Execution:
     @property
     def shifted_tokens(self) -> str:
         """The order of the shifted windows' tokens in a stage: ``'positions'`` (the n-th
-        tokens of all windows, then the next n) for the batched backend, whose SDPA output
+        tokens of all windows, then the next n) for the batched backends, whose SDPA output
         is in that order (:func:`~swinv2_backbone.kernels.device.window_attention`),
         otherwise ``'windows'`` (window by window)."""
-        return 'positions' if self.attention_backend == 'batched' else 'windows'
+        return 'positions' if self.attention_backend.startswith('batched') else 'windows'
 
     def attention(self, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                   temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
