@@ -65,7 +65,7 @@ def position_bias(table: torch.Tensor, index: torch.Tensor, w1: torch.Tensor, b1
     map-shaped output would cost autograd three copies), and the sigmoid on its (heads,
     (2w-1)^2) result: the gather comes last, into a contiguous tensor.
     """
-    return _gather(_cpb(table, w1, b1, w2)[1], index)
+    return _gather_bias(_cpb(table, w1, b1, w2)[1], index)
 
 
 def _cpb(table, w1, b1, w2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +74,7 @@ def _cpb(table, w1, b1, w2) -> tuple[torch.Tensor, torch.Tensor]:
     return hidden, torch.sigmoid(hidden @ w2.t())
 
 
-def _gather(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _gather_bias(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return (s * 16).t().index_select(1, index)
 
 
@@ -102,7 +102,7 @@ class _PositionBias(torch.autograd.Function):
     def forward(ctx, table, index, w1, b1, w2):
         hidden, s = _cpb(table, w1, b1, w2)
         ctx.save_for_backward(table, index, w1, w2, hidden, s)
-        return _gather(s, index)
+        return _gather_bias(s, index)
 
     @staticmethod
     def backward(ctx, grad):
@@ -262,7 +262,7 @@ class WindowAttentionV2(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
-                execution: Execution) -> torch.Tensor:
+                execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
         """Attend within windows.
 
         Args:

@@ -239,7 +239,8 @@ class Execution:
 
     def attention(self, x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
                   temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
-                  num_heads: int, window: int, dropout: nn.Module | None = None) -> torch.Tensor:
+                  num_heads: int, window: int,
+                  dropout: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled cosine attention of the windows in ``x`` before the output projection, by
         :attr:`attention_backend` (:data:`ATTENTION_BACKENDS`).
 
