@@ -64,14 +64,15 @@ def _run(attn, tokens, mask, execution, backend, amp, grad, g):
                 qkv_bias, temperature, pos_bias, mask, HEADS, WINDOW, None)
             out = _by_position(out.reshape(x.shape), False) if by_position else out
             residual = _by_position(residual, False) if by_position else residual
-    # the residual's output: x itself, or a view whose gradient backward adds into x's
+    # the residual's input: x itself, or a view whose gradient backward adds into x's
     assert torch.equal(residual, x)
-    out = (out.reshape(tokens.shape) + 0.5 * residual).float()
+    out = out.reshape(tokens.shape).float()
     if not grad:
         return out, []
     params = [x, attn.qkv.weight, attn.q_bias, attn.v_bias, attn.logit_scale,
               *attn.cpb_mlp.parameters()]
-    return out, [t.float() for t in torch.autograd.grad((out * g).sum(), params)]
+    loss = (out * g).sum() + (residual * g.flip(0)).sum()  # as a block adds the two
+    return out, [t.float() for t in torch.autograd.grad(loss, params)]
 
 
 @pytest.mark.parametrize('amp', [None, torch.bfloat16], ids=['fp32', 'bf16'])
