@@ -261,7 +261,7 @@ class GeluMlp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None,
                 w2: torch.Tensor, b2: torch.Tensor | None, execution: Execution,
-                recompute: bool = False) -> torch.Tensor:
+                recompute: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         inner = replace(execution, grad=False)  # nothing inside an autograd function records
         residual = x
         if execution.amp is not None:

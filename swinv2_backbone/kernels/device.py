@@ -32,6 +32,7 @@ from torch import nn
 
 from ..ops import inverse_norm, scaled_unit_qk, unit_vector_grad
 from .fused import qkv_heads
+from .onednn import linear_add
 
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
@@ -112,15 +113,8 @@ class ResidualLinear(torch.autograd.Function):
         grad = grad.reshape(-1, weight.shape[0]).to(x.dtype)  # (M, out)
         dweight = grad.t() @ x.reshape(-1, x.shape[-1]) if need[1] else None
         dbias = grad.sum(0) if need[2] and ctx.has_bias else None
-        dx = None
-        if need[0]:
-            if residual is None:
-                dx = grad @ weight
-            elif residual.dtype == grad.dtype:  # one kernel
-                dx = torch.addmm(residual.reshape(grad.shape[0], -1), grad, weight)
-            else:  # under autocast: the float32 residual stream's gradient
-                dx = residual.reshape(grad.shape[0], -1) + grad @ weight
-            dx = dx.view(x.shape)
+        dx = linear_add(grad, weight.t(), None if residual is None else
+                        residual.reshape(grad.shape[0], -1)).view(x.shape) if need[0] else None
         return dx, dweight, dbias, None
 
 

@@ -45,7 +45,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['OneDnnLinear', 'backward_gemm', 'bf16_weight', 'gemm', 'linear']
+__all__ = ['OneDnnLinear', 'backward_gemm', 'bf16_weight', 'gemm', 'linear', 'linear_add']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 
@@ -113,13 +113,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 def backward_gemm(x: torch.Tensor, weight: torch.Tensor, execution: Execution,
                   add: torch.Tensor | None = None) -> torch.Tensor:
     """``x @ weight.T`` (plus ``add``) inside a backward pass of the forward ``execution``
-    ran: oneDNN where its float32 linears ran there, ``F.linear`` (``addmm``: one kernel with
-    the addition) for others (and for bf16 under autocast, float64 in gradcheck). An ``add``
-    of another dtype (the float32 residual stream's gradient under autocast) gives its dtype.
-    """
+    ran: oneDNN where its float32 linears ran there, :func:`linear_add` for others (and for
+    bf16 under autocast, float64 in gradcheck)."""
     if execution.onednn and _float32(x, weight):
         y = gemm(x, weight)
         return y if add is None else y.add_(add)
+    return linear_add(x, weight, add)
+
+
+def linear_add(x: torch.Tensor, weight: torch.Tensor,
+               add: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight)`` plus ``add`` (None: nothing): one ``addmm`` where the dtypes
+    agree; an ``add`` of another dtype (the float32 residual stream's gradient under autocast)
+    gives its dtype."""
     if add is None:
         return F.linear(x, weight)
     if add.dtype == x.dtype:
