@@ -188,9 +188,7 @@ class WindowAttentionV2(nn.Module):
     def temperature(self, plain: bool = False) -> torch.Tensor:
         """(heads, 1, 1) ``exp(logit_scale)``, clamped at 100; ``plain``: in plain ops (a
         graph for another runtime), not through the autograd function."""
-        if plain or not (torch.is_grad_enabled() and self.logit_scale.requires_grad):
-            return temperature(self.logit_scale)
-        return _Temperature.apply(self.logit_scale)
+        return temperature(self.logit_scale) if plain else _Temperature.apply(self.logit_scale)
 
     def qkv_bias(self) -> torch.Tensor | None:
         """(3C,) the q and v biases with a zero k bias, or None."""
@@ -254,9 +252,7 @@ class WindowAttentionV2(nn.Module):
             table, index = self._shrunk_tables[key]
         fc1, fc2 = self.cpb_mlp[0], self.cpb_mlp[2]
         args = (table.reshape(-1, 2), index.view(-1), fc1.weight, fc1.bias, fc2.weight)
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in args[2:])
-        pos_bias = _PositionBias.apply(*args) if grad and not exporting \
-            else position_bias(*args)
+        pos_bias = position_bias(*args) if exporting else _PositionBias.apply(*args)
         N = window * window
         return pos_bias.view(self.num_heads, N, N)
 

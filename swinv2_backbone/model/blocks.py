@@ -239,10 +239,8 @@ def _gather(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None) -> 
 def reorder(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None,
             back: torch.Tensor, back_fill: torch.Tensor | None = None) -> torch.Tensor:
     """(B, L, C) tokens gathered along L by ``index``, the rows ``fill`` zeroed (see
-    :class:`_Reorder`; without autograd the forward alone)."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _Reorder.apply(x, index, fill, back, back_fill)
-    return _gather(x, index, fill)
+    :class:`_Reorder`)."""
+    return _Reorder.apply(x, index, fill, back, back_fill)
 
 
 @dataclass(frozen=True)
