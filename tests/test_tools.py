@@ -214,6 +214,71 @@ def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     assert 'bf16 autocast:' in proc.stdout and 'bf16-rounded weights' in proc.stdout
 
 
+def test_keep_ratio_batches_are_the_shapes_mmdets_pipeline_makes():
+    """The varying shapes of ``tools/benchmark.py --resize``: for pairs of COCO sizes, the padded
+    batch that mmdet's own ``Resize(scale=(1333, 800), keep_ratio=True)`` and
+    ``DetDataPreprocessor(pad_size_divisor=32)`` make."""
+    import numpy as np
+    from mmdet.datasets.transforms import Resize
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+    from swinv2_backbone.devkit import benchmark
+    resize = Resize(scale=(1333, 800), keep_ratio=True)
+    preprocessor = DetDataPreprocessor(pad_size_divisor=32)
+    resized = {size: resize(dict(img=np.zeros((*size, 3), np.uint8)))['img']
+               for size in benchmark.COCO_SIZES}
+    pairs = [(a, b) for a in benchmark.COCO_SIZES for b in benchmark.COCO_SIZES[::3]]
+    for pair in pairs:
+        batch = preprocessor(dict(inputs=[torch.from_numpy(resized[s]).permute(2, 0, 1)
+                                          for s in pair]))['inputs']
+        assert tuple(batch.shape[-2:]) == benchmark.keep_ratio_batch(pair), pair
+    shapes = benchmark.keep_ratio_shapes(50, 2)
+    assert shapes == benchmark.keep_ratio_shapes(50, 2)  # the same sequence on every run
+    every_pair = {benchmark.keep_ratio_batch((a, b))
+                  for a in benchmark.COCO_SIZES for b in benchmark.COCO_SIZES}
+    assert len(set(shapes)) >= 5 and set(shapes) <= every_pair
+
+
+def test_benchmark_gives_each_round_its_shape_and_builds_for_any_size(monkeypatch):
+    """``run_benchmark(shapes=...)``: round r's input has ``shapes[r]`` (every implementation in
+    the round the same); timm is built with ``dynamic_img_size``; one-size rows are refused."""
+    from swinv2_backbone.devkit import benchmark
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return (x.mean((1, 2, 3)),)
+    monkeypatch.setitem(benchmark.IMPLEMENTATIONS, 'hf', lambda size, window: Recorder())
+    shapes = [(64, 96), (96, 64), (128, 64)]
+    times = benchmark.run_benchmark(['hf', 'swinv2_backbone'], (64, 64), 8, 'inference', 2,
+                                    rounds=2, warmup=1, shapes=shapes, log=lambda _: None)
+    assert seen == [(2, 3, *s) for s in shapes] and [len(t) for t in times.values()] == [2, 2]
+    timm = benchmark.build('timm', (64, 64), 8, any_size=True)
+    assert [o.shape[-2:] for o in timm(torch.randn(1, 3, 96, 64))][0] == (24, 16)
+    with pytest.raises(ValueError, match='one size only'):
+        benchmark.build('timm (cuda_graph)', (64, 64), 8, any_size=True)
+
+
+def test_benchmark_tool_times_varying_shapes(tmp_path):
+    """``tools/benchmark.py --resize``: a training run whose shape changes every round, timed by
+    the mean, its shapes in the JSON; rows of one size are refused by name."""
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--resize', '200', '120', '--batch', '2',
+         '--mode', 'training', '--rounds', '3', '--warmup', '1', '--no-memory',
+         '--impls', 'swinv2_backbone', 'timm', '--json', str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert len(result['shapes']) == 4 and len(set(map(tuple, result['shapes']))) > 1
+    for row in result['rows']:
+        assert 0 < row['best_ms'] <= row['mean_ms'] and row['ops'] > 100
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--resize', '200', '120', '--impls', 'mmpretrain'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and 'mmpretrain take(s) inputs of one size only' in proc.stderr
+
+
 @pytest.mark.parametrize('name', ['swinv2_backbone (openvino)', 'timm (openvino)',
                                   'swinv2_backbone (onnxruntime, static)',
                                   'timm (onnxruntime, static)'])

@@ -4,7 +4,7 @@
     python tools/benchmark.py [--device cpu|cuda] [--amp bf16|fp16] [--size H W] [--window 8]
                               [--mode inference|training] [--batch 1] [--rounds 10]
                               [--warmup 2] [--impls NAME ...] [--no-memory] [--json FILE]
-                              [--runtime onnxruntime|openvino]
+                              [--runtime onnxruntime|openvino] [--resize 1333 800]
 
 Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
 GPU); peak memory is measured per implementation (on CPU in a process of its own); op counts are
@@ -13,6 +13,10 @@ the kernel-launching ATen ops of one step on the meta device, the paths a GPU ta
 compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
 OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds:
 files for any size (dynamic axes), and files fixed at --size (``, static``).
+``--resize 1333 800`` gives each round a new input shape instead of --size, the padded batch
+of COCO-sized images that mmdet's ``Resize(scale=(1333, 800), keep_ratio=True)`` and
+``pad_size_divisor=32`` make (a shape per step, as in training a detector); latency is then the
+mean over rounds, and op counts and memory are taken at the largest shape.
 See swinv2_backbone/devkit/benchmark.py.
 """
 from __future__ import annotations
@@ -51,17 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--runtime', choices=['onnxruntime', 'openvino'],
                         help='also our ONNX export and timm\'s, run by this runtime (CPU)')
+    parser.add_argument('--resize', type=int, nargs=2, metavar=('LONG', 'SHORT'),
+                        help="a new input shape each round: mmdet's keep-ratio resize of "
+                        'COCO-sized images to fit LONG x SHORT, batched, padded to 32')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     exported = lambda n: any(n.endswith(suffix) for suffix in bench.RUNTIMES)  # noqa: E731
     if args.runtime and (device.type != 'cpu' or args.mode != 'inference'):
         parser.error('--runtime: exported models run CPU inference only')
+    if args.resize and args.runtime:
+        parser.error('--resize: exported models are timed at --size only')
     if args.impls is None:
         args.impls = [n for n in bench.IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
                       and (device.type == 'cuda' or ('cuda_graph' not in n
                                                      and 'unfused' not in n))
                       and (args.mode == 'inference' or not n.startswith('timm ('))
-                      and not exported(n)]
+                      and not exported(n)
+                      and (not args.resize or bench.takes_any_size(n))]
+    fixed = [n for n in args.impls if args.resize and not bench.takes_any_size(n)]
+    if fixed:
+        parser.error(f'--resize: {", ".join(fixed)} take(s) inputs of one size only')
         if args.runtime:
             for static in ('', ', static'):  # one file for any size, then fixed at --size
                 suffix = f' ({args.runtime}{" bf16" if args.amp == "bf16" else ""}{static})'
@@ -70,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:
         torch.set_num_threads(args.threads)
-    size = tuple(args.size)
+    size, shapes = tuple(args.size), None
+    if args.resize:
+        shapes = bench.keep_ratio_shapes(args.warmup + args.rounds, args.batch,
+                                         tuple(args.resize))
+        size = max(shapes, key=lambda s: s[0] * s[1])  # op counts and memory: the largest
     amp = AMP_DTYPES.get(args.amp)
     cpu = device.type == 'cpu'
     impls = list(args.impls)
@@ -79,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         impls.insert(impls.index('swinv2_backbone') + 1, 'swinv2_backbone' + bench.FP32)
     where = torch.cuda.get_device_name(device) if not cpu else \
         f'CPU, {torch.get_num_threads()} threads'
-    print(f'SwinV2-T window {args.window}, input {args.batch}x3x{size[0]}x{size[1]}, '
+    inputs = f'{args.batch}x3x{size[0]}x{size[1]}' if shapes is None else \
+        f'{args.batch}x3xHxW of {len(set(shapes))} shapes (mmdet keep-ratio resize to ' \
+        f'{args.resize[0]}x{args.resize[1]}, largest {size[0]}x{size[1]})'
+    print(f'SwinV2-T window {args.window}, input {inputs}, '
           f'{args.mode}, {args.amp + " autocast" if amp else "fp32"}, {where}, '
           f'torch {torch.__version__}')
     rates = {}
@@ -88,15 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         rates = {backend: bench.matmul_gflops(backend=backend) for backend in ('mm', 'onednn')}
         print(f'  fp32 matmul: torch.mm {rates["mm"]:.1f} GFLOP/s, oneDNN '
               f'{rates["onednn"]:.1f} GFLOP/s')
-    gflops = bench.model_gflops(size, args.window, args.batch)
-    if args.mode == 'training':
-        gflops *= 3  # backward costs about twice the forward
-    print(f'  model: {gflops:.1f} GFLOP per step')
+    gflops = None  # with varying shapes: not traced (seconds per shape)
+    if shapes is None:
+        gflops = bench.model_gflops(size, args.window, args.batch)
+        if args.mode == 'training':
+            gflops *= 3  # backward costs about twice the forward
+        print(f'  model: {gflops:.1f} GFLOP per step')
     print('counting ops on the meta device ...')
     ops = bench.op_counts([n for n in args.impls if not exported(n)], size, args.window,
                           args.mode, args.batch)
     times = bench.run_benchmark(impls, size, args.window, args.mode, args.batch,
-                                args.rounds, args.warmup, amp, args.device)
+                                args.rounds, args.warmup, amp, args.device, shapes=shapes)
     memory = {}
     if not args.no_memory:
         for name in args.impls:
@@ -114,37 +136,41 @@ def main(argv: list[str] | None = None) -> int:
                     partial(bench.build, name, size, args.window), size, args.batch, amp)
                 print(f'  a CUDA step keeps for backward (estimated): {name} '
                       f'{saved[name]:.0f} MiB')
-    medians = {n: statistics.median(t) for n, t in times.items()}
+    # a step's time: the median at one shape; over varying shapes the mean (each counts)
+    statistic = 'median' if shapes is None else 'mean'
+    medians = {n: getattr(statistics, statistic)(t) for n, t in times.items()}
     peers = [n for n in impls if not n.startswith('swinv2_backbone')]
     best_peer = min((medians[n] for n in peers), default=None)
     rows = []
     width = max(34, *map(len, impls))
-    header = f'{"implementation":{width}} {"median ms":>10} {"best ms":>9} {"img/s":>7} ' \
+    header = f'{"implementation":{width}} {statistic + " ms":>10} {"best ms":>9} {"img/s":>7} ' \
         f'{"GFLOP/s":>8} ' + \
         (f'{"% mm":>6} {"% oneDNN":>8} ' if cpu else '') + \
         f'{"peak MB":>8} {"ops":>6} {"vs best peer":>12}'
     print('\n' + header + '\n' + '-' * len(header))
     for name in impls:
         sec = medians[name]
-        row = dict(implementation=name, median_ms=sec * 1e3, best_ms=min(times[name]) * 1e3,
-                   images_per_s=args.batch / sec,
-                   gflop_per_s=gflops / sec, peak_mb=memory.get(name), ops=ops.get(name),
-                   speedup_vs_best_peer=best_peer / sec if best_peer else None,
+        row = dict(implementation=name, **{f'{statistic}_ms': sec * 1e3},
+                   best_ms=min(times[name]) * 1e3, images_per_s=args.batch / sec,
+                   gflop_per_s=gflops / sec if gflops else None, peak_mb=memory.get(name),
+                   ops=ops.get(name), speedup_vs_best_peer=best_peer / sec if best_peer else None,
                    saved_for_backward_mb=saved.get(name))
-        if cpu:
+        if cpu and gflops:
             row.update(mm_fraction=gflops / sec / rates['mm'],
                        onednn_fraction=gflops / sec / rates['onednn'])
         rows.append(row)
-        mem = f'{row["peak_mb"]:8.0f}' if row['peak_mb'] is not None else f'{"-":>8}'
-        count = f'{row["ops"]:6d}' if row['ops'] is not None else f'{"-":>6}'
-        speed = f'{row["speedup_vs_best_peer"]:11.2f}x' if best_peer else f'{"-":>12}'
-        rates_cols = f'{100 * row["mm_fraction"]:5.1f}% {100 * row["onednn_fraction"]:7.1f}% ' \
-            if cpu else ''
-        print(f'{name:{width}} {row["median_ms"]:10.1f} {row["best_ms"]:9.1f} '
-              f'{row["images_per_s"]:7.2f} '
-              f'{row["gflop_per_s"]:8.1f} {rates_cols}{mem} {count} {speed}')
+
+        def cell(key, width, spec, scale=1, suffix=''):
+            return f'{"-":>{width}}' if row.get(key) is None else \
+                f'{row[key] * scale:{width - len(suffix)}{spec}}{suffix}'
+        rates_cols = cell('mm_fraction', 6, '.1f', 100, '%') + ' ' + \
+            cell('onednn_fraction', 8, '.1f', 100, '%') + ' ' if cpu else ''
+        print(f'{name:{width}} {sec * 1e3:10.1f} {row["best_ms"]:9.1f} '
+              f'{row["images_per_s"]:7.2f} {cell("gflop_per_s", 8, ".1f")} {rates_cols}'
+              f'{cell("peak_mb", 8, ".0f")} {cell("ops", 6, "d")} '
+              f'{cell("speedup_vs_best_peer", 12, ".2f", suffix="x")}')
     result = dict(args=vars(args), device=where, torch=torch.__version__, matmul_gflops=rates,
-                  model_gflop=gflops, rows=rows)
+                  model_gflop=gflops, rows=rows, shapes=shapes)
     # each exported row of ours beside timm's export on the same runtime, exported alike
     versus = {suffix: medians[f'timm{suffix}'] / medians[f'swinv2_backbone{suffix}']
               for suffix in bench.RUNTIMES
@@ -153,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         result['export_vs_timm_export'] = versus
         print("\nour export's speed over timm's export on the same runtime: " +
               ', '.join(f'{suffix.strip(" ()")}: {ratio:.2f}x' for suffix, ratio in versus.items()))
-    if rates and amp is None and best_peer:
+    if rates and gflops and amp is None and best_peer:
         result['gemm_bound_ms'] = bound = bench.gemm_bound_ms(gflops, rates)
         result['max_speedup_vs_best_peer'] = ceiling = 1e3 * best_peer / bound
         print(f'\nAt {max(rates.values()):.1f} GFLOP/s the {gflops:.1f} GFLOP of matrix products '

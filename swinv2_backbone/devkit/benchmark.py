@@ -9,6 +9,8 @@ the kernel's resident high-water mark is reset before a step and read after it (
 ``clear_refs``), less the resident size before the step. On a GPU, the allocator's peak during
 the first step less what was allocated before it (``cuda_step_peak_mb``).
 Op counts: kernel-launching ATen ops of one step on the meta device (``opcount.py``).
+Varying shapes: with ``shapes``, each round's input has the next shape of the list (the same for
+every implementation in the round), as in mmdet's detection recipes (:func:`keep_ratio_shapes`).
 FLOPs: traced once (mmengine's FlopAnalyzer counts a multiply-add as one; we report 2x that)
 and on CPU set against the machine's fp32 matmul rates measured on a square ``torch.mm`` and
 on oneDNN's GEMM (see kernels/onednn.py).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import subprocess
 import sys
 import time
@@ -30,8 +33,9 @@ from torch import nn
 
 from .testing import trained_biases_
 
-__all__ = ['FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build', 'cuda_step_peak_mb',
-           'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark']
+__all__ = ['COCO_SIZES', 'FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build',
+           'cuda_step_peak_mb', 'keep_ratio_batch', 'keep_ratio_shapes', 'matmul_gflops',
+           'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark', 'takes_any_size']
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -218,14 +222,61 @@ IMPLEMENTATIONS: dict[str, Callable] = {
 }
 
 
+# the builders of the rows that take inputs of any size when built for one, where that differs
+_ANY_SIZE = {'timm': partial(_timm, dynamic=True)}
+
 # ``NAME (fp32)``: implementation NAME run in float32 even when the others run under autocast
 FP32 = ' (fp32)'
 
 
-def build(name: str, size: tuple[int, int], window: int) -> nn.Module:
-    model = IMPLEMENTATIONS[name.removesuffix(FP32)](size, window)
+def takes_any_size(name: str) -> bool:
+    """Whether ``build(name, ..., any_size=True)`` takes inputs of any size: ours in eager
+    PyTorch (with ``cuda_graph``: a graph per shape), HF, timm with ``dynamic_img_size``; not
+    mmpretrain, graphed timm nor the exported files."""
+    name = name.removesuffix(FP32)
+    return name in _ANY_SIZE or name == 'hf' or (
+        name.startswith('swinv2_backbone') and not any(name.endswith(s) for s in RUNTIMES))
+
+
+def build(name: str, size: tuple[int, int], window: int, any_size: bool = False) -> nn.Module:
+    """Implementation ``name`` for inputs of ``size`` (``any_size``: of any size, see
+    :func:`takes_any_size`), with trained-like biases."""
+    base = name.removesuffix(FP32)
+    if any_size and not takes_any_size(base):
+        raise ValueError(f'{name!r} takes inputs of one size only')
+    model = (_ANY_SIZE.get(base) if any_size else None) or IMPLEMENTATIONS[base]
+    model = model(size, window)
     trained_biases_(model)
     return model
+
+
+# the (H, W) of COCO's commonest image sizes (train2017): the inputs of mmdet's recipes
+COCO_SIZES = ((480, 640), (427, 640), (640, 480), (426, 640), (428, 640), (375, 500),
+              (425, 640), (640, 427), (424, 640), (512, 640), (360, 640), (640, 640))
+
+
+def keep_ratio_shapes(steps: int, batch: int, scale: tuple[int, int] = (1333, 800),
+                      divisor: int = 32, seed: int = 0) -> list[tuple[int, int]]:
+    """The (H, W) of ``steps`` batches as mmdet's detection recipes make them: ``batch``
+    images drawn from :data:`COCO_SIZES`, each resized keeping its ratio to fit ``scale``
+    (``Resize(scale=(1333, 800), keep_ratio=True)``: long side at most 1333, short side at
+    most 800), padded together to the largest height and width, rounded up to a multiple of
+    ``divisor`` (``DetDataPreprocessor(pad_size_divisor=32)``)."""
+    rng = random.Random(seed)
+    return [keep_ratio_batch(rng.choices(COCO_SIZES, k=batch), scale, divisor)
+            for _ in range(steps)]
+
+
+def keep_ratio_batch(sizes: list[tuple[int, int]], scale: tuple[int, int] = (1333, 800),
+                     divisor: int = 32) -> tuple[int, int]:
+    """The (H, W) of the batch mmdet makes of images of ``sizes`` (see
+    :func:`keep_ratio_shapes`)."""
+    long_edge, short_edge = max(scale), min(scale)
+    resized = []
+    for h, w in sizes:
+        factor = min(long_edge / max(h, w), short_edge / min(h, w))
+        resized.append((int(h * factor + 0.5), int(w * factor + 0.5)))
+    return tuple(-(-max(dims) // divisor) * divisor for dims in zip(*resized))
 
 
 def op_counts(names: list[str], size: tuple[int, int], window: int, mode: str,
@@ -340,19 +391,23 @@ def _timed_step(model: nn.Module, x: torch.Tensor, mode: str, amp: torch.dtype |
 
 def run_benchmark(names: list[str], size: tuple[int, int], window: int, mode: str,
                   batch: int, rounds: int, warmup: int, amp: torch.dtype | None = None,
-                  device: str = 'cpu', log=print) -> dict[str, list[float]]:
+                  device: str = 'cpu', log=print,
+                  shapes: list[tuple[int, int]] | None = None) -> dict[str, list[float]]:
     """Interleaved timing of ``names``; returns seconds per step, one list per name. Names
-    ending in ``FP32`` run in float32 whatever ``amp`` says."""
+    ending in ``FP32`` run in float32 whatever ``amp`` says. ``shapes``: round r's input is
+    ``shapes[r % len(shapes)]`` in size (the models built for any size), not ``size``."""
     torch.manual_seed(0)
     models = {}
     for name in names:
         log(f'  building {name}')
-        model = build(name, size, window).to(device)
+        model = build(name, size, window, any_size=shapes is not None).to(device)
         model.train(mode == 'training')  # mmpretrain's train() returns None: do not chain
         models[name] = model
     x = torch.randn(batch, 3, *size, device=device)
     times = {name: [] for name in names}
     for r in range(warmup + rounds):
+        if shapes is not None:
+            x = torch.randn(batch, 3, *shapes[r % len(shapes)], device=device)
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             sec = _timed_step(models[name], x, mode, None if name.endswith(FP32) else amp)
