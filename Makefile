@@ -4,7 +4,7 @@ PYTHON ?= python3
 # tests and tools use both cores; CI sees the same 2-core machine
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup setup-oldest test test-oldest demo demo-dino lint clean
+.PHONY: setup setup-oldest test test-oldest demo demo-dino lint gpu-wheels clean
 
 setup:
 	@$(PYTHON) tools/setup_env.py --env latest
@@ -28,6 +28,11 @@ demo-dino: setup
 
 lint: setup
 	.venv/bin/python -m flake8 swinv2_backbone tools tests configs
+
+# what tools/gpu_check.sh installs on a lent GPU machine (Python 3.12, PyTorch without mmengine)
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
+		-c constraints/latest.txt mmengine addict termcolor yapf platformdirs
 
 clean:
 	rm -rf .venv .venv-oldest build dist *.egg-info .pytest_cache

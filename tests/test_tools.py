@@ -279,6 +279,25 @@ def test_benchmark_tool_times_varying_shapes(tmp_path):
     assert proc.returncode == 2 and 'mmpretrain take(s) inputs of one size only' in proc.stderr
 
 
+def test_gpu_check_script_rehearses_every_step_on_the_cpu(tmp_path):
+    """tools/gpu_check.sh, the one script a lent GPU machine runs, in its CPU rehearsal: every
+    step (tests, both training benchmarks, inference, the profile) ends with exit 0 and the
+    result tables are printed."""
+    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_DEVICE='cpu', OUT=str(tmp_path))
+    proc = subprocess.run(['bash', 'tools/gpu_check.sh'], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    summary = (tmp_path / 'summary.txt').read_text().splitlines()
+    assert [line.split(':')[0] for line in summary] == [
+        'environment', 'train_1024', 'train_varying', 'test_gpu', 'inference_800x1344',
+        'profile_training']
+    assert all(': exit 0 after' in line for line in summary), summary
+    for name in ('train_1024', 'train_varying', 'inference_800x1344'):
+        rows = json.loads((tmp_path / f'{name}.json').read_text())['rows']
+        assert {'swinv2_backbone', 'timm', 'hf'} <= {r['implementation'] for r in rows}
+    assert proc.stdout.count('vs best peer') == 3 and 'skipped' in proc.stdout
+
+
 @pytest.mark.parametrize('name', ['swinv2_backbone (openvino)', 'timm (openvino)',
                                   'swinv2_backbone (onnxruntime, static)',
                                   'timm (onnxruntime, static)'])
