@@ -5,6 +5,7 @@
                               [--mode inference|training] [--batch 1] [--rounds 10]
                               [--warmup 2] [--impls NAME ...] [--no-memory] [--json FILE]
                               [--runtime onnxruntime|openvino] [--resize 1333 800]
+                              [--keep-freed-memory]
 
 Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
 GPU); peak memory is measured per implementation (on CPU in a process of its own); op counts are
@@ -17,6 +18,8 @@ files for any size (dynamic axes), and files fixed at --size (``, static``).
 of COCO-sized images that mmdet's ``Resize(scale=(1333, 800), keep_ratio=True)`` and
 ``pad_size_divisor=32`` make (a shape per step, as in training a detector); latency is then the
 mean over rounds, and op counts and memory are taken at the largest shape.
+``--keep-freed-memory`` has glibc keep the memory tensors free for the next forward, for every
+implementation alike (swinv2_backbone/runtime/allocator.py): CPU forwards without page faults.
 See swinv2_backbone/devkit/benchmark.py.
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from swinv2_backbone.apps.extract import AMP_DTYPES
 from swinv2_backbone.devkit import benchmark as bench
 from swinv2_backbone.files import atomic_write
+from swinv2_backbone.runtime.allocator import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--resize', type=int, nargs=2, metavar=('LONG', 'SHORT'),
                         help="a new input shape each round: mmdet's keep-ratio resize of "
                         'COCO-sized images to fit LONG x SHORT, batched, padded to 32')
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help='keep freed CPU memory for reuse (glibc), for every implementation')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     exported = lambda n: any(n.endswith(suffix) for suffix in bench.RUNTIMES)  # noqa: E731
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and not keep_freed_memory():
+        parser.error('--keep-freed-memory: this C library is not glibc')
     size, shapes = tuple(args.size), None
     if args.resize:
         shapes = bench.keep_ratio_shapes(args.warmup + args.rounds, args.batch,
@@ -101,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         f'{args.resize[0]}x{args.resize[1]}, largest {size[0]}x{size[1]})'
     print(f'SwinV2-T window {args.window}, input {inputs}, '
           f'{args.mode}, {args.amp + " autocast" if amp else "fp32"}, {where}, '
+          f'{"freed memory kept, " if args.keep_freed_memory else ""}'
           f'torch {torch.__version__}')
     rates = {}
     if cpu:

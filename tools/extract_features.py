@@ -13,6 +13,9 @@ Several processes (GPUs, or nodes): ``torchrun --nproc_per_node N tools/extract_
 N-th batch on its own GPU (CPU: gloo) and writes its images' files; rank 0 writes index.json.
 The files and values are those of one process.
 
+The process keeps the CPU memory that tensors free for the next batch instead of returning it to
+the system (swinv2_backbone/runtime/allocator.py): fewer page faults, faster CPU forwards.
+
 IMAGES are files, folders (searched recursively) or glob patterns. A rerun skips images whose
 output exists; unreadable images are reported and skipped. Inputs are normalised with the
 ImageNet mean/std the released checkpoints were trained with.
@@ -29,6 +32,7 @@ from swinv2_backbone.apps.extract import (AMP_DTYPES, add_backbone_arguments,
                                           backbone_from_arguments, extract_features,
                                           find_images)
 from swinv2_backbone.hosts.runner import finish_distributed
+from swinv2_backbone.runtime.allocator import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cuda-graph', action='store_true',
                         help='replay each input shape from a CUDA graph (GPU)')
     args = parser.parse_args(argv)
+    keep_freed_memory()  # glibc only; elsewhere the allocator stays as it is
     rank, world, device = start_processes(args.device)
     try:
         images = find_images(args.images)
