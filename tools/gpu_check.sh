@@ -62,7 +62,7 @@ step train_1024 100 "${bench[@]}" --mode training $train $rounds \
 # issue 25: >= 1.3x timm's when the shape changes every step (mmdet's detection recipes)
 step train_varying 120 "${bench[@]}" --mode training $resize $varying \
     --impls "${ours[@]}" timm hf --json "$OUT/train_varying.json"
-step test_gpu 200 $PY -m pytest -m cuda tests/test_gpu.py -rA -q -p no:cacheprovider
+step test_gpu 200 $PY -m pytest -m cuda tests/test_gpu.py -rA -v -p no:cacheprovider  # -v: each result as it comes
 step inference_800x1344 60 "${bench[@]}" --mode inference $infer $rounds \
     --impls "${ours[@]}" "${graphed[@]}" timm hf --json "$OUT/inference_800x1344.json"
 step profile_training 30 $PY -m swinv2_backbone.devkit.profile_step --mode training --amp bf16 \
