@@ -260,6 +260,26 @@ def test_benchmark_gives_each_round_its_shape_and_builds_for_any_size(monkeypatc
         benchmark.build('timm (cuda_graph)', (64, 64), 8, any_size=True)
 
 
+def test_benchmark_default_rows_per_device_mode_runtime_and_shapes():
+    """The rows tools/benchmark.py times when none are named."""
+    from swinv2_backbone.devkit.benchmark import RUNTIMES, default_impls
+    cpu = default_impls('cpu', 'inference')
+    assert {'swinv2_backbone', 'timm', 'hf', 'mmpretrain'} <= set(cpu)
+    assert not any(word in n for word in ('cuda_graph', 'unfused', 'with_cp', 'GEMMs', *RUNTIMES)
+                   for n in cpu)
+    gpu = default_impls('cuda', 'inference')
+    assert {'swinv2_backbone (cuda_graph)', 'swinv2_backbone (unfused)', 'timm (cuda_graph)'} \
+        <= set(gpu)
+    assert 'timm (cuda_graph)' not in default_impls('cuda', 'training')
+    assert default_impls('cpu', 'inference', 'openvino', 'bf16')[len(cpu):] == [
+        'swinv2_backbone (openvino bf16)', 'timm (openvino bf16)',
+        'swinv2_backbone (openvino bf16, static)', 'timm (openvino bf16, static)']
+    assert default_impls('cpu', 'inference', 'onnxruntime')[-1] == 'timm (onnxruntime, static)'
+    varying = default_impls('cuda', 'training', any_size=True)
+    assert 'mmpretrain' not in varying and {'timm', 'hf', 'swinv2_backbone (unfused)'} \
+        <= set(varying)
+
+
 def test_benchmark_tool_times_varying_shapes(tmp_path):
     """``tools/benchmark.py --resize``: a training run whose shape changes every round, timed by
     the mean, its shapes in the JSON; rows of one size are refused by name."""

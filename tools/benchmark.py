@@ -72,19 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resize and args.runtime:
         parser.error('--resize: exported models are timed at --size only')
     if args.impls is None:
-        args.impls = [n for n in bench.IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
-                      and (device.type == 'cuda' or ('cuda_graph' not in n
-                                                     and 'unfused' not in n))
-                      and (args.mode == 'inference' or not n.startswith('timm ('))
-                      and not exported(n)
-                      and (not args.resize or bench.takes_any_size(n))]
+        args.impls = bench.default_impls(device.type, args.mode, args.runtime, args.amp,
+                                         any_size=bool(args.resize))
     fixed = [n for n in args.impls if args.resize and not bench.takes_any_size(n)]
     if fixed:
         parser.error(f'--resize: {", ".join(fixed)} take(s) inputs of one size only')
-        if args.runtime:
-            for static in ('', ', static'):  # one file for any size, then fixed at --size
-                suffix = f' ({args.runtime}{" bf16" if args.amp == "bf16" else ""}{static})'
-                args.impls += [f'swinv2_backbone{suffix}', f'timm{suffix}']
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no GPU is visible to this PyTorch')
     if args.threads:

@@ -34,8 +34,9 @@ from torch import nn
 from .testing import trained_biases_
 
 __all__ = ['COCO_SIZES', 'FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build',
-           'cuda_step_peak_mb', 'keep_ratio_batch', 'keep_ratio_shapes', 'matmul_gflops',
-           'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark', 'takes_any_size']
+           'cuda_step_peak_mb', 'default_impls', 'keep_ratio_batch', 'keep_ratio_shapes',
+           'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark',
+           'takes_any_size']
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -248,6 +249,25 @@ def build(name: str, size: tuple[int, int], window: int, any_size: bool = False)
     model = model(size, window)
     trained_biases_(model)
     return model
+
+
+def default_impls(device: str, mode: str, runtime: str | None = None, amp: str | None = None,
+                  any_size: bool = False) -> list[str]:
+    """The rows ``tools/benchmark.py`` times when none are named: all but ``with_cp`` and the
+    GEMM libraries; ``cuda_graph`` and ``unfused`` only on a GPU; graphed peers only in
+    inference; with ``runtime``, our export and timm's on it (OpenVINO's bf16 hint with
+    ``amp='bf16'``), a file for any size, then one fixed at the size; with ``any_size``, only
+    the rows that take inputs of any size (:func:`takes_any_size`)."""
+    names = [n for n in IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
+             and (device == 'cuda' or ('cuda_graph' not in n and 'unfused' not in n))
+             and (mode == 'inference' or not n.startswith('timm ('))
+             and not any(n.endswith(suffix) for suffix in RUNTIMES)
+             and (not any_size or takes_any_size(n))]
+    if runtime:
+        for static in ('', ', static'):
+            suffix = f' ({runtime}{" bf16" if amp == "bf16" else ""}{static})'
+            names += [f'swinv2_backbone{suffix}', f'timm{suffix}']
+    return names
 
 
 # the (H, W) of COCO's commonest image sizes (train2017): the inputs of mmdet's recipes
