@@ -326,30 +326,30 @@ import resource, sys, torch
 from swinv2_backbone.runtime.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == 'keep' else None
 faults = []
-for _ in range(4):
+for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    buffers = [torch.ones(3 << 20) for _ in range(4)]  # 12 MiB each, as a forward's activations
-    del buffers
+    buffer = torch.ones(16 << 20)  # 64 MiB, a large activation
+    del buffer
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(kept, min(faults[1:]))
+print(kept, min(faults[1:]), *faults)
 """
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
-def test_keep_freed_memory_ends_the_page_faults_of_memory_freed_and_taken_again():
-    """runtime/allocator.py, in processes of their own (the setting is process-wide): four
-    12 MiB tensors made and freed again and again fault in fresh pages each time under glibc's
-    defaults (the freed top of the heap goes back to the kernel), and none once the process
-    keeps freed memory; a limit that is no int of bytes is refused."""
+def test_keep_freed_memory_lets_freed_memory_be_taken_again_without_page_faults():
+    """runtime/allocator.py, in processes of their own (the setting is process-wide): a 64 MiB
+    tensor freed and made again faults in all its 16,384 pages every time under glibc's
+    defaults (served by ``mmap``, unmapped when freed); once the process keeps freed memory,
+    it is taken again without a fault (at least once in eleven: where an aligned block lands
+    in the heap varies); a limit that is no int of bytes is refused."""
     from swinv2_backbone.runtime.allocator import keep_freed_memory
     results = {}
     for how in ('default', 'keep'):
         out = subprocess.run([sys.executable, '-c', _REALLOCATING, how], cwd=ROOT,
                              capture_output=True, text=True, timeout=300, check=True)
         results[how] = out.stdout.split()
-    # at least one tensor's 3,072 pages each time (all four's with torch 2.14, one with 2.1)
-    assert results['default'][0] == 'None' and int(results['default'][1]) > 3072 * 0.9
-    assert results['keep'] == ['True', '0']
+    assert results['default'][0] == 'None' and int(results['default'][1]) >= 16384, results
+    assert results['keep'][:2] == ['True', '0'], results
     for limit in (0, 1 << 31, 2.5):
         with pytest.raises(ValueError, match='limit must be an int of bytes'):
             keep_freed_memory(limit)
