@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
                         help='keep freed CPU memory for reuse (glibc), for every implementation')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    exported = lambda n: any(n.endswith(suffix) for suffix in bench.RUNTIMES)  # noqa: E731
     if args.runtime and (device.type != 'cpu' or args.mode != 'inference'):
         parser.error('--runtime: exported models run CPU inference only')
     if args.resize and args.runtime:
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             gflops *= 3  # backward costs about twice the forward
         print(f'  model: {gflops:.1f} GFLOP per step')
     print('counting ops on the meta device ...')
-    ops = bench.op_counts([n for n in args.impls if not exported(n)], size, args.window,
+    ops = bench.op_counts([n for n in args.impls if not bench.is_exported(n)], size, args.window,
                           args.mode, args.batch)
     times = bench.run_benchmark(impls, size, args.window, args.mode, args.batch,
                                 args.rounds, args.warmup, amp, args.device, shapes=shapes)

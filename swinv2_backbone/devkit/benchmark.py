@@ -34,9 +34,9 @@ from torch import nn
 from .testing import trained_biases_
 
 __all__ = ['COCO_SIZES', 'FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build',
-           'cuda_step_peak_mb', 'default_impls', 'keep_ratio_batch', 'keep_ratio_shapes',
-           'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts', 'run_benchmark',
-           'takes_any_size']
+           'cuda_step_peak_mb', 'default_impls', 'is_exported', 'keep_ratio_batch',
+           'keep_ratio_shapes', 'matmul_gflops', 'measure_memory', 'model_gflops', 'op_counts',
+           'run_benchmark', 'takes_any_size']
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -230,13 +230,19 @@ _ANY_SIZE = {'timm': partial(_timm, dynamic=True)}
 FP32 = ' (fp32)'
 
 
+def is_exported(name: str) -> bool:
+    """Whether row ``name`` runs an exported file on a runtime (a suffix of :data:`RUNTIMES`).
+    """
+    return any(name.endswith(suffix) for suffix in RUNTIMES)
+
+
 def takes_any_size(name: str) -> bool:
     """Whether ``build(name, ..., any_size=True)`` takes inputs of any size: ours in eager
     PyTorch (with ``cuda_graph``: a graph per shape), HF, timm with ``dynamic_img_size``; not
     mmpretrain, graphed timm nor the exported files."""
     name = name.removesuffix(FP32)
     return name in _ANY_SIZE or name == 'hf' or (
-        name.startswith('swinv2_backbone') and not any(name.endswith(s) for s in RUNTIMES))
+        name.startswith('swinv2_backbone') and not is_exported(name))
 
 
 def build(name: str, size: tuple[int, int], window: int, any_size: bool = False) -> nn.Module:
@@ -261,7 +267,7 @@ def default_impls(device: str, mode: str, runtime: str | None = None, amp: str |
     names = [n for n in IMPLEMENTATIONS if 'with_cp' not in n and 'GEMMs' not in n
              and (device == 'cuda' or ('cuda_graph' not in n and 'unfused' not in n))
              and (mode == 'inference' or not n.startswith('timm ('))
-             and not any(n.endswith(suffix) for suffix in RUNTIMES)
+             and not is_exported(n)
              and (not any_size or takes_any_size(n))]
     if runtime:
         for static in ('', ', static'):
