@@ -133,6 +133,34 @@ def test_each_path_gives_each_image_its_own_features(path):
                 torch.testing.assert_close(b[i:i + 1], a, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('path', ['cpu', 'cpu, small chunks, oneDNN GEMMs'])
+def test_cpu_inference_runs_the_mlp_on_the_maps_tokens_only(path):
+    """Padding tokens need no MLP (the stage zeroes them before the next block): the cpu path's
+    inference gives each block's MLP the map's tokens only, in whole chunks or in chunks that
+    end inside the padded windows, with the batched path's outputs; the batched path's MLPs
+    see the padded windows."""
+    x = torch.randn(2, 3, 75, 61)  # maps 19x16, 10x8, 5x4, 3x2, each padded to its windows
+
+    def mlp_tokens(model):
+        seen = []
+        hooks = [blk.mlp.register_forward_pre_hook(
+            lambda m, args, i=i: seen.append((i, args[0].shape[0] * args[0].shape[1])))
+            for i, stage in enumerate(model.stages) for blk in stage.blocks]
+        with torch.no_grad():
+            outs = model(x)
+        for hook in hooks:
+            hook.remove()
+        return outs, [sum(n for i, n in seen if i == s) for s in range(4)]
+
+    cpu, tokens = mlp_tokens(small(FAST_PATHS[path]))
+    batched, padded = mlp_tokens(small('batched'))
+    depths, maps = SMALL['arch']['depths'], [(19, 16), (10, 8), (5, 4), (3, 2)]
+    assert tokens == [2 * h * w * d for (h, w), d in zip(maps, depths)]
+    assert padded[:2] == [2 * 20 * 16 * 1, 2 * 12 * 8 * 2]  # padded to windows of 4
+    for a, b in zip(cpu, batched):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('path', ['cpu', 'batched'])
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast_training_gives_finite_gradients_close_to_fp32(dtype, path):

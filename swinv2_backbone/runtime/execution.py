@@ -262,19 +262,26 @@ class Execution:
             self, x, weight, qkv_bias, temperature, pos_bias, mask, num_heads, window, dropout)
 
     def over_windows(self, fn: Callable, x: torch.Tensor, window: int,
-                     mask: torch.Tensor | None) -> torch.Tensor:
-        """``fn(x, window, mask, inplace)`` over a block's (B, L, C) tokens: at once, or on
-        the cpu path's inference in place, ``chunk_tokens`` at a time (one image's windows
-        per chunk when compiling), so a chunk's intermediates stay in cache."""
+                     mask: torch.Tensor | None, real: torch.Tensor | None = None) -> torch.Tensor:
+        """``fn(x, window, mask, inplace, rows)`` over a block's (B, L, C) tokens: at once
+        (``rows`` None), or on the cpu path's inference in place, ``chunk_tokens`` at a time
+        (one image's windows per chunk when compiling), so a chunk's intermediates stay in
+        cache; there ``rows`` holds the chunk's positions among ``real`` (the positions that
+        hold map tokens, ascending; None: all do), or is None where all are."""
         if self.path != 'cpu' or self.grad:
-            return fn(x, window, mask, False)
+            return fn(x, window, mask, False, None)
         B, L, _ = x.shape
         N = window * window
         per = L // N if self.compiling else max(1, self.chunk_tokens // N)
-        for b in range(B):
-            for w in range(0, L // N, per):
-                fn(x[b:b + 1, w * N:(w + per) * N], window,
-                   None if mask is None else mask[w:w + per], True)
+        for w in range(0, L // N, per):
+            start, end = w * N, min(w + per, L // N) * N
+            rows = real
+            if real is not None and not self.compiling:  # one chunk per image when compiling
+                i, j = torch.searchsorted(real, torch.tensor([start, end])).tolist()
+                rows = real[i:j] - start if j - i < end - start else None
+            for b in range(B):
+                fn(x[b:b + 1, start:end], window, None if mask is None else mask[w:w + per],
+                   True, rows)
         return x
 
 
