@@ -10,7 +10,8 @@ facts, and the kernels read them. Nothing else of the package is imported here.
   'AVX512', ...) and :data:`CPU_VENDOR` (:func:`cpu_vendor`).
 - Triton (:mod:`~swinv2_backbone.kernels.fused`): :data:`TRITON`, release 3.0 or newer is
   installed; :data:`INTERPRETED`, its interpreter runs kernels on CPU tensors
-  (``TRITON_INTERPRET=1``); :func:`triton_runs_on`, a device the kernels run on.
+  (``TRITON_INTERPRET=1``, where it works: :func:`_interpreter_stores`);
+  :func:`triton_runs_on`, a device the kernels run on.
 """
 from __future__ import annotations
 
@@ -58,13 +59,30 @@ ONEDNN_FP32 = {grad: ONEDNN and gains_on(CPU_CAPABILITY, CPU_VENDOR, grad)
 
 try:
     import triton
+    import triton.language as tl  # a global: Triton's interpreter looks for it there
 except ImportError:  # CPU-only builds of PyTorch come without Triton
-    triton = None
+    triton = tl = None
 # Triton >= 3.0: older releases (2.1 ships with torch 2.1) have a different interpreter, so
 # the fused kernels could not be tested with them
 TRITON = triton is not None and int(triton.__version__.split('.')[0]) >= 3
-# Triton's interpreter runs the kernels on CPU tensors (read by triton.jit at import)
-INTERPRETED = TRITON and os.environ.get('TRITON_INTERPRET') == '1'
+
+
+def _interpreter_stores() -> bool:
+    """Whether Triton's interpreter writes what a kernel stores back into the tensor. Triton
+    3.1's does not under numpy 2 (torch 2.5.1 with numpy 2.1: every store was lost; with numpy
+    1.26 they arrived), where the fused kernels' tests could only fail."""
+    @triton.jit
+    def copy(x, y):
+        at = tl.arange(0, 4)
+        tl.store(x + at, tl.load(y + at))
+    x, y = torch.zeros(4), torch.arange(4.0)
+    copy[(1,)](x, y)
+    return torch.equal(x, y)
+
+
+# Triton's interpreter runs the kernels on CPU tensors (read by triton.jit at import), where
+# it works
+INTERPRETED = TRITON and os.environ.get('TRITON_INTERPRET') == '1' and _interpreter_stores()
 
 
 @functools.lru_cache(maxsize=None)

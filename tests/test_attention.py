@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from swinv2_backbone.devkit.testing import randomize_
+from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_
 
 from swinv2_backbone import hardware
 from swinv2_backbone.model.attention import WindowAttentionV2
@@ -80,7 +80,7 @@ def _run(attn, tokens, mask, execution, backend, amp, grad, g):
 @pytest.mark.parametrize('name', list(ATTENTION_BACKENDS))
 def test_each_backend_equals_the_reference(name, shifted, amp):
     if name == 'batched, fused' and not hardware.INTERPRETED:
-        pytest.skip("the fused kernel's check runs in Triton >= 3.0's interpreter")
+        pytest.skip(NOT_INTERPRETED)
     backend = ATTENTION_BACKENDS[name]
     execution = replace(EXECUTIONS[name], amp=amp, bf16_inference=name == 'cpu inference'
                         and amp == torch.bfloat16 and hardware.ONEDNN_BF16)

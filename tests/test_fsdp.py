@@ -16,6 +16,7 @@ from test_tools import DEMO, ROOT, options, run
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
+from swinv2_backbone.devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
 from swinv2_backbone.hosts.runner import build_model, build_runner, load_config
 
 # measured: torch 2.14.1's FSDP runs on the CPU with gloo; torch 2.1.2's does not (its stream
@@ -172,7 +173,7 @@ def test_checkpointed_block_inputs_are_what_the_blocks_receive():
     assert checkpointed_inputs_mib(model, (75, 61), 3) == pytest.approx(sum(seen) / 2**20)
 
 
-@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='fake CUDA tensors need torch >= 2.4')
+@pytest.mark.skipif(not FAKE_CUDA, reason=NO_FAKE_CUDA)
 def test_memory_table_shards_states_and_with_cp_cuts_activations():
     code, out = run(sys.executable, str(ROOT / 'tools' / 'estimate_memory.py'), '--rows',
                     'quick', '--ranks', '4')

@@ -10,7 +10,7 @@ from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
 from swinv2_backbone.ops import inverse_norm
 
-from swinv2_backbone.devkit.testing import randomize_
+from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_
 
 CPU = Execution('cpu', onednn=hardware.ONEDNN)
 
@@ -348,9 +348,7 @@ def test_eval_cache_of_the_logit_terms_follows_new_weights(weight):
 
 
 # ------------------------------------------------------------------ fused Triton kernels
-needs_triton = pytest.mark.skipif(not hardware.INTERPRETED,
-                                  reason="the fused kernels' tests run in Triton >= 3.0's "
-                                         'interpreter')
+needs_triton = pytest.mark.skipif(not hardware.INTERPRETED, reason=NOT_INTERPRETED)
 ULP = {torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}
 
 

@@ -7,7 +7,7 @@ import pytest
 from swinv2_backbone.devkit.opcount import count_step_ops
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.compat import TORCH_VERSION
+from swinv2_backbone.devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -79,7 +79,7 @@ def test_the_counter_counts_launches_not_views():
     assert z.shape == y.shape
 
 
-@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='the estimate needs torch >= 2.4')
+@pytest.mark.skipif(not FAKE_CUDA, reason=NO_FAKE_CUDA)
 def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
     """devkit/activations.py on fake CUDA tensors: under bf16 autocast, ``with_cp='mlp'``
     keeps less by exactly every block's bf16 hidden layer (tokens x 4C x 2 bytes)."""
@@ -108,7 +108,7 @@ def test_the_traffic_counter_charges_each_kernel_its_operands_and_outputs():
     assert dict(counter.bytes) == {'addmm': (24 + 18 + 3 + 12) * 4}
 
 
-@pytest.mark.skipif(TORCH_VERSION < (2, 4), reason='the estimate needs torch >= 2.4')
+@pytest.mark.skipif(not FAKE_CUDA, reason=NO_FAKE_CUDA)
 def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write():
     """devkit/traffic.py on fake CUDA tensors under fp16 autocast, no padding: each residual
     ``x += norm(y)`` reads and writes the float32 stream and reads the fp16 branch; each

@@ -17,7 +17,7 @@ from swinv2_backbone.compat import TORCH_VERSION
 from swinv2_backbone.runtime.execution import Execution, Request, decide
 from swinv2_backbone import hardware
 
-from swinv2_backbone.devkit.testing import randomize_, rel_errs
+from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_, rel_errs
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)
@@ -38,7 +38,7 @@ COMPILED_PATHS = {'cpu, oneDNN GEMMs': Request('cpu', onednn=True),
 
 def small(execution='auto', **kw) -> SwinV2Backbone:
     if isinstance(execution, Request) and execution.fused and not hardware.INTERPRETED:
-        pytest.skip("the fused kernels' tests run in Triton >= 3.0's interpreter")
+        pytest.skip(NOT_INTERPRETED)
     torch.manual_seed(0)
     return randomize_(SwinV2Backbone(**{**SMALL, **kw}, execution=execution)).eval()
 

@@ -27,7 +27,15 @@ from swinv2_backbone.compat import TORCH_VERSION
 
 from .opcount import efficient_attention
 
-__all__ = ['cuda_saved_for_backward_mib', 'fake_cuda']
+__all__ = ['FAKE_CUDA', 'NO_FAKE_CUDA', 'cuda_saved_for_backward_mib', 'fake_cuda']
+
+# Where fake CUDA tensors run: with a GPU from torch 2.4 (autocast's device-generic setters),
+# without one on torch 2.14, whose fake tensors never ask the driver. Torch 2.5, 2.6 and 2.8
+# asked it without a GPU (moving a fake tensor to CUDA; autograd's CUDA stream, which aborted
+# the process); releases between 2.8 and 2.14 were not tried.
+FAKE_CUDA = TORCH_VERSION >= (2, 14) or (TORCH_VERSION >= (2, 4) and torch.cuda.is_available())
+NO_FAKE_CUDA = (f'fake CUDA tensors need torch >= 2.14, or >= 2.4 with a GPU; this is torch '
+                f'{torch.__version__}' + ('' if torch.cuda.is_available() else ' without one'))
 
 
 @contextmanager
@@ -36,9 +44,9 @@ def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
     the ``FakeTensorMode``. SDPA runs as the memory-efficient kernel, and the device queries
     of ``execution.decide`` are answered as on a GPU: no capture under way, the fused kernels
     wherever Triton >= 3.0 is installed (their launches skipped: fake tensors hold no data).
-    Needs torch >= 2.4 (the device-generic autocast setters)."""
-    if TORCH_VERSION < (2, 4):
-        raise RuntimeError(f'the estimate needs torch >= 2.4, this is {torch.__version__}')
+    Needs :data:`FAKE_CUDA`."""
+    if not FAKE_CUDA:
+        raise RuntimeError(NO_FAKE_CUDA)
     from swinv2_backbone import hardware
     from swinv2_backbone.kernels import fused
     with FakeTensorMode(allow_non_fake_inputs=True) as fake, \
@@ -59,8 +67,7 @@ def fake_cuda(amp: torch.dtype | None) -> Iterator[FakeTensorMode]:
 def cuda_saved_for_backward_mib(build: Callable[[], nn.Module], size: tuple[int, int],
                                 batch: int, amp: torch.dtype | None) -> float:
     """MiB autograd keeps from one training forward of ``build()`` on (batch, 3, *size) as a
-    CUDA device would, under autocast to ``amp`` (None: float32). Needs torch >= 2.4 (the
-    device-generic autocast setters)."""
+    CUDA device would, under autocast to ``amp`` (None: float32). Needs :data:`FAKE_CUDA`."""
     model = build()
     model.train()  # mmpretrain's train() returns None: do not chain
     names = dict(model.named_parameters())

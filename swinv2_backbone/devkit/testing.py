@@ -7,7 +7,9 @@
 - :func:`rel_err`: the largest difference over the reference's std, of one tensor;
   :func:`rel_errs`: the largest difference over the reference's largest value, for each of a
   dict of tensors (outputs and gradients by name), and :func:`max_rel_err`: the largest of
-  those.
+  those;
+- :data:`NOT_INTERPRETED`: why the fused kernels' tests skip where
+  :data:`~swinv2_backbone.hardware.INTERPRETED` is False.
 """
 from __future__ import annotations
 
@@ -16,7 +18,11 @@ import math
 import torch
 from torch import nn
 
-__all__ = ['max_rel_err', 'randomize_', 'rel_err', 'rel_errs', 'trained_biases_']
+__all__ = ['NOT_INTERPRETED', 'max_rel_err', 'randomize_', 'rel_err', 'rel_errs',
+           'trained_biases_']
+
+NOT_INTERPRETED = ("the fused kernels' tests run in Triton's interpreter: Triton >= 3.0 with "
+                   'TRITON_INTERPRET=1, whose stores arrive (not 3.1 under numpy 2)')
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:

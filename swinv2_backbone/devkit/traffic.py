@@ -68,7 +68,8 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
                            amp: torch.dtype | None) -> TrafficCounter:
     """The bytes of one inference forward of ``build()`` on (batch, 3, *size) as a CUDA device
     would run it (:func:`.activations.fake_cuda`), under autocast to ``amp`` (None:
-    float32), after a warm-up forward (caches filled). Needs torch >= 2.4."""
+    float32), after a warm-up forward (caches filled). Needs
+    :data:`.activations.FAKE_CUDA`."""
     from swinv2_backbone.kernels import device, fused
     model = build().eval()
     counter = TrafficCounter()

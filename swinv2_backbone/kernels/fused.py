@@ -22,8 +22,8 @@ installs with its CUDA builds); with ``TRITON_INTERPRET=1`` set before the first
 Triton's interpreter runs them on CPU tensors, which is how the tests check them against the
 unfused path on machines without a GPU.
 """
-from __future__ import annotations
-
+# no ``from __future__ import annotations`` here: Triton 3.0 and 3.1's interpreter knows a
+# kernel's ``tl.constexpr`` parameters by their annotation objects, not their text
 import contextlib
 
 import torch
