@@ -9,8 +9,9 @@ are tested). The rest of the package calls the names below and never checks a ve
 - ``is_compiling``: ``torch.compiler.is_compiling`` from torch 2.3, ``torch._dynamo``'s before.
 - ``is_exporting``: a graph is recorded for another runtime. The ONNX exporters (TorchScript's and
   dynamo's) say so through ``torch.onnx.is_in_onnx_export``, ``torch.jit.trace`` through
-  ``torch.jit.is_tracing``, ``torch.export`` from torch 2.6 through
-  ``torch.compiler.is_exporting``.
+  ``torch.jit.is_tracing``, ``torch.export`` through the flag ``torch.compiler.is_exporting``
+  returns (where there is one: not in torch 2.6; read directly, see
+  :func:`_torch_export_running`).
 - ``TORCHSCRIPT_EXPORT``: the keywords of ``torch.onnx.export`` that pick the TorchScript
   exporter. ``dynamo`` exists from torch 2.5 and defaults to True from 2.9; before 2.5 the
   TorchScript exporter is the only one and the keyword does not exist.
@@ -107,7 +108,13 @@ def _cpu_runs_half() -> bool:
 
 CPU_HALF = _cpu_runs_half()
 
-_torch_export_running = getattr(torch.compiler, 'is_exporting', lambda: False)
+
+def _torch_export_running() -> bool:
+    """``torch.compiler.is_exporting()``: the flag it returns, which ``torch.export`` sets.
+    Read directly: torch 2.8's dynamo answered the call True in every ``torch.compile``
+    (a constant it folded), which sent compiled forwards down the export path. Releases
+    without the flag cannot say (torch 2.6 has neither)."""
+    return getattr(torch.compiler, '_is_exporting_flag', False)
 
 
 TORCHSCRIPT_EXPORT: dict = {'dynamo': False} if TORCH_VERSION >= (2, 5) else {}

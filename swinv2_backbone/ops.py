@@ -42,14 +42,15 @@ def size_min(a: Size, b: Size) -> Size:
     """``min(a, b)`` of sizes, recorded as an op where one is symbolic."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return torch.minimum(size_tensor(a), size_tensor(b))
-    return torch.sym_min(a, b)
+    # plain ints by Python: torch.compile of torch 2.5-2.8 cannot trace sym_min returning one
+    return min(a, b) if is_static(a, b) else torch.sym_min(a, b)
 
 
 def size_max(a: Size, b: Size) -> Size:
     """``max(a, b)`` of sizes, recorded as an op where one is symbolic."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return torch.maximum(size_tensor(a), size_tensor(b))
-    return torch.sym_max(a, b)
+    return max(a, b) if is_static(a, b) else torch.sym_max(a, b)
 
 
 def size_tensor(n: Size, device: torch.device | None = None,

@@ -365,10 +365,29 @@ def test_runs_off_cpu_on_the_meta_device():
 
 
 # ------------------------------------------------------------------ torch.compile
-# tested with torch 2.14 here and 2.11 on a GPU; torch 2.1's dynamo cannot construct the
-# Execution (a frozen dataclass) and fails on bmm(out=) with symbolic sizes
-needs_compile = pytest.mark.skipif(TORCH_VERSION < (2, 11),
-                                   reason='torch.compile of the backbone needs torch >= 2.11')
+# tested with torch 2.14 here and 2.11 on a GPU, and once with 2.6.0 and 2.8.0 on the CPU;
+# torch 2.5's dynamo cannot trace training (out= and dataclasses.replace inside the autograd
+# functions); torch 2.1's cannot construct the Execution (a frozen dataclass) and fails on
+# bmm(out=) with symbolic sizes
+needs_compile = pytest.mark.skipif(TORCH_VERSION < (2, 6),
+                                   reason='torch.compile of the backbone needs torch >= 2.6')
+
+
+@needs_compile
+def test_compiling_is_not_exporting_and_torch_export_is():
+    """``compat.is_exporting`` (the export path) is False in ``torch.compile`` and True in
+    ``torch.export``: torch 2.8's dynamo answered ``torch.compiler.is_exporting()`` True in
+    both, which sent compiled forwards down the export path."""
+    from swinv2_backbone.compat import is_exporting
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            return x + 1 if is_exporting() else x - 1
+    x = torch.zeros(1)
+    assert torch.compile(Probe(), backend='eager', fullgraph=True)(x).item() == -1
+    exported = torch.export.export(Probe(), (x,)) if TORCH_VERSION >= (2, 7) else None
+    if exported is not None:  # torch 2.6 has no flag to say so
+        assert exported.module()(x).item() == 1
 
 
 @needs_compile
