@@ -32,8 +32,9 @@ CHECKPOINT_SCOPES = ('block', 'mlp')
 def _cached(cache: OrderedDict, key: tuple, build: Callable[[], object]):
     """``cache[key]``, built on a miss; the least recently used entries beyond
     ``SHAPE_CACHE_SIZE`` are dropped."""
-    if key in cache:  # to the end, most recently used (by pop: torch 2.6's dynamo has no
-        cache[key] = value = cache.pop(key)  # move_to_end)
+    if key in cache:
+        # to the end, the most recently used (by pop: torch 2.6's dynamo has no move_to_end)
+        cache[key] = value = cache.pop(key)
         return value
     # plain tensors even when first built under inference_mode, so training can reuse them
     with torch.inference_mode(False), torch.no_grad():
