@@ -10,8 +10,8 @@ are tested). The rest of the package calls the names below and never checks a ve
 - ``is_exporting``: a graph is recorded for another runtime. The ONNX exporters (TorchScript's and
   dynamo's) say so through ``torch.onnx.is_in_onnx_export``, ``torch.jit.trace`` through
   ``torch.jit.is_tracing``, ``torch.export`` through the flag ``torch.compiler.is_exporting``
-  returns (where there is one: not in torch 2.6; read directly, see
-  :func:`_torch_export_running`).
+  returns (read directly, see :func:`_torch_export_running`), where there is one:
+  ``TORCH_EXPORT_SEEN`` (torch 2.6 has none).
 - ``TORCHSCRIPT_EXPORT``: the keywords of ``torch.onnx.export`` that pick the TorchScript
   exporter. ``dynamo`` exists from torch 2.5 and defaults to True from 2.9; before 2.5 the
   TorchScript exporter is the only one and the keyword does not exist.
@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 __all__ = ['AUTOCAST_DEVICES', 'NUMPY_VERSION', 'TORCH_VERSION', 'allow_mmengine_checkpoints',
-           'CPU_HALF', 'TORCHSCRIPT_EXPORT', 'autocast_available', 'autocast_dtype',
-           'autocast_enabled', 'is_compiling', 'is_exporting', 'load_weights_only']
+           'CPU_HALF', 'TORCHSCRIPT_EXPORT', 'TORCH_EXPORT_SEEN', 'autocast_available',
+           'autocast_dtype', 'autocast_enabled', 'is_compiling', 'is_exporting',
+           'load_weights_only']
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -109,12 +110,15 @@ def _cpu_runs_half() -> bool:
 CPU_HALF = _cpu_runs_half()
 
 
+TORCH_EXPORT_SEEN = hasattr(torch.compiler, '_is_exporting_flag')
+
+
 def _torch_export_running() -> bool:
     """``torch.compiler.is_exporting()``: the flag it returns, which ``torch.export`` sets.
     Read directly: torch 2.8's dynamo answered the call True in every ``torch.compile``
     (a constant it folded), which sent compiled forwards down the export path. Releases
-    without the flag cannot say (torch 2.6 has neither)."""
-    return getattr(torch.compiler, '_is_exporting_flag', False)
+    without the flag (``TORCH_EXPORT_SEEN`` False) cannot say."""
+    return TORCH_EXPORT_SEEN and torch.compiler._is_exporting_flag
 
 
 TORCHSCRIPT_EXPORT: dict = {'dynamo': False} if TORCH_VERSION >= (2, 5) else {}

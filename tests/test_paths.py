@@ -378,16 +378,15 @@ def test_compiling_is_not_exporting_and_torch_export_is():
     """``compat.is_exporting`` (the export path) is False in ``torch.compile`` and True in
     ``torch.export``: torch 2.8's dynamo answered ``torch.compiler.is_exporting()`` True in
     both, which sent compiled forwards down the export path."""
-    from swinv2_backbone.compat import is_exporting
+    from swinv2_backbone.compat import TORCH_EXPORT_SEEN, is_exporting
 
     class Probe(torch.nn.Module):
         def forward(self, x):
             return x + 1 if is_exporting() else x - 1
     x = torch.zeros(1)
     assert torch.compile(Probe(), backend='eager', fullgraph=True)(x).item() == -1
-    exported = torch.export.export(Probe(), (x,)) if TORCH_VERSION >= (2, 7) else None
-    if exported is not None:  # torch 2.6 has no flag to say so
-        assert exported.module()(x).item() == 1
+    if TORCH_EXPORT_SEEN:  # torch 2.6 has no flag to say so
+        assert torch.export.export(Probe(), (x,)).module()(x).item() == 1
 
 
 @needs_compile

@@ -33,9 +33,10 @@ __all__ = ['FAKE_CUDA', 'NO_FAKE_CUDA', 'cuda_saved_for_backward_mib', 'fake_cud
 # without one on torch 2.14, whose fake tensors never ask the driver. Torch 2.5, 2.6 and 2.8
 # asked it without a GPU (moving a fake tensor to CUDA; autograd's CUDA stream, which aborted
 # the process); releases between 2.8 and 2.14 were not tried.
-FAKE_CUDA = TORCH_VERSION >= (2, 14) or (TORCH_VERSION >= (2, 4) and torch.cuda.is_available())
+_GPU = torch.cuda.is_available()
+FAKE_CUDA = TORCH_VERSION >= (2, 14) or (TORCH_VERSION >= (2, 4) and _GPU)
 NO_FAKE_CUDA = (f'fake CUDA tensors need torch >= 2.14, or >= 2.4 with a GPU; this is torch '
-                f'{torch.__version__}' + ('' if torch.cuda.is_available() else ' without one'))
+                f'{torch.__version__}' + ('' if _GPU else ' without one'))
 
 
 @contextmanager
