@@ -365,7 +365,8 @@ def reference_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.T
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
-                     mask: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+                     mask: torch.Tensor | None, out: torch.Tensor | None = None,
+                     mask_scale: float = 1.0) -> torch.Tensor:
     """SwinV2's attention logits: ``temperature * cos(q, k) + pos_bias + shift mask``.
 
     Args:
@@ -374,6 +375,8 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
         pos_bias: (heads, N, N) ``16 * sigmoid(CPB)``.
         mask: (n, N, N) shift-mask rows of these n windows, or None.
         out: (n * heads, N, N) buffer to write into (the CPU kernels reuse one).
+        mask_scale: the mask is added times this (the CPU kernels' hard mask,
+            :func:`~swinv2_backbone.kernels.cpu.shift_mask_scale`).
 
     Returns:
         (n, heads, N, N)
@@ -386,5 +389,9 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
                            out=out).view(n, h, N, N)
     logits += pos_bias
     if mask is not None:
-        logits += mask.unsqueeze(1).to(logits.dtype)
+        mask = mask.unsqueeze(1).to(logits.dtype)
+        if mask_scale == 1:
+            logits += mask
+        else:  # in the same pass
+            logits.add_(mask, alpha=mask_scale)
     return logits

@@ -381,5 +381,5 @@ class SwinV2Backbone(BaseModule):
                 x = self.stages[i - 1](x, execution)
             if name in self.out_features:
                 y = self.out_norms[name](x) if name in self.out_norms else x
-                outs.append(y.permute(0, 3, 1, 2).contiguous())  # (B, h, w, C) -> (B, C, h, w)
+                outs.append(execution.channels_first(y))  # (B, h, w, C) -> (B, C, h, w)
         return tuple(outs)

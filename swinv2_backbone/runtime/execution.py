@@ -4,7 +4,8 @@
 :func:`decide` turns it and the state of the call (device, autograd, autocast, tracing) into
 an :class:`Execution` once per forward: the plan, whose members the modules call
 (``patch_embed``, ``linear``, ``norm``, ``residual``, ``mlp``, ``attention``,
-``over_windows``), so that they state the model and never branch on its flags. The paths:
+``over_windows``, ``channels_first``), so that they state the model and never branch on its
+flags. The paths:
 
 - ``'reference'``: the SwinV2 math in plain ops (``F.normalize``, matmul, softmax, matmul), as
   the official code writes it; also what attention dropout in training runs.
@@ -218,6 +219,14 @@ class Execution:
         hidden = self.linear(x, mlp.fc1.weight, mlp.fc1.bias, gelu=True)
         return self.linear(hidden, mlp.fc2.weight, mlp.fc2.bias), x
 
+    def channels_first(self, y: torch.Tensor) -> torch.Tensor:
+        """A (B, H, W, C) map as a contiguous (B, C, H, W) one: on the cpu path without
+        autograd or compiling a few rows at a time (:func:`~swinv2_backbone.kernels.cpu.
+        channels_first`), otherwise by one copy."""
+        if self.path == 'cpu' and not (self.grad or self.compiling):
+            return cpu.channels_first(y)
+        return y.permute(0, 3, 1, 2).contiguous()
+
     @property
     def attention_backend(self) -> str:
         """The name in :data:`ATTENTION_BACKENDS` of the kernel this forward's attention runs."""
@@ -333,7 +342,7 @@ def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_head
     # logits would put errors of tenths into the softmax
     with torch.autocast('cpu', enabled=False) if e.bf16_inference else nullcontext():
         out = cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
-                         e.chunk_logits)
+                         e.chunk_logits, cpu.shift_mask_scale(temperature, mask, e.compiling))
     # in the projection's dtype (head_major): bf16 under autocast, which the output
     # projection takes as it is; otherwise the input's
     return out, x
