@@ -375,8 +375,8 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
         pos_bias: (heads, N, N) ``16 * sigmoid(CPB)``.
         mask: (n, N, N) shift-mask rows of these n windows, or None.
         out: (n * heads, N, N) buffer to write into (the CPU kernels reuse one).
-        mask_scale: the mask is added times this (the CPU kernels' hard mask,
-            :func:`~swinv2_backbone.kernels.cpu.shift_mask_scale`).
+        mask_scale: the mask is added times this (the CPU kernels' hard mask for tame heads,
+            :func:`~swinv2_backbone.kernels.cpu.tame`).
 
     Returns:
         (n, heads, N, N)

@@ -251,12 +251,12 @@ def test_linear_takes_f_linear_where_onednn_does_not_apply():
                                F.linear(x, w).double(), rtol=1e-5, atol=1e-5)
 
 
-def test_hard_shift_mask_only_where_the_reference_masks_to_float32_rounding():
-    """The cpu path multiplies the shift mask by 100 (no subnormal probabilities) only for
-    temperatures up to ``HARD_MASK_TEMPERATURE``. The worst case of the bound: every masked key
-    along q with the largest position bias, every other key against it without. There the
-    result equals the reference's -100 mask to float32 rounding; above the bound the mask is
-    kept, and hardening it would change the result."""
+def test_tame_heads_shortcuts_equal_the_reference_and_only_there():
+    """For temperatures up to ``TAME_TEMPERATURE`` the cpu path multiplies the shift mask by 100
+    and skips the flush of subnormal probabilities. The worst case of the bound: every masked
+    key along q with the largest position bias, every other key against it without. There the
+    result equals the reference's -100 mask to float32 rounding, and every probability is a
+    normal number; above the bound the shortcuts are not taken, and would change the result."""
     nW, h, N, d = 2, 2, 16, 4
     q = torch.zeros(nW, h, N, d, dtype=torch.float64)
     q[..., 0] = 1
@@ -266,25 +266,26 @@ def test_hard_shift_mask_only_where_the_reference_masks_to_float32_rounding():
     k[:, :, region] *= -1  # the other region's keys along q: cos = 1; the own region's: -1
     bias = torch.zeros(h, N, N, dtype=torch.float64)
     bias[:, :N // 2, N // 2:] = 16
-    for t, hardened in ((cpu.HARD_MASK_TEMPERATURE, True), (40.0, False)):
+    for t, is_tame in ((cpu.TAME_TEMPERATURE, True), (40.0, False)):
         temperature = torch.full((h,), t, dtype=torch.float64)
-        scale = cpu.shift_mask_scale(temperature, mask)
-        assert (scale != 1) == hardened
-        assert cpu.shift_mask_scale(temperature, None) == 1  # no mask: nothing to harden
-        assert cpu.shift_mask_scale(temperature, mask, compiling=True) == 1
+        assert cpu.tame(temperature) == is_tame
+        assert not cpu.tame(temperature, compiling=True)
 
-        def attend(mask_scale):
+        def attend(tame_logits):
             out = cpu.attend(q.float() * t, k.float(), v.float(), bias.float(), mask.float(),
-                             chunk_logits=h * N * N, mask_scale=mask_scale)
+                             chunk_logits=h * N * N, tame_logits=tame_logits)
             return out.double()
 
         logits = t * q @ k.transpose(-2, -1) + bias + mask.unsqueeze(1)
         want = (logits.softmax(-1) @ v).transpose(1, 2).reshape(nW, N, h * d)
         # the first region's queries see the other region's keys with weight e^(2t+16-100)
-        err = ((attend(scale) - want).abs().max() / v.abs().max()).item()
+        err = ((attend(is_tame) - want).abs().max() / v.abs().max()).item()
         assert err < 2 ** -22, (t, err)
-        if not hardened:  # the bound is needed: a hard mask would drop what the -100 keeps
-            err = ((attend(100.0) - want).abs().max() / v.abs().max()).item()
+        if is_tame:  # without the mask the logits span 2t + 16: all probabilities normal
+            p = (t * q @ k.transpose(-2, -1) + bias).float().softmax(-1)
+            assert p.min() >= torch.finfo(torch.float32).tiny, p.min()
+        else:  # the bound is needed: a hard mask would drop what the -100 keeps
+            err = ((attend(True) - want).abs().max() / v.abs().max()).item()
             assert err > 1e-3, err
 
 

@@ -20,6 +20,7 @@ what is saved for backward.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -33,8 +34,8 @@ from .onednn import backward_gemm, linear
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['HARD_MASK_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'attend', 'channels_first',
-           'flushed_softmax', 'head_major', 'mask_rows', 'shift_mask_scale']
+__all__ = ['TAME_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'attend', 'channels_first',
+           'flushed_softmax', 'head_major', 'mask_rows', 'tame']
 
 # elements of the (B, H, W, C) map that :func:`channels_first` transposes at a time: 1 MiB of
 # float32, which stays in cache
@@ -59,7 +60,8 @@ def channels_first(y: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def flushed_softmax(logits: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def flushed_softmax(logits: torch.Tensor, dim: int = -1,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax over the last dim (into ``out``, which may be ``logits``), with probabilities
     below the dtype's smallest normal number set to zero.
 
@@ -69,32 +71,38 @@ def flushed_softmax(logits: torch.Tensor, out: torch.Tensor | None = None) -> to
     ``torch.set_flush_denormal(True)`` did not help there. The change to the output is below
     the smallest normal number times |v|.
     """
-    p = torch.softmax(logits, -1, out=out) if out is not None else logits.softmax(-1)
+    p = torch.softmax(logits, dim, out=out) if out is not None else logits.softmax(dim)
     return torch.threshold_(p, torch.finfo(p.dtype).tiny, 0.0)
 
 
-# the largest temperature for which :func:`shift_mask_scale` hardens the shift mask
-HARD_MASK_TEMPERATURE = 31.5
+# the largest temperature at which the cpu path's attention skips the costs of subnormal
+# probabilities (see :func:`tame`)
+TAME_TEMPERATURE = 31.5
 
 
-def shift_mask_scale(temperature: torch.Tensor, mask: torch.Tensor | None,
-                     compiling: bool = False) -> float:
-    """The factor the cpu path multiplies the shift mask by: 100 where that changes no result
-    beyond float32 rounding (the heads' temperatures are at most
-    :data:`HARD_MASK_TEMPERATURE`), else 1 (also without a mask, and when compiling, where
-    the value would be read from a traced tensor).
+def tame(temperature: torch.Tensor, compiling: bool = False) -> bool:
+    """Whether the heads' temperatures are at most :data:`TAME_TEMPERATURE` (False when
+    compiling, where the value would be read from a traced tensor). Then the attention's
+    logits are tame enough for two shortcuts that change no result beyond float32 rounding:
 
-    The reference's mask adds -100 to the logits of keys from another region. Their
-    probabilities, about e^-100, are subnormal in float32, and the softmax's exp computes
-    them many times slower on Intel cores (a softmax of stage 1's windows at 512x512, 2
-    threads: 3.1 ms with the mask, 0.8 with -1000). Times 100 (-10^4, finite in float16) the
-    mask makes them exactly 0. They are at most e^(2 t + 16 - 100) of the largest probability
-    (cosines in [-1, 1], the position bias in (0, 16)), so for t <= 31.5 the N - 1 of them sum
-    to less than 2^-24.
+    - The shift mask times 100 (-10^4, finite in float16). The reference's -100 gives the
+      logits of keys from another region probabilities of about e^-100, subnormal in float32,
+      which the softmax's exp computes many times slower on Intel cores (stage 1's windows at
+      512x512, 2 threads: 3.1 ms with the mask, 0.8 with -1000); times 100 they are exactly
+      0. They are at most e^(2 t + 16 - 100) of the largest probability (cosines in [-1, 1],
+      the position bias in (0, 16)), so for t <= 31.5 the N - 1 of them sum to less than
+      2^-24.
+    - No flush (:func:`flushed_softmax`): the other logits of a row then span at most
+      2 t + 16 = 79, so every probability is at least e^-79 / N, a normal number in float32
+      and bf16 for windows up to 48 (:func:`_flush`).
     """
-    if mask is None or compiling:
-        return 1.0
-    return 100.0 if float(temperature.max()) <= HARD_MASK_TEMPERATURE else 1.0
+    return not compiling and float(temperature.max()) <= TAME_TEMPERATURE
+
+
+def _flush(dtype: torch.dtype, N: int, tame_logits: bool) -> bool:
+    """Whether a softmax over N tame (or not) logits in ``dtype`` may give subnormal
+    probabilities: whether its smallest normal number is above e^-(2 t + 16) / N."""
+    return not tame_logits or torch.finfo(dtype).tiny * N > math.exp(-2 * TAME_TEMPERATURE - 16)
 
 
 def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
@@ -128,7 +136,7 @@ def mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None:
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Tensor,
-           mask: torch.Tensor | None, chunk_logits: int, mask_scale: float = 1.0) -> torch.Tensor:
+           mask: torch.Tensor | None, chunk_logits: int, tame_logits: bool = False) -> torch.Tensor:
     """``softmax(q k^T + pos_bias + mask) v`` in each window and head, ``chunk_logits``
     logits at a time.
 
@@ -141,7 +149,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
             projection).
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
-        mask_scale: the mask's factor (:func:`shift_mask_scale`).
+        tame_logits: the heads are :func:`tame`: the mask is taken times 100, the softmax
+            not flushed (where the dtype needs no flush).
 
     Returns:
         (B_, N, heads * d) in v's dtype
@@ -152,14 +161,16 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
     rows = min(step, B_) * h
     buffer = q.new_empty(rows, N, N)  # one logits buffer, updated in place
     narrow = v.dtype != q.dtype
+    scale = 100.0 if tame_logits else 1.0
+    softmax = flushed_softmax if _flush(q.dtype, N, tame_logits) else torch.softmax
     if narrow:  # the probabilities and the product in v's dtype
         probs, product = v.new_empty(rows, N, N), v.new_empty(rows, N, d)
     for i in range(0, B_, step):
         j = min(i + step, B_)
         n = (j - i) * h
         logits = attention_logits(q[i:j], k[i:j], pos_bias, mask_rows(mask, i, j),
-                                  out=buffer[:n], mask_scale=mask_scale)
-        p = flushed_softmax(logits.view(-1, N, N), out=buffer[:n])
+                                  out=buffer[:n], mask_scale=scale)
+        p = softmax(logits.view(-1, N, N), -1, out=buffer[:n])
         if narrow:
             p = probs[:n].copy_(p)
         # else q[i:j] is not read again: it takes the (n * heads, N, d) product
@@ -196,7 +207,7 @@ class CosineAttention(torch.autograd.Function):
         h = num_heads
         qkv = out = inv = t = None
         pos_bias = pos_bias.detach()
-        scale = shift_mask_scale(temperature, mask, execution.compiling)
+        tame_logits = tame(temperature, execution.compiling)
         inner = replace(execution, grad=False)  # nothing inside an autograd function records
         for i, j in window_chunks(B_, h, N, execution):
             # (n, N, 3C) -> (3, n, heads, N, d), a view
@@ -214,10 +225,10 @@ class CosineAttention(torch.autograd.Function):
             qkv[2, i:j] = raw[2]
             # the temperature goes into a copy of q: qkv keeps the unit vectors for backward
             out[i:j] = attend(qkv[0, i:j] * t, qkv[1, i:j], qkv[2, i:j], pos_bias,
-                              mask_rows(mask, i, j), execution.chunk_logits, scale)
+                              mask_rows(mask, i, j), execution.chunk_logits, tame_logits)
         ctx.save_for_backward(x, weight, qkv, inv, temperature, pos_bias, mask, out)
         ctx.has_bias = qkv_bias is not None
-        ctx.execution, ctx.mask_scale = execution, scale
+        ctx.execution, ctx.tame = execution, tame_logits
         return out
 
     @staticmethod
@@ -236,6 +247,7 @@ class CosineAttention(torch.autograd.Function):
             if need[2] and ctx.has_bias else None
         dpos_bias = torch.zeros(pos_bias.shape, dtype=torch.float32, device=pos_bias.device)
         dtemperature = torch.zeros(h, dtype=torch.float32, device=pos_bias.device)
+        softmax = flushed_softmax if _flush(dt, N, ctx.tame) else torch.softmax
         for i, j in window_chunks(B_, h, N, ctx.execution):
             qh, kh, v = qkv[:, i:j]  # each (n, heads, N, d), contiguous
             gc = g[i:j].transpose(1, 2).contiguous()  # (n, heads, N, d)
@@ -243,8 +255,8 @@ class CosineAttention(torch.autograd.Function):
             rowdot = (g[i:j] * out[i:j].view(-1, N, h, d)).sum(-1)
             rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
             qs = qh * t
-            p = flushed_softmax(attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j),
-                                                 mask_scale=ctx.mask_scale))
+            p = softmax(attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j),
+                                         mask_scale=100.0 if ctx.tame else 1.0), -1)
             dqkv = torch.empty(j - i, N, 3, h, d, dtype=dt, device=qkv.device)
             dqkv[:, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
             # softmax backward: dS = P * (dP - rowsum(dO * O))

@@ -176,7 +176,7 @@ class SwinV2Block(nn.Module):
             y, x = self.mlp(x, execution)
             x = execution.residual(x, y, self.norm2, self.drop_path, inplace)
         else:
-            y, tokens = self.mlp(x.index_select(1, rows), execution)
+            y, tokens = self.mlp(select_tokens(x, rows), execution)
             x.index_copy_(1, rows,
                           execution.residual(tokens, y, self.norm2, self.drop_path, True))
         if self.norm3 is not None:
@@ -247,8 +247,17 @@ class _Reorder(torch.autograd.Function):
         return _gather(grad, ctx.back, ctx.back_fill), None, None, None, None
 
 
+def select_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(1, index)`` of (B, L, C) tokens; for one image through its (L, C) view,
+    whose ``index_select`` copies whole rows: on a Xeon (2 threads) 0.24 ms against 0.46 for
+    16384 x 96 tokens, 1.0 against 2.6 for 67200 x 96."""
+    if x.shape[0] == 1:
+        return x[0].index_select(0, index).unsqueeze(0)
+    return x.index_select(1, index)
+
+
 def _gather(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
-    y = x.index_select(1, index)
+    y = select_tokens(x, index)
     return y if fill is None else y.index_fill_(1, fill, 0)
 
 
