@@ -365,8 +365,7 @@ def reference_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.T
 
 
 def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
-                     mask: torch.Tensor | None, out: torch.Tensor | None = None,
-                     mask_scale: float = 1.0) -> torch.Tensor:
+                     mask: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
     """SwinV2's attention logits: ``temperature * cos(q, k) + pos_bias + shift mask``.
 
     Args:
@@ -375,8 +374,6 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
         pos_bias: (heads, N, N) ``16 * sigmoid(CPB)``.
         mask: (n, N, N) shift-mask rows of these n windows, or None.
         out: (n * heads, N, N) buffer to write into (the CPU kernels reuse one).
-        mask_scale: the mask is added times this (the CPU kernels' hard mask for tame heads,
-            :func:`~swinv2_backbone.kernels.cpu.tame`).
 
     Returns:
         (n, heads, N, N)
@@ -389,9 +386,5 @@ def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
                            out=out).view(n, h, N, N)
     logits += pos_bias
     if mask is not None:
-        mask = mask.unsqueeze(1).to(logits.dtype)
-        if mask_scale == 1:
-            logits += mask
-        else:  # in the same pass
-            logits.add_(mask, alpha=mask_scale)
+        logits += mask.unsqueeze(1).to(logits.dtype)
     return logits

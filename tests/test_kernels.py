@@ -38,11 +38,17 @@ def _plain_attention(x, weight, qkv_bias, temperature, pos_bias, mask, heads):
     return (attn.softmax(-1) @ v).transpose(1, 2).reshape(B_, N, C)
 
 
-def test_cosine_attention_backward_passes_gradcheck():
+@pytest.mark.parametrize('hot', [False, True])
+def test_cosine_attention_backward_passes_gradcheck(hot):
     """Finite differences in float64 against CosineAttention's hand-written backward, for x,
     the qkv weight and bias, the temperature and the position bias, with a shift mask and
-    chunks of 3 windows over 2 images of 4 windows."""
+    chunks of 3 windows over 2 images of 4 windows; ``hot``: one head's temperature above
+    ``TAME_TEMPERATURE`` (its mask kept at -100, the other's times 100)."""
     a = _windows()
+    if hot:
+        with torch.no_grad():
+            a['temperature'][1] = cpu.TAME_TEMPERATURE + 5
+    assert cpu.mask_scales(a['temperature']) == ([100, 1] if hot else [100, 100])
     execution = Execution('cpu', train_chunk_tokens=12)
     assert torch.autograd.gradcheck(
         lambda *t: cpu.CosineAttention.apply(*t, a['mask'], 2, execution),
@@ -252,11 +258,12 @@ def test_linear_takes_f_linear_where_onednn_does_not_apply():
 
 
 def test_tame_heads_shortcuts_equal_the_reference_and_only_there():
-    """For temperatures up to ``TAME_TEMPERATURE`` the cpu path multiplies the shift mask by 100
-    and skips the flush of subnormal probabilities. The worst case of the bound: every masked
-    key along q with the largest position bias, every other key against it without. There the
-    result equals the reference's -100 mask to float32 rounding, and every probability is a
-    normal number; above the bound the shortcuts are not taken, and would change the result."""
+    """Heads whose temperature is at most ``TAME_TEMPERATURE`` get the shift mask times 100 on
+    the cpu path, and where every head is tame the softmax is not flushed. The worst case of
+    the bound: every masked key along q with the largest position bias, every other key
+    against it without. There the result equals the reference's -100 mask to float32
+    rounding, and every probability is a normal number; a hotter head keeps the -100 (in a
+    block with tame heads too), where a hard mask would change the result."""
     nW, h, N, d = 2, 2, 16, 4
     q = torch.zeros(nW, h, N, d, dtype=torch.float64)
     q[..., 0] = 1
@@ -266,26 +273,28 @@ def test_tame_heads_shortcuts_equal_the_reference_and_only_there():
     k[:, :, region] *= -1  # the other region's keys along q: cos = 1; the own region's: -1
     bias = torch.zeros(h, N, N, dtype=torch.float64)
     bias[:, :N // 2, N // 2:] = 16
-    for t, is_tame in ((cpu.TAME_TEMPERATURE, True), (40.0, False)):
-        temperature = torch.full((h,), t, dtype=torch.float64)
-        assert cpu.tame(temperature) == is_tame
-        assert not cpu.tame(temperature, compiling=True)
+    tame, hot = cpu.TAME_TEMPERATURE, 40.0
+    for temps, want_scales in (((tame, tame), [100, 100]), ((hot, hot), [1, 1]),
+                               ((tame, hot), [100, 1])):
+        t = torch.tensor(temps, dtype=torch.float64).view(h, 1, 1)
+        assert cpu.mask_scales(t) == want_scales
+        assert cpu.mask_scales(t, compiling=True) == [1, 1]
 
-        def attend(tame_logits):
-            out = cpu.attend(q.float() * t, k.float(), v.float(), bias.float(), mask.float(),
-                             chunk_logits=h * N * N, tame_logits=tame_logits)
+        def attend(scales):
+            out = cpu.attend(q.float() * t.float(), k.float(), v.float(), bias.float(),
+                             mask.float(), chunk_logits=h * N * N, scales=scales)
             return out.double()
 
         logits = t * q @ k.transpose(-2, -1) + bias + mask.unsqueeze(1)
         want = (logits.softmax(-1) @ v).transpose(1, 2).reshape(nW, N, h * d)
         # the first region's queries see the other region's keys with weight e^(2t+16-100)
-        err = ((attend(is_tame) - want).abs().max() / v.abs().max()).item()
-        assert err < 2 ** -22, (t, err)
-        if is_tame:  # without the mask the logits span 2t + 16: all probabilities normal
+        err = ((attend(want_scales) - want).abs().max() / v.abs().max()).item()
+        assert err < 2 ** -22, (temps, err)
+        if temps == (tame, tame):  # unmasked, the logits span 2t + 16: all probabilities normal
             p = (t * q @ k.transpose(-2, -1) + bias).float().softmax(-1)
             assert p.min() >= torch.finfo(torch.float32).tiny, p.min()
-        else:  # the bound is needed: a hard mask would drop what the -100 keeps
-            err = ((attend(True) - want).abs().max() / v.abs().max()).item()
+        else:  # the bound is needed: a hard mask on the hot head drops what the -100 keeps
+            err = ((attend([100, 100]) - want).abs().max() / v.abs().max()).item()
             assert err > 1e-3, err
 
 

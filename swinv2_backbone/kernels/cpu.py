@@ -34,8 +34,8 @@ from .onednn import backward_gemm, linear
 if TYPE_CHECKING:  # the execution module calls the kernels
     from ..runtime.execution import Execution
 
-__all__ = ['TAME_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'attend', 'channels_first',
-           'flushed_softmax', 'head_major', 'mask_rows', 'tame']
+__all__ = ['TAME_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'add_mask', 'attend',
+           'channels_first', 'flushed_softmax', 'head_major', 'mask_rows', 'mask_scales']
 
 # elements of the (B, H, W, C) map that :func:`channels_first` transposes at a time: 1 MiB of
 # float32, which stays in cache
@@ -75,34 +75,52 @@ def flushed_softmax(logits: torch.Tensor, dim: int = -1,
     return torch.threshold_(p, torch.finfo(p.dtype).tiny, 0.0)
 
 
-# the largest temperature at which the cpu path's attention skips the costs of subnormal
-# probabilities (see :func:`tame`)
+# the largest temperature of a head whose attention the cpu path computes without subnormal
+# probabilities (see :func:`mask_scales`)
 TAME_TEMPERATURE = 31.5
+# the shift mask's factor for such a head: -100 -> -10^4, finite in float16
+_HARD = 100.0
 
 
-def tame(temperature: torch.Tensor, compiling: bool = False) -> bool:
-    """Whether the heads' temperatures are at most :data:`TAME_TEMPERATURE` (False when
-    compiling, where the value would be read from a traced tensor). Then the attention's
-    logits are tame enough for two shortcuts that change no result beyond float32 rounding:
+def mask_scales(temperature: torch.Tensor, compiling: bool = False) -> list[float]:
+    """Per head, the factor the cpu path adds the shift mask times: 100 for a tame head, whose
+    temperature is at most :data:`TAME_TEMPERATURE`, else 1 (all 1 when compiling, where the
+    value would be read from a traced tensor).
 
-    - The shift mask times 100 (-10^4, finite in float16). The reference's -100 gives the
-      logits of keys from another region probabilities of about e^-100, subnormal in float32,
-      which the softmax's exp computes many times slower on Intel cores (stage 1's windows at
-      512x512, 2 threads: 3.1 ms with the mask, 0.8 with -1000); times 100 they are exactly
-      0. They are at most e^(2 t + 16 - 100) of the largest probability (cosines in [-1, 1],
-      the position bias in (0, 16)), so for t <= 31.5 the N - 1 of them sum to less than
-      2^-24.
-    - No flush (:func:`flushed_softmax`): the other logits of a row then span at most
-      2 t + 16 = 79, so every probability is at least e^-79 / N, a normal number in float32
-      and bf16 for windows up to 48 (:func:`_flush`).
+    The reference's mask adds -100 to the logits of keys from another region. Their
+    probabilities, about e^-100, are subnormal in float32, and the softmax's exp computes
+    them several times slower on Intel cores (stage 1's windows at 512x512, 2 threads: 3.1 ms
+    with the mask, 0.8 with -1000). Times 100 they are exactly 0. In a tame head they are at
+    most e^(2 t + 16 - 100) of the row's largest (cosines in [-1, 1], the position bias in
+    (0, 16)): for t <= 31.5 the N - 1 of them sum to less than 2^-24, so the result is the
+    reference's to float32 rounding. And its other logits span at most 2 t + 16 = 79, so
+    every probability is at least e^-79 / N, a normal number: where every head is tame the
+    softmax needs no flush (:func:`_flush`).
     """
-    return not compiling and float(temperature.max()) <= TAME_TEMPERATURE
+    if compiling:
+        return [1.0] * temperature.numel()
+    return [_HARD if t <= TAME_TEMPERATURE else 1.0 for t in temperature.flatten().tolist()]
 
 
-def _flush(dtype: torch.dtype, N: int, tame_logits: bool) -> bool:
-    """Whether a softmax over N tame (or not) logits in ``dtype`` may give subnormal
-    probabilities: whether its smallest normal number is above e^-(2 t + 16) / N."""
-    return not tame_logits or torch.finfo(dtype).tiny * N > math.exp(-2 * TAME_TEMPERATURE - 16)
+def add_mask(logits: torch.Tensor, mask: torch.Tensor | None, scales: list[float]) -> None:
+    """``logits`` (n, heads, N, N) += the shift mask's rows (n, N, N) times each head's scale
+    (:func:`mask_scales`), in place: one pass where the heads' scales agree."""
+    if mask is None:
+        return
+    mask = mask.unsqueeze(1).to(logits.dtype)
+    if len(set(scales)) == 1:
+        logits.add_(mask, alpha=scales[0])
+        return
+    for head, scale in enumerate(scales):
+        logits[:, head:head + 1].add_(mask, alpha=scale)
+
+
+def _flush(dtype: torch.dtype, N: int, scales: list[float]) -> bool:
+    """Whether a softmax over N logits in ``dtype`` of heads with these mask scales may give
+    subnormal probabilities: a head is not tame, or the dtype's smallest normal number is
+    above a tame head's smallest probability, e^-(2 t + 16) / N (float16's is)."""
+    return min(scales) < _HARD or \
+        torch.finfo(dtype).tiny * N > math.exp(-2 * TAME_TEMPERATURE - 16)
 
 
 def head_major(qkv: torch.Tensor, temperature: torch.Tensor,
@@ -136,7 +154,8 @@ def mask_rows(mask: torch.Tensor | None, i: int, j: int) -> torch.Tensor | None:
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Tensor,
-           mask: torch.Tensor | None, chunk_logits: int, tame_logits: bool = False) -> torch.Tensor:
+           mask: torch.Tensor | None, chunk_logits: int,
+           scales: list[float] | None = None) -> torch.Tensor:
     """``softmax(q k^T + pos_bias + mask) v`` in each window and head, ``chunk_logits``
     logits at a time.
 
@@ -149,8 +168,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
             projection).
         pos_bias: (heads, N, N) position bias.
         mask: (num_windows, N, N) shift mask, or None; window w of image b is row b*nW + w.
-        tame_logits: the heads are :func:`tame`: the mask is taken times 100, the softmax
-            not flushed (where the dtype needs no flush).
+        scales: each head's factor of the mask (:func:`mask_scales`); None: 1.
 
     Returns:
         (B_, N, heads * d) in v's dtype
@@ -161,15 +179,15 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos_bias: torch.Te
     rows = min(step, B_) * h
     buffer = q.new_empty(rows, N, N)  # one logits buffer, updated in place
     narrow = v.dtype != q.dtype
-    scale = 100.0 if tame_logits else 1.0
-    softmax = flushed_softmax if _flush(q.dtype, N, tame_logits) else torch.softmax
+    scales = [1.0] * h if scales is None else scales
+    softmax = flushed_softmax if _flush(q.dtype, N, scales) else torch.softmax
     if narrow:  # the probabilities and the product in v's dtype
         probs, product = v.new_empty(rows, N, N), v.new_empty(rows, N, d)
     for i in range(0, B_, step):
         j = min(i + step, B_)
         n = (j - i) * h
-        logits = attention_logits(q[i:j], k[i:j], pos_bias, mask_rows(mask, i, j),
-                                  out=buffer[:n], mask_scale=scale)
+        logits = attention_logits(q[i:j], k[i:j], pos_bias, None, out=buffer[:n])
+        add_mask(logits, mask_rows(mask, i, j), scales)
         p = softmax(logits.view(-1, N, N), -1, out=buffer[:n])
         if narrow:
             p = probs[:n].copy_(p)
@@ -207,7 +225,7 @@ class CosineAttention(torch.autograd.Function):
         h = num_heads
         qkv = out = inv = t = None
         pos_bias = pos_bias.detach()
-        tame_logits = tame(temperature, execution.compiling)
+        scales = mask_scales(temperature, execution.compiling)
         inner = replace(execution, grad=False)  # nothing inside an autograd function records
         for i, j in window_chunks(B_, h, N, execution):
             # (n, N, 3C) -> (3, n, heads, N, d), a view
@@ -225,10 +243,10 @@ class CosineAttention(torch.autograd.Function):
             qkv[2, i:j] = raw[2]
             # the temperature goes into a copy of q: qkv keeps the unit vectors for backward
             out[i:j] = attend(qkv[0, i:j] * t, qkv[1, i:j], qkv[2, i:j], pos_bias,
-                              mask_rows(mask, i, j), execution.chunk_logits, tame_logits)
+                              mask_rows(mask, i, j), execution.chunk_logits, scales)
         ctx.save_for_backward(x, weight, qkv, inv, temperature, pos_bias, mask, out)
         ctx.has_bias = qkv_bias is not None
-        ctx.execution, ctx.tame = execution, tame_logits
+        ctx.execution, ctx.mask_scales = execution, scales
         return out
 
     @staticmethod
@@ -247,7 +265,7 @@ class CosineAttention(torch.autograd.Function):
             if need[2] and ctx.has_bias else None
         dpos_bias = torch.zeros(pos_bias.shape, dtype=torch.float32, device=pos_bias.device)
         dtemperature = torch.zeros(h, dtype=torch.float32, device=pos_bias.device)
-        softmax = flushed_softmax if _flush(dt, N, ctx.tame) else torch.softmax
+        softmax = flushed_softmax if _flush(dt, N, ctx.mask_scales) else torch.softmax
         for i, j in window_chunks(B_, h, N, ctx.execution):
             qh, kh, v = qkv[:, i:j]  # each (n, heads, N, d), contiguous
             gc = g[i:j].transpose(1, 2).contiguous()  # (n, heads, N, d)
@@ -255,8 +273,9 @@ class CosineAttention(torch.autograd.Function):
             rowdot = (g[i:j] * out[i:j].view(-1, N, h, d)).sum(-1)
             rowdot = rowdot.transpose(1, 2).unsqueeze(-1)
             qs = qh * t
-            p = softmax(attention_logits(qs, kh, pos_bias_dt, mask_rows(mask, i, j),
-                                         mask_scale=100.0 if ctx.tame else 1.0), -1)
+            logits = attention_logits(qs, kh, pos_bias_dt, None)
+            add_mask(logits, mask_rows(mask, i, j), ctx.mask_scales)
+            p = softmax(logits, -1)
             dqkv = torch.empty(j - i, N, 3, h, d, dtype=dt, device=qkv.device)
             dqkv[:, :, 2] = (p.transpose(-2, -1) @ gc).transpose(1, 2)
             # softmax backward: dS = P * (dP - rowsum(dO * O))

@@ -342,7 +342,7 @@ def _cpu_inference(e, x, weight, qkv_bias, temperature, pos_bias, mask, num_head
     # logits would put errors of tenths into the softmax
     with torch.autocast('cpu', enabled=False) if e.bf16_inference else nullcontext():
         out = cpu.attend(*cpu.head_major(qkv, temperature, num_heads), pos_bias, mask,
-                         e.chunk_logits, cpu.tame(temperature, e.compiling))
+                         e.chunk_logits, cpu.mask_scales(temperature, e.compiling))
     # in the projection's dtype (head_major): bf16 under autocast, which the output
     # projection takes as it is; otherwise the input's
     return out, x
