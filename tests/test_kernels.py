@@ -322,6 +322,18 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
         assert not decide('cpu', x.requires_grad_(), module).bf16_inference
 
 
+@pytest.mark.parametrize('block', [40, 10 ** 6])
+def test_channels_first_is_the_contiguous_permute_in_blocks_of_rows(monkeypatch, block):
+    """The cpu path's NCHW copy of a stage's map: blocks of rows that do not divide the
+    height (40 elements: one 7 x 5 row at a time), or the whole map at once."""
+    monkeypatch.setattr(cpu, '_TRANSPOSE_BLOCK', block)
+    y = torch.randn(2, 13, 7, 5)
+    got = cpu.channels_first(y)
+    assert got.is_contiguous() and torch.equal(got, y.permute(0, 3, 1, 2))
+    y = torch.randn(1, 9, 4, 6)[:, 1:]  # a cropped view, as a padded map's output is
+    assert torch.equal(cpu.channels_first(y), y.permute(0, 3, 1, 2))
+
+
 def test_softmax_sets_only_subnormal_probabilities_to_zero():
     """The shift mask's -100 gives probabilities of about 4e-44, subnormal in float32 (slow
     operands on Intel cores): ``flushed_softmax`` zeroes exactly those, the rest is softmax's."""

@@ -5,14 +5,16 @@ On a CPU the attention of 64-token windows is fastest as bmm, softmax, bmm over 
 stay in cache (1.5-2.4x ``F.scaled_dot_product_attention``'s flash kernel here), and training
 memory is dominated by what autograd saves. So:
 
-- :func:`attend` builds the logits (:func:`~swinv2_backbone.ops.attention_logits`) of
-  ``Execution.chunk_logits`` at a time into one buffer, softmax in place
-  (:func:`flushed_softmax`), P @ V into q's storage;
+- :func:`attend` builds the logits (:func:`~swinv2_backbone.ops.attention_logits`, the
+  shift mask by :func:`add_mask`) of ``Execution.chunk_logits`` at a time into one buffer,
+  softmax in place (flushed where subnormal probabilities can arise: :func:`mask_scales`),
+  P @ V into q's storage;
 - :func:`head_major` splits a qkv projection into unit q (temperature folded in), unit k and v,
   head-major, in one pass;
 - :class:`CosineAttention` (qkv projection + attention) saves the unit q/k/v and recomputes the
   attention maps in backward, a few windows at a time;
 - :class:`GeluMlp` saves the fc1 output and recomputes the GELU in backward.
+- :func:`channels_first` copies a stage's output map to NCHW a few rows at a time.
 
 Each is tested against the reference path (tests/test_paths.py) and with ``gradcheck``
 (tests/test_kernels.py). Nothing here allocates a whole stage's worth of temporaries besides

@@ -221,8 +221,8 @@ class Execution:
 
     def channels_first(self, y: torch.Tensor) -> torch.Tensor:
         """A (B, H, W, C) map as a contiguous (B, C, H, W) one: on the cpu path without
-        autograd or compiling a few rows at a time (:func:`~swinv2_backbone.kernels.cpu.
-        channels_first`), otherwise by one copy."""
+        autograd or compiling a few rows at a time
+        (:func:`~swinv2_backbone.kernels.cpu.channels_first`), otherwise by one copy."""
         if self.path == 'cpu' and not (self.grad or self.compiling):
             return cpu.channels_first(y)
         return y.permute(0, 3, 1, 2).contiguous()
