@@ -23,7 +23,9 @@ To change the attention, edit:
 2. each backend of :data:`~swinv2_backbone.runtime.execution.ATTENTION_BACKENDS` (one interface):
    the cpu path's :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
    hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
-   :func:`~swinv2_backbone.kernels.cpu.attend` (inference); the batched path's
+   :func:`~swinv2_backbone.kernels.cpu.attend` (inference), whose shift mask is scaled per
+   head by :func:`~swinv2_backbone.kernels.cpu.mask_scales` (a bound that assumes the -100
+   mask, cosines and a position bias in (0, 16)); the batched path's
    :func:`~swinv2_backbone.kernels.device.window_attention` with
    :class:`~swinv2_backbone.kernels.device.QkvHeads` and, fused, the Triton kernels of
    :func:`~swinv2_backbone.kernels.fused.qkv_heads` (forward, and backward, which restates
