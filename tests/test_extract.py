@@ -135,6 +135,9 @@ def test_a_model_without_weights_says_its_features_are_random(tmp_path, images):
     assert 'no checkpoint: the backbone has random weights' in run.stderr
 
 
+# the oldest environment runs the one-process extraction; torchrun's only the latest (CI time,
+# tests/conftest.py)
+@pytest.mark.latest_only
 def test_two_processes_write_exactly_the_files_and_values_of_one(tmp_path, images):
     """torchrun with 2 gloo processes shares the images by batches of one size: the same files,
     index and feature values (bit for bit) as one process; a rerun resumes."""

@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from swinv2_backbone.compat import TORCH_VERSION
 from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / 'configs' / 'demo'
 DET = DEMO / 'mask-rcnn_swinv2-nano_shapes.py'
 SEG = DEMO / 'upernet_swinv2-nano_shapes.py'
-# Tests the oldest environment (torch 2.1) leaves to the latest, to keep CI's two runs under
-# 40 minutes: a family's model code is the host's, run by both; our backbone and the tools are
-# the same in every family, and the oldest still runs them with a detector of each kind and a
-# segmenter.
-latest_only = pytest.mark.skipif(TORCH_VERSION < (2, 6),
-                                 reason='run in the latest environment only (CI time)')
+# Tests the oldest environment (torch 2.1) leaves to the latest (``latest_only``, see
+# tests/conftest.py): a family's model code is the host's, run by both; our backbone and the
+# tools are the same in every family, and the oldest still runs them with a detector of each
+# kind and a segmenter. Of the benchmark tool, the oldest runs the tests without models.
+latest_only = pytest.mark.latest_only
 # a small variant of each model family the configs in configs/ use, on the shapes data in the
 # real formats (COCO instances, COCO panoptic PNG + JSON, COCO-stuff maps, ADE20K PNGs):
 # each trains, validates and resumes; the first of each host is then tested by tools/test.py
@@ -195,6 +193,7 @@ def test_get_flops_reports_swinv2_tiny_at_256():
     assert abs(float(total.split(' ')[0]) - sum(gflops.values())) < 0.05
 
 
+@latest_only
 def test_get_flops_measures_an_ade20k_config_at_its_crop_with_the_decode_head():
     code, out = run(sys.executable, str(ROOT / 'tools' / 'get_flops.py'), str(
         ROOT / 'configs' / 'mmseg' / 'upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'))
@@ -204,6 +203,7 @@ def test_get_flops_measures_an_ade20k_config_at_its_crop_with_the_decode_head():
     assert decode > 100  # UperNet's head at 512 x 512 costs more than the SwinV2-T backbone
 
 
+@latest_only
 def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     """tools/benchmark.py end to end at a small size: a row per implementation (ours in fp32 as
     well under --amp bf16) with its op count, both matmul rates, the bf16 speed ratio and error
@@ -294,6 +294,7 @@ def test_benchmark_default_rows_per_device_mode_runtime_and_shapes():
         <= set(varying)
 
 
+@latest_only
 def test_benchmark_tool_times_varying_shapes(tmp_path):
     """``tools/benchmark.py --resize``: a training run whose shape changes every round, timed by
     the mean, its shapes in the JSON; rows of one size are refused by name."""
@@ -371,6 +372,7 @@ def test_keep_freed_memory_lets_freed_memory_be_taken_again_without_page_faults(
             keep_freed_memory(limit)
 
 
+@latest_only
 @pytest.mark.parametrize('name', ['swinv2_backbone (openvino)', 'timm (openvino)',
                                   'swinv2_backbone (onnxruntime, static)',
                                   'timm (onnxruntime, static)'])
