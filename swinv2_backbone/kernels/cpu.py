@@ -64,14 +64,16 @@ def channels_first(y: torch.Tensor) -> torch.Tensor:
 
 def flushed_softmax(logits: torch.Tensor, dim: int = -1,
                     out: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax over the last dim (into ``out``, which may be ``logits``), with probabilities
-    below the dtype's smallest normal number set to zero.
+    """``torch.softmax(logits, dim)`` (into ``out``, which may be ``logits``), with
+    probabilities below the dtype's smallest normal number set to zero; the softmax of heads
+    :func:`mask_scales` cannot rule such probabilities out for (see :func:`_flush`).
 
     The shift mask's -100 makes probabilities of about e^-100 = 4e-44, subnormal in float32:
     Intel cores multiply subnormal operands many times slower (a P @ V bmm of stage 3 at
     512x512 took 2.2 ms instead of 0.3 on a Xeon with AMX; AMD's EPYCs do not slow down), and
-    ``torch.set_flush_denormal(True)`` did not help there. The change to the output is below
-    the smallest normal number times |v|.
+    ``torch.set_flush_denormal(True)`` sets only the calling thread's flag, not those of
+    PyTorch's other threads. The change to the output is below the smallest normal number
+    times |v|.
     """
     p = torch.softmax(logits, dim, out=out) if out is not None else logits.softmax(dim)
     return torch.threshold_(p, torch.finfo(p.dtype).tiny, 0.0)
