@@ -229,6 +229,13 @@ def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     assert 'bf16 autocast:' in proc.stdout and 'bf16-rounded weights' in proc.stdout
 
 
+def test_benchmark_tool_refuses_a_memory_median_of_no_runs():
+    proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--memory-runs', '0'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert '--memory-runs must be at least 1, not 0' in proc.stderr
+
+
 def test_keep_ratio_batches_are_the_shapes_mmdets_pipeline_makes():
     """The varying shapes of ``tools/benchmark.py --resize``: for pairs of COCO sizes, the padded
     batch that mmdet's own ``Resize(scale=(1333, 800), keep_ratio=True)`` and
@@ -418,7 +425,9 @@ def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay()
 
 def test_memory_of_a_step_is_measured_in_its_own_process():
     from swinv2_backbone.devkit import benchmark
-    assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1) > 0
+    assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1, runs=1) > 0
+    with pytest.raises(ValueError, match='runs must be a positive int, not 0'):
+        benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1, runs=0)
 
 
 def test_the_gemm_bound_is_the_model_flops_at_the_fastest_matmul_rate():

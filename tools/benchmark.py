@@ -3,12 +3,14 @@
 
     python tools/benchmark.py [--device cpu|cuda] [--amp bf16|fp16] [--size H W] [--window 8]
                               [--mode inference|training] [--batch 1] [--rounds 10]
-                              [--warmup 2] [--impls NAME ...] [--no-memory] [--json FILE]
+                              [--warmup 2] [--impls NAME ...] [--no-memory] [--memory-runs 3]
+                              [--json FILE]
                               [--runtime onnxruntime|openvino] [--resize 1333 800]
                               [--keep-freed-memory]
 
 Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
-GPU); peak memory is measured per implementation (on CPU in a process of its own); op counts are
+GPU); peak memory is measured per implementation (on CPU the median of --memory-runs fresh
+processes of its own); op counts are
 the kernel-launching ATen ops of one step on the meta device, the paths a GPU takes. With
 --amp bf16 on a CPU our own float32 runs in the same rounds too, and the bf16 features are
 compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='default: all but with_cp and the GEMM libraries, cuda_graph and '
                              'unfused only on a GPU, graphed peers only in inference')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
+    parser.add_argument('--memory-runs', type=int, default=3,
+                        help='CPU: fresh processes per implementation whose median peak is '
+                        'reported (default 3)')
     parser.add_argument('--saved', action='store_true',
                         help='training: also the MiB a CUDA step keeps for backward, '
                         'estimated on fake CUDA tensors (devkit/activations.py)')
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--keep-freed-memory', action='store_true',
                         help='keep freed CPU memory for reuse (glibc), for every implementation')
     args = parser.parse_args(argv)
+    if args.memory_runs < 1:
+        parser.error(f'--memory-runs must be at least 1, not {args.memory_runs}')
     device = torch.device(args.device)
     if args.runtime and (device.type != 'cpu' or args.mode != 'inference'):
         parser.error('--runtime: exported models run CPU inference only')
@@ -123,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_memory:
         for name in args.impls:
             print(f'  peak memory of {name} ...')
-            memory[name] = bench.measure_memory(name, size, args.window, args.mode, args.batch) \
-                if cpu else bench.cuda_step_peak_mb(name, size, args.window, args.mode,
-                                                    args.batch, amp)
+            memory[name] = bench.measure_memory(
+                name, size, args.window, args.mode, args.batch, args.memory_runs) if cpu \
+                else bench.cuda_step_peak_mb(name, size, args.window, args.mode, args.batch, amp)
 
     saved = {}
     if args.saved and args.mode == 'training':
