@@ -12,8 +12,9 @@ Elsewhere there is less or nothing to gain (BENCHMARKS.md):
   slows down on the transposed operands of the backward, and in interleaved training steps the
   best round was MKL's in each of four runs, by 7-19%; in inference oneDNN's was 8% faster
   (296 against 320 ms at 512x512, session 17, on an EPYC with AVX-512 limited to AVX2:
-  ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``; no Intel CPU without AVX-512 was
-  measured, so there MKL stays);
+  ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``), where on a Xeon limited alike MKL's
+  was 0-5% faster (512x512 and 800x1344, session 24), so on Intel CPUs without AVX-512 MKL
+  stays;
 - in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
   AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
   model's own shapes within 10% either way, and the training step (whose backward GEMMs read
