@@ -7,8 +7,8 @@ over rounds, warm-up excluded. On a GPU each step is timed with CUDA events.
 Peak memory: on CPU each implementation in fresh processes of its own (``measure_memory``: the
 median of a few, as one process's figure moves by about 10%): the kernel's resident high-water
 mark is reset before a step and read after it (Linux ``clear_refs``), less the resident size
-before the step. On a GPU, the allocator's peak during
-the first step less what was allocated before it (``cuda_step_peak_mb``).
+before the step. On a GPU, the allocator's peak during the first step less what was allocated
+before it (``cuda_step_peak_mb``).
 Op counts: kernel-launching ATen ops of one step on the meta device (``opcount.py``).
 Varying shapes: with ``shapes``, each round's input has the next shape of the list (the same for
 every implementation in the round), as in mmdet's detection recipes (:func:`keep_ratio_shapes`).
