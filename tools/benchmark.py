@@ -10,11 +10,11 @@
 
 Latency is the median over interleaved rounds in one process (warm-up excluded; CUDA events on a
 GPU); peak memory is measured per implementation (on CPU the median of --memory-runs fresh
-processes of its own); op counts are the kernel-launching ATen ops of one step on the meta
-device, the paths a GPU takes. With --amp bf16 on a CPU our own float32 runs in the same rounds
-too, and the bf16 features are compared with float32. ``--runtime`` adds our ONNX export and timm's, run by onnxruntime or
-OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved rounds:
-files for any size (dynamic axes), and files fixed at --size (``, static``).
+processes of its own); op counts are the kernel-launching ATen ops of one step on the meta device,
+the paths a GPU takes. With --amp bf16 on a CPU our own float32 runs in the same rounds too, and
+the bf16 features are compared with float32. ``--runtime`` adds our ONNX export and timm's, run by
+onnxruntime or OpenVINO (with --amp bf16: OpenVINO's bf16 precision hint), to the same interleaved
+rounds: files for any size (dynamic axes), and files fixed at --size (``, static``).
 ``--resize 1333 800`` gives each round a new input shape instead of --size, the padded batch
 of COCO-sized images that mmdet's ``Resize(scale=(1333, 800), keep_ratio=True)`` and
 ``pad_size_divisor=32`` make (a shape per step, as in training a detector); latency is then the
