@@ -18,7 +18,7 @@ listed before it, which ``tests/test_lint.py`` checks):
 from .apps.export import export_backbone_neck, export_onnx
 from .apps.extract import build_extractor, extract_features
 from .compat import allow_mmengine_checkpoints
-from .hosts.distributed import SwinV2FSDPStrategy, swinv2_wrap_policy
+from .hosts.distributed import SwinV2FSDPStrategy, SwinV2WrapPolicy, swinv2_wrap_policy
 from .hosts.optim import SwinV2LayerDecayOptimWrapperConstructor
 from .hosts.registry import register_all
 from .model.backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
@@ -31,7 +31,8 @@ REGISTERED_SCOPES = register_all()
 allow_mmengine_checkpoints()
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'LoadReport', 'REGISTERED_SCOPES', 'SwinV2Backbone',
-           'SwinV2FSDPStrategy', 'SwinV2LayerDecayOptimWrapperConstructor', '__version__',
+           'SwinV2FSDPStrategy', 'SwinV2LayerDecayOptimWrapperConstructor', 'SwinV2WrapPolicy',
+           '__version__',
            'build_extractor', 'convert_state_dict', 'detect_format', 'export_backbone_neck',
            'export_onnx', 'extract_features', 'load_pretrained', 'read_checkpoint',
            'save_checkpoint', 'swinv2_wrap_policy']
