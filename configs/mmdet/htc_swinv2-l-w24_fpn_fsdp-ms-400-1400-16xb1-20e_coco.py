@@ -7,6 +7,6 @@
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
 #   downloaded into torch.hub's cache on first use, as in the DDP config.
 # Changes from ./htc_swinv2-l-w24_fpn_ms-400-1400-16xb1-20e_coco.py: mmengine's FlexibleRunner
-# with FSDP (../_base_/swinv2_fsdp.py: one unit per SwinV2 block, bf16 mixed precision, whole
-# checkpoints); the training recipe is unchanged.
+# with FSDP (../_base_/swinv2_fsdp.py: units for the backbone and each block, the backbone in
+# bf16 with neck and heads float32, whole checkpoints); the training recipe is unchanged.
 _base_ = ['./htc_swinv2-l-w24_fpn_ms-400-1400-16xb1-20e_coco.py', '../_base_/swinv2_fsdp.py']

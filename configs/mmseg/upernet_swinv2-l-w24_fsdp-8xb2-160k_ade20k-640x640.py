@@ -7,7 +7,7 @@
 #   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
 #   downloaded into torch.hub's cache on first use, as in the DDP config.
 # Changes from ./upernet_swinv2-l-w24_8xb2-160k_ade20k-640x640.py: mmengine's FlexibleRunner
-# with FSDP (../_base_/swinv2_fsdp.py: one unit per SwinV2 block, bf16 mixed precision, whole
-# checkpoints) and with_cp on; the training recipe is unchanged.
+# with FSDP (../_base_/swinv2_fsdp.py: units for the backbone and each block, the backbone in
+# bf16 with neck and heads float32, whole checkpoints) and with_cp on; the training recipe is unchanged.
 _base_ = ['./upernet_swinv2-l-w24_8xb2-160k_ade20k-640x640.py', '../_base_/swinv2_fsdp.py']
 model = dict(backbone=dict(with_cp=True))
