@@ -169,6 +169,9 @@ def test_package_imports_without_host_libraries(hidden):
     (torch.randint(0, 255, (1, 3, 32, 32)), TypeError, 'floating-point.*int64'),
     (torch.randn(1, 3, 3, 32), ValueError, r'\(3, 32\) is smaller than one 4x4 patch'),
     ([[1.0]], TypeError, 'torch.Tensor, got list'),
+    (torch.randn(1, 3, 32, 32, dtype=torch.float64), TypeError,
+     r'input dtype torch.float64 differs from the model\'s torch.float32 weights'),
+    (torch.randn(1, 3, 32, 32).half(), TypeError, 'input dtype torch.float16 differs'),
 ])
 def test_bad_input_names_the_problem(x, exc, match):
     with pytest.raises(exc, match=match):

@@ -247,14 +247,23 @@ def _resnet_state_dict():
      'Swin v1 checkpoint'),
     (lambda p: torch.save(_resnet_state_dict(), p), ValueError, 'not a SwinV2 checkpoint'),
     (lambda p: torch.save({'epoch': 3}, p), ValueError, 'holds no tensors'),
+    ('onnx', ValueError, r'bad.onnx is an exported model .ONNX, OpenVINO or TensorRT., not a '
+     'checkpoint'),
 ])
 def test_bad_checkpoints_fail_with_a_clear_error(tmp_path, ref, make, exc, match):
     path = tmp_path / 'bad.pth'
+    if make == 'onnx':  # a real ONNX graph, as tools/export.py writes one
+        import onnx
+        path = tmp_path / 'bad.onnx'
+        graph = onnx.helper.make_graph([onnx.helper.make_node('Relu', ['x'], ['y'])], 'g',
+                                       [onnx.helper.make_tensor_value_info('x', 1, [1])],
+                                       [onnx.helper.make_tensor_value_info('y', 1, [1])])
+        onnx.save(onnx.helper.make_model(graph), str(path))
     if make == 'truncated':
         torch.save({'model': to_official(ref)}, path)
         data = path.read_bytes()
         path.write_bytes(data[:len(data) // 2])
-    elif make is not None:
+    elif make is not None and make != 'onnx':
         make(path)
     with pytest.raises(exc, match=match):
         ours(path)

@@ -53,6 +53,30 @@ def test_outputs_follow_the_declared_contract(tmp_path, images):
                                                  channels=c)
 
 
+def test_a_folder_or_pattern_given_as_one_string_is_searched_not_spelt(tmp_path, images):
+    """From Python as from the tool: one string is one input (a folder here, a glob below)."""
+    summary = extract_features(model(), str(images), tmp_path / 'out', progress=False)
+    assert len(summary.done) == 3 and list(summary.failed) == [str(images / 'broken.jpg')]
+    summary = extract_features(model(), images / 'sub', tmp_path / 'sub', progress=False)
+    assert len(summary.done) == 2 and not summary.failed
+    assert find_images(str(images / '*.png')) == [images / 'a.png']
+
+
+def test_an_empty_folder_or_pattern_is_an_error_not_an_empty_run(tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    (empty / 'notes.txt').write_text('no images here')
+    with pytest.raises(FileNotFoundError, match='no image .* in the folder'):
+        extract_features(model(), str(empty), tmp_path / 'out', progress=False)
+    with pytest.raises(FileNotFoundError, match='no image matches'):
+        find_images([str(empty / '*.txt')])
+    assert not (tmp_path / 'out').exists()  # nothing written
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'extract_features.py'),
+                           str(empty), '--out', str(tmp_path / 'out'), '--arch', 'tiny'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and 'error: no image' in proc.stderr, proc.stderr[-2000:]
+
+
 def test_rerun_skips_finished_images_and_keeps_their_files(tmp_path, images):
     out = tmp_path / 'out'
     extract_features(model(), find_images([str(images)]), out, progress=False)

@@ -452,3 +452,56 @@ def test_demo_pictures_draw_at_the_threshold_with_the_best_f1():
         labels=torch.tensor([0, 2, 1]), scores=torch.tensor([0.9, 0.6, 0.3]))
     threshold, f1 = best_f1_threshold([sample])
     assert threshold == pytest.approx(0.3) and f1 == pytest.approx(0.8)
+
+
+def test_demo_pictures_show_predicted_masks_on_shapes_of_their_own_colour():
+    """The shapes are painted in their class colours: a mask drawn as a tint of that colour
+    was invisible. Much of the mask must now differ from the shape, and the box still shows."""
+    import numpy as np
+    from PIL import Image
+
+    from swinv2_backbone.devkit.demo import COLOURS, draw_instances
+    img = np.full((40, 40, 3), 200, np.uint8)
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True
+    img[mask] = COLOURS[1]
+    out = np.asarray(draw_instances(Image.fromarray(img), [[10, 10, 30, 30]], [1], [mask], 2))
+    inside = out[np.kron(mask, np.ones((2, 2), bool))].astype(int)
+    changed = np.abs(inside - np.array(COLOURS[1])).sum(1) > 60
+    assert changed.mean() > 0.3, changed.mean()
+
+
+def test_demo_without_torchvision_finishes_with_its_picture_and_summary(tmp_path):
+    """No extra installs torchvision: the demo (a few iterations) runs to its picture and
+    summary with torchvision hidden from the import system, as if not installed."""
+    boot = ("import runpy, sys\n"
+            "sys.modules['torchvision'] = None\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
+                    str(tmp_path), '--det-iters', '2', '--seg-iters', '2', '--num-train', '4',
+                    '--num-val', '2')
+    assert code == 1 and '[demo] BELOW TARGET' in out, out[-3000:]  # 2 iterations learn nothing
+    assert (tmp_path / 'predictions.png').stat().st_size > 0
+    assert 'coco/bbox_mAP' in out and "No module named 'torchvision'" not in out
+
+
+def test_demo_missing_a_host_says_so_before_it_starts(tmp_path):
+    boot = ("import runpy, sys\n"
+            "sys.modules['mmseg'] = None\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
+                    str(tmp_path / 'demo'))
+    assert code == 2 and 'but mmseg does not import here' in out, out[-2000:]
+    assert not (tmp_path / 'demo').exists()  # checked before any work
+
+
+def test_a_config_key_typo_is_one_error_line_naming_the_key(tmp_path, data):
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'test.py'), str(SEG),
+                    str(tmp_path / 'none.pth'), *options(data, 'mmseg', 2,
+                                                         **{'model.backbone.window_sise': 8}))
+    assert code == 2, out[-2000:]
+    assert "error: model.backbone: SwinV2Backbone has no argument 'window_sise'; did you mean " \
+           "'window_size'?" in out
+    assert 'Traceback' not in out

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The main job on an embedded default: train a SwinV2 detector and segmenter that learn.
+"""Train a small SwinV2 Mask R-CNN and UperNet from scratch on synthetic shapes, on a CPU.
 
 1. write a synthetic shapes dataset in COCO format and its ADE20K-format twin;
 2. train ``configs/demo/mask-rcnn_swinv2-nano_shapes.py`` (mmdet) and
@@ -28,6 +28,7 @@ from swinv2_backbone.devkit.demo import (COLOURS, best_f1_threshold, draw_instan
                                          titled, train_and_evaluate, train_options,
                                          val_predictions)
 from swinv2_backbone.devkit.synthetic import make_shapes_dataset
+from swinv2_backbone.hosts.runner import require_host
 
 ROOT = Path(__file__).resolve().parent.parent
 DET_CONFIG = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_shapes.py'
@@ -68,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--num-train', type=int, default=200)
     parser.add_argument('--num-val', type=int, default=50)
     args = parser.parse_args(argv)
+    try:  # before any work: the run takes minutes
+        for host in ('mmdet', 'mmseg'):
+            require_host(host)
+    except ImportError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     out = Path(args.out).resolve()
     start = time.perf_counter()
 

@@ -37,10 +37,15 @@ from swinv2_backbone.runtime.allocator import keep_freed_memory
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('images', nargs='+')
+    parser.add_argument('images', nargs='+', metavar='IMAGES',
+                        help='image files, folders (searched recursively) or glob patterns '
+                             "(quoted: 'imgs/*.jpg'); a folder or pattern with no image is an "
+                             'error')
     parser.add_argument('--out', required=True, help='output directory')
     add_backbone_arguments(parser)
-    parser.add_argument('--resize', default='keep')
+    parser.add_argument('--resize', default='keep',
+                        help="'keep' (each image at its size, default), 'short:N' (shorter "
+                             "side N, aspect kept) or 'fixed:HxW'")
     parser.add_argument('--format', default='npz', choices=['npz', 'safetensors'])
     parser.add_argument('--fp16', action='store_true', help='store float16')
     parser.add_argument('--batch-size', type=int, default=4)

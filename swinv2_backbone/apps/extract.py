@@ -37,20 +37,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-def find_images(inputs: Iterable[str]) -> list[Path]:
-    """Files, folders (searched recursively) and glob patterns -> sorted unique image paths."""
+def find_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (searched recursively) and glob patterns -> sorted unique image paths.
+
+    One string or path is one input, not a sequence of characters. A folder or pattern with no
+    image in it raises, as a path that does not exist does."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found += [p for p in sorted(path.rglob('*')) if p.suffix.lower() in IMAGE_SUFFIXES]
+            images = [p for p in sorted(path.rglob('*')) if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise FileNotFoundError(f'no image ({", ".join(sorted(IMAGE_SUFFIXES))}) in the '
+                                        f'folder {item}')
+            found += images
         elif path.is_file():
             found.append(path)
         else:
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f'no image matches {item!r}')
-            found += [Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_SUFFIXES]
+            matches = [Path(m) for m in sorted(glob.glob(str(item), recursive=True))]
+            images = [m for m in matches if m.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise FileNotFoundError(f'no image matches {str(item)!r}')
+            found += images
     return list(dict.fromkeys(found))
 
 
@@ -264,13 +274,15 @@ def _load(image: Path) -> Image.Image:
         return im.convert('RGB')
 
 
-def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
+def extract_features(model: SwinV2Backbone,
+                     images: str | os.PathLike | Iterable[str | os.PathLike],
                      out_dir: str | os.PathLike, fmt: str = 'npz', resize: str = 'keep',
                      fp16: bool = False, batch_size: int = 4, vis: bool = False,
                      single_file: str | os.PathLike | None = None,
                      progress: bool = True, amp: torch.dtype | None = None,
                      shard: tuple[int, int] = (0, 1)) -> ExtractSummary:
-    """Run ``model`` over ``images``; write each image's pyramid under ``out_dir``.
+    """Run ``model`` over ``images`` (files, folders, glob patterns: :func:`find_images`);
+    write each image's pyramid under ``out_dir``.
 
     Per-image outputs mirror the input folders, named after the image, and ``index.json`` in
     ``out_dir`` maps each image to its file (and lists the failed ones). An image whose output
@@ -293,7 +305,7 @@ def extract_features(model: SwinV2Backbone, images: Iterable[str | Path],
     if single_file is not None and world > 1:
         raise ValueError('single_file with several processes: each would write the one file; '
                          'extract per-image files (the default), which processes share')
-    images = [Path(p) for p in images]
+    images = find_images(images)  # a folder or pattern given as one string, too
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parents = {p.parent for p in images}

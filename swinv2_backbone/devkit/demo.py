@@ -54,14 +54,14 @@ def best_f1_threshold(samples, iou: float = 0.5) -> tuple[float, float]:
     """The score threshold whose detections have the best F1 against the ground truth
     (a detection is right when it overlaps an unmatched box of its class by ``iou``), and that
     F1: what a picture should show, where a fixed 0.5 hides detections the mAP counts."""
-    from torchvision.ops import box_iou
+    from mmdet.structures.bbox import bbox_overlaps
     scored = []  # (score, right) of every detection
     total = 0
     for sample in samples:
         gt, pred = sample.gt_instances, sample.pred_instances
         total += len(gt)
         taken = torch.zeros(len(gt), dtype=torch.bool)
-        overlaps = box_iou(pred.bboxes, gt.bboxes) if len(gt) and len(pred) else None
+        overlaps = bbox_overlaps(pred.bboxes, gt.bboxes) if len(gt) and len(pred) else None
         for i in pred.scores.argsort(descending=True).tolist():
             right = False
             if overlaps is not None:
@@ -80,10 +80,22 @@ def best_f1_threshold(samples, iou: float = 0.5) -> tuple[float, float]:
 
 
 def draw_instances(img: Image.Image, boxes, labels, masks, scale: int) -> Image.Image:
+    """``img`` enlarged ``scale`` times with each instance's mask (H, W) hatched in white and
+    outlined in its class colour darkened, and its box (x0, y0, x1, y1) drawn around it: the
+    shapes are painted in their class colours, so a tint of that colour would not show."""
     canvas = np.asarray(img.resize((img.width * scale, img.height * scale))).copy()
+    rows, cols = np.indices(canvas.shape[:2])
+    hatch = (rows + cols) // 3 % 2 == 0  # diagonal stripes 3 px wide
     for mask, label in zip(masks, labels):
         m = np.kron(mask.astype(np.uint8), np.ones((scale, scale), np.uint8)).astype(bool)
-        canvas[m] = (0.5 * canvas[m] + 0.5 * np.array(COLOURS[label])).astype(np.uint8)
+        inner = m.copy()  # the mask less its 1-pixel rim (4-neighbour erosion)
+        inner[1:] &= m[:-1]
+        inner[:-1] &= m[1:]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        stripes = inner & hatch
+        canvas[stripes] = (0.4 * canvas[stripes] + 0.6 * 255).astype(np.uint8)
+        canvas[m & ~inner] = tuple(c // 2 for c in COLOURS[label])
     out = Image.fromarray(canvas)
     draw = ImageDraw.Draw(out)
     for box, label in zip(boxes, labels):

@@ -8,8 +8,10 @@ channels against the backbone's declared ``out_channels``, dataset paths, and th
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import importlib
+import inspect
 import os
 import os.path as osp
 import re
@@ -105,6 +107,12 @@ def require_host(host: str) -> None:
 def _backbone_channels(backbone: dict) -> tuple[int, ...]:
     from ..model.backbone import SwinV2Backbone
     kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
+    accepted = inspect.signature(SwinV2Backbone).parameters
+    for key in kwargs:
+        if key not in accepted:  # a typo: name it and the argument meant
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ''
+            raise ValueError(f"model.backbone: SwinV2Backbone has no argument '{key}'{hint}")
     with torch.device('meta'):  # the contract without allocating any weights
         return SwinV2Backbone(**kwargs).out_channels
 

@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
 from ..runtime.execution import Execution, Request, check_execution, decide
 from ..runtime.graphs import CudaGraphs
+from ..compat import AUTOCAST_DEVICES, autocast_enabled
 from ..ops import is_static
 
 __all__ = ['ARCH_PRESETS', 'FEATURE_NAMES', 'SwinV2Backbone']
@@ -321,6 +322,13 @@ class SwinV2Backbone(BaseModule):
             raise ValueError(f'expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
             raise TypeError(f'expected a floating-point tensor, got dtype {x.dtype}')
+        weight = self.patch_embed.proj.weight.dtype
+        device = x.device.type
+        autocast = device in AUTOCAST_DEVICES and autocast_enabled(device)
+        if x.dtype != weight and not autocast:
+            raise TypeError(f'input dtype {x.dtype} differs from the model\'s {weight} weights: '
+                            f'cast the input (x.to({weight})) or the model, or run under '
+                            'torch.autocast')
         if not is_static(*x.shape):  # recorded for export: checked on the example beforehand
             return
         if x.shape[1] != self.in_channels:

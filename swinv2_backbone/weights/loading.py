@@ -33,6 +33,9 @@ HF_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.
 
 
 def _read_file(path: Path) -> dict:
+    if path.suffix in ('.onnx', '.xml', '.engine', '.plan'):  # an exported model, no weights
+        raise ValueError(f'{path} is an exported model (ONNX, OpenVINO or TensorRT), not a '
+                         'checkpoint: give the .pth / .safetensors it was exported from')
     if path.suffix == '.json':  # a sharded HF index
         index = json.loads(path.read_text())
         out = {}
