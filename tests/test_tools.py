@@ -505,3 +505,26 @@ def test_a_config_key_typo_is_one_error_line_naming_the_key(tmp_path, data):
     assert "error: model.backbone: SwinV2Backbone has no argument 'window_sise'; did you mean " \
            "'window_size'?" in out
     assert 'Traceback' not in out
+
+
+def test_tools_help_explains_each_option_once_and_the_launchers_print_their_usage():
+    def help_of(tool):
+        code, out = run(sys.executable, str(ROOT / 'tools' / tool), '--help')
+        assert code == 0, out[-2000:]
+        return out
+    bench = help_of('benchmark.py')
+    assert bench.count("'timm (openvino bf16, static)'") == 1  # the choices listed once
+    extract = help_of('extract_features.py')
+    for words in ('folders (searched recursively) or glob', "'short:N'", "'fixed:HxW'",
+                  'attention window', 'the maps to write'):
+        assert words in ' '.join(extract.split()), words
+    export = ' '.join(help_of('export.py').split())
+    assert "default 'torchscript' (seconds)" in export and 'ONNX opset' in export
+    assert "'quick': SwinV2-T only" in ' '.join(help_of('estimate_memory.py').split())
+    demo = help_of('demo.py')
+    assert 'Train a small SwinV2 Mask R-CNN and UperNet' in ' '.join(demo.split())
+    for launcher, usage in (('dist_train.sh', 'CONFIG NPROC'),
+                            ('dist_test.sh', 'CONFIG CHECKPOINT NPROC')):
+        code, out = run('bash', str(ROOT / 'tools' / launcher))
+        assert code == 2 and f'usage: tools/{launcher} {usage}' in out, out
+        assert 'unbound variable' not in out

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='default: all cores')
     parser.add_argument('--impls', nargs='+', choices=list(bench.IMPLEMENTATIONS),
-                        help='default: all but with_cp and the GEMM libraries, cuda_graph and '
-                             'unfused only on a GPU, graphed peers only in inference')
+                        metavar='IMPL',
+                        help=f'of {", ".join(map(repr, bench.IMPLEMENTATIONS))}; default: all but '
+                             'with_cp and the GEMM libraries, cuda_graph and unfused only on a '
+                             'GPU, graphed peers only in inference')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory measurements')
     parser.add_argument('--memory-runs', type=int, default=3,
                         help='CPU: fresh processes per implementation whose median peak is '

@@ -2,6 +2,11 @@
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]   (torchrun; gloo on CPU)
 # PYTHON (default: python) picks the interpreter, e.g. PYTHON=.venv/bin/python.
 set -euo pipefail
+if [ "$#" -lt 3 ]; then
+    echo "usage: tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]" >&2
+    echo "  e.g. PYTHON=.venv/bin/python tools/dist_test.sh configs/demo/upernet_swinv2-nano_shapes_fsdp.py CHECKPOINT 2" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3

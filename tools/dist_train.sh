@@ -2,6 +2,11 @@
 # Usage: tools/dist_train.sh CONFIG NPROC [train.py args...]   (torchrun; gloo on CPU, NCCL on GPU)
 # PYTHON (default: python) picks the interpreter, e.g. PYTHON=.venv/bin/python.
 set -euo pipefail
+if [ "$#" -lt 2 ]; then
+    echo "usage: tools/dist_train.sh CONFIG NPROC [train.py args...]" >&2
+    echo "  e.g. PYTHON=.venv/bin/python tools/dist_train.sh configs/demo/upernet_swinv2-nano_shapes_fsdp.py 2" >&2
+    exit 2
+fi
 CONFIG=$1
 NPROC=$2
 PORT=${PORT:-29500}

@@ -32,7 +32,9 @@ GB = 1e9 / 2**30  # GiB in a GB
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--ranks', type=int, default=8, help='processes FSDP shards over')
-    parser.add_argument('--rows', choices=['all', 'quick'], default='all')
+    parser.add_argument('--rows', choices=['all', 'quick'], default='all',
+                        help="'all': the table in BENCHMARKS.md (SwinV2-B/L/G); 'quick': SwinV2-T "
+                             'only, in seconds')
     args = parser.parse_args(argv)
     if args.ranks < 1:
         print(f'error: --ranks must be >= 1, got {args.ranks}', file=sys.stderr)

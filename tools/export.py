@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', required=True, help='the .onnx file to write')
     add_backbone_arguments(parser)
-    parser.add_argument('--exporter', choices=EXPORTERS, default=DEFAULT_EXPORTER)
-    parser.add_argument('--opset', type=int)
+    parser.add_argument('--exporter', choices=EXPORTERS, default=DEFAULT_EXPORTER,
+                        help=f"default {DEFAULT_EXPORTER!r} (seconds); 'dynamo' (torch.export, "
+                             'torch >= 2.6) gives an equally exact file in minutes')
+    parser.add_argument('--opset', type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument('--half', action='store_true', help='float16 weights, input, outputs')
     parser.add_argument('--static', type=int, nargs=2, metavar=('H', 'W'),
                         help='fix batch 1 and this size instead of dynamic axes')

@@ -164,9 +164,13 @@ def add_backbone_arguments(parser) -> None:
     parser.add_argument('--config', help='mmdet/mmseg config with a SwinV2Backbone')
     parser.add_argument('--arch', help="preset name, or 'auto' to read it from --checkpoint")
     parser.add_argument('--checkpoint', help='weights in any layout the package loads')
-    parser.add_argument('--window', type=int)
-    parser.add_argument('--pretrained-windows', type=int, nargs='+')
-    parser.add_argument('--stages', nargs='+', default=list(FEATURE_NAMES[1:]))
+    parser.add_argument('--window', type=int,
+                        help="attention window (default: the config's or the checkpoint's)")
+    parser.add_argument('--pretrained-windows', type=int, nargs='+',
+                        help='the windows the checkpoint was trained with, per stage')
+    parser.add_argument('--stages', nargs='+', default=list(FEATURE_NAMES[1:]),
+                        help=f'the maps to write, of {", ".join(FEATURE_NAMES)} (stem: the '
+                             'patch embedding; default: the four stages)')
 
 
 def backbone_from_arguments(args, device: str | None = None) -> SwinV2Backbone:

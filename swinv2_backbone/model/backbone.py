@@ -322,13 +322,6 @@ class SwinV2Backbone(BaseModule):
             raise ValueError(f'expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}')
         if not x.is_floating_point():
             raise TypeError(f'expected a floating-point tensor, got dtype {x.dtype}')
-        weight = self.patch_embed.proj.weight.dtype
-        device = x.device.type
-        autocast = device in AUTOCAST_DEVICES and autocast_enabled(device)
-        if x.dtype != weight and not autocast:
-            raise TypeError(f'input dtype {x.dtype} differs from the model\'s {weight} weights: '
-                            f'cast the input (x.to({weight})) or the model, or run under '
-                            'torch.autocast')
         if not is_static(*x.shape):  # recorded for export: checked on the example beforehand
             return
         if x.shape[1] != self.in_channels:
@@ -337,6 +330,17 @@ class SwinV2Backbone(BaseModule):
         if min(x.shape[2:]) < self.patch_size:
             raise ValueError(f'input {tuple(x.shape[2:])} is smaller than one '
                              f'{self.patch_size}x{self.patch_size} patch')
+
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        """Outside autocast the input's dtype must be the weights' (else torch fails deep
+        inside a matmul)."""
+        weight = self.patch_embed.proj.weight.dtype
+        device = x.device.type
+        autocast = device in AUTOCAST_DEVICES and autocast_enabled(device)
+        if x.dtype != weight and not autocast:
+            raise TypeError(f'input dtype {x.dtype} differs from the model\'s {weight} weights: '
+                            f'cast the input (x.to({weight})) or the model, or run under '
+                            'torch.autocast')
 
     def _abs_pos_embed(self, h: int, w: int) -> torch.Tensor:
         pos = self.absolute_pos_embed
@@ -352,6 +356,7 @@ class SwinV2Backbone(BaseModule):
         where a patch is replaced by the mask token, as mmpretrain's ``SimMIM`` passes it.
         """
         self._check_input(x)
+        self._check_dtype(x)
         if mask is not None:
             self._check_mask(x, mask)
         execution = decide(self.execution, x, self,
