@@ -15,15 +15,23 @@ listed before it, which ``tests/test_lint.py`` checks):
 - ``devkit/``: what the tools and the tests share (random and trained-like weights, error
   measures, the synthetic dataset, benchmarks, op counts); imported by nothing above.
 """
-from .apps.export import export_backbone_neck, export_onnx
-from .apps.extract import build_extractor, extract_features
-from .compat import allow_mmengine_checkpoints
-from .hosts.distributed import SwinV2FSDPStrategy, SwinV2WrapPolicy, swinv2_wrap_policy
-from .hosts.optim import SwinV2LayerDecayOptimWrapperConstructor
-from .hosts.registry import register_all
-from .model.backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone
-from .weights.checkpoints import convert_state_dict, detect_format
-from .weights.loading import LoadReport, load_pretrained, read_checkpoint, save_checkpoint
+import warnings
+
+# mmengine, mmdet and mmseg import pkg_resources, which warns on every import in setuptools >= 70;
+# nothing a user can act on (setuptools < 81 still has it)
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from .apps.export import export_backbone_neck, export_onnx  # noqa: E402
+from .apps.extract import build_extractor, extract_features  # noqa: E402
+from .compat import allow_mmengine_checkpoints  # noqa: E402
+from .hosts.distributed import (SwinV2FSDPStrategy, SwinV2WrapPolicy,  # noqa: E402
+                                swinv2_wrap_policy)
+from .hosts.optim import SwinV2LayerDecayOptimWrapperConstructor  # noqa: E402
+from .hosts.registry import register_all  # noqa: E402
+from .model.backbone import ARCH_PRESETS, FEATURE_NAMES, SwinV2Backbone  # noqa: E402
+from .weights.checkpoints import convert_state_dict, detect_format  # noqa: E402
+from .weights.loading import (LoadReport, load_pretrained, read_checkpoint,  # noqa: E402
+                              save_checkpoint)
 
 __version__ = '0.1.0'
 

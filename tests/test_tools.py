@@ -528,3 +528,23 @@ def test_tools_help_explains_each_option_once_and_the_launchers_print_their_usag
         code, out = run('bash', str(ROOT / 'tools' / launcher))
         assert code == 2 and f'usage: tools/{launcher} {usage}' in out, out
         assert 'unbound variable' not in out
+
+
+def test_logs_leave_out_per_parameter_options_and_pkg_resources_warnings(tmp_path, data):
+    """The demo's log listed every parameter's options (hundreds of lines), and every tool
+    began with setuptools' pkg_resources warning; both at DEBUG / silenced now."""
+    work = tmp_path / 'work'
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--work-dir',
+                    str(work), *options(data, 'mmseg', 1))
+    assert code == 0, out[-2000:]
+    assert 'Iter(train) [1/1]' in out and 'paramwise_options --' not in out
+    (log,) = work.glob('*/*.log')
+    assert 'paramwise_options --' not in log.read_text()
+    code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--work-dir',
+                    str(tmp_path / 'debug'), *options(data, 'mmseg', 1, log_level='DEBUG'))
+    assert code == 0 and 'paramwise_options --' in out  # still there when asked for
+    proc = subprocess.run([sys.executable, '-W', 'default', '-c',
+                           'import swinv2_backbone, mmdet.models, mmseg.models'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and 'pkg_resources is deprecated' not in proc.stderr, \
+        proc.stderr[-2000:]

@@ -12,6 +12,7 @@ import difflib
 import gc
 import importlib
 import inspect
+import logging
 import os
 import os.path as osp
 import re
@@ -373,6 +374,22 @@ def build_runner(config: str | os.PathLike | Config, mode: str = 'train',
     adapt_to_cpu(cfg, launcher)
     preflight(cfg, mode)
     # the hosts register their modules when their default scope is first used
-    if cfg.get('runner_type') == 'FlexibleRunner':
-        return FlexibleRunner.from_cfg(cfg)
-    return Runner.from_cfg(cfg)
+    runner = (FlexibleRunner if cfg.get('runner_type') == 'FlexibleRunner' else Runner
+              ).from_cfg(cfg)
+    runner.logger.addFilter(QuietParamwiseOptions(runner.logger))
+    return runner
+
+
+class QuietParamwiseOptions(logging.Filter):
+    """mmengine's optimizer constructor logs one line per parameter and option (hundreds for a
+    detector): kept only when the runner's ``log_level`` is 'DEBUG'."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__()
+        self.logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith('paramwise_options -- '):
+            # MMLogger puts log_level on its handlers, the logger itself stays NOTSET
+            return any(h.level <= logging.DEBUG for h in self.logger.handlers)
+        return True
