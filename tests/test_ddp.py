@@ -1,4 +1,4 @@
-"""DDP that survives activation checkpointing (issue 26): with_cp=True and 'mlp', on the cpu and
+"""DDP that survives activation checkpointing: with_cp=True and 'mlp', on the cpu and
 batched paths, with frozen stages and drop path, under find_unused_parameters=True, plain, and
 static_graph, train three steps in 2 gloo processes; the ranks stay identical and learn."""
 from __future__ import annotations

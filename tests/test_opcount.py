@@ -25,7 +25,7 @@ def _timm(size):
 @pytest.mark.parametrize('mode,share', [('inference', 0.5), ('training', 0.6)])
 def test_swinv2_t_launches_fewer_ops_than_timm_and_as_many_at_any_size(mode, share):
     """SwinV2-T window 8, batch 2, as a GPU without Triton runs it: at 800x1344 at most
-    ``share`` of timm's ops, the issue's bounds (when written: inference 233 against 488,
+    ``share`` of timm's ops, the bounds (when written: inference 233 against 488,
     training 877 against 1,481); 512x512 and 800x1344 within 10% of each other."""
     ours = {size: count_step_ops(_ours, size, 2, mode).total
             for size in ((512, 512), (800, 1344))}

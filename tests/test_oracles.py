@@ -3,7 +3,7 @@
 Each reference model is randomised in full, its state dict mapped to our layout by the
 package's own ``from_*`` function, and stage outputs compared (max abs diff / reference std).
 Sizes are ones each reference handles the same way as the official code:
-- timm rolls before padding (timm issue 2438), so it is compared at window-multiple sizes only;
+- timm rolls before padding (timm#2438 on GitHub), so it is compared at window-multiple sizes only;
 - HF decides each stage's window at construction from ``image_size`` (by the height alone), so it
   is built for the test size;
 - mmpretrain asserts when a map is smaller than its window, so every map is >= the window.

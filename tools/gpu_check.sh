@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark the open issues ask for, in one run on a lent GPU machine
-# (issue 25): tests/test_gpu.py with the Triton kernels compiled; an eager bf16-AMP training
-# step at 1024x1024 and at mmdet's varying shapes (1333x800 keep-ratio resize, batch 2) against
+# Every GPU check and benchmark, in one run on a GPU machine: tests/test_gpu.py with the Triton
+# kernels compiled; an eager bf16-AMP training step at 1024x1024 and at mmdet's varying shapes (1333x800 keep-ratio resize, batch 2) against
 # timm and HF; bf16 inference at 800x1344; the CUDA kernels a training step spends its time in.
 #
 #   here, once:        make gpu-wheels    (mmengine and its pure-Python needs, into .whl/: the
@@ -56,10 +55,10 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
       'timm', timm.__version__, 'transformers', transformers.__version__,
       'mmengine', mmengine.__version__)
 print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')\""
-# issue 25: an eager training step >= 1.4x timm's at 1024x1024, bf16 AMP, batch 2
+# target: an eager training step >= 1.4x timm's at 1024x1024, bf16 AMP, batch 2
 step train_1024 100 "${bench[@]}" --mode training $train $rounds \
     --impls "${ours[@]}" 'swinv2_backbone (cuda_graph)' timm hf --json "$OUT/train_1024.json"
-# issue 25: >= 1.3x timm's when the shape changes every step (mmdet's detection recipes)
+# target: >= 1.3x timm's when the shape changes every step (mmdet's detection recipes)
 step train_varying 120 "${bench[@]}" --mode training $resize $varying \
     --impls "${ours[@]}" timm hf --json "$OUT/train_varying.json"
 step test_gpu 200 $PY -m pytest -m cuda tests/test_gpu.py -rA -v -p no:cacheprovider  # -v: each result as it comes

@@ -1,5 +1,5 @@
 """Per-rank memory of training a SwinV2 backbone on CUDA under DDP or FSDP, estimated without a
-GPU (issue 26).
+GPU.
 
     peak ~ model states + activations autograd keeps
 

@@ -1,6 +1,6 @@
 """How many bytes a CUDA inference forward moves through GPU memory, estimated without a GPU.
 
-Replayed from a CUDA graph, fp16 inference is bound by the GPU's memory traffic (session 6's
+Replayed from a CUDA graph, fp16 inference is bound by the GPU's memory traffic (the 2026-11-22
 H100 profile, BENCHMARKS.md), so the bytes each kernel reads and writes say where the time
 goes. The model runs on fake CUDA tensors (``FakeTensorMode``: shapes, dtypes and devices,
 no data) under CUDA's autocast rules (:func:`.activations.fake_cuda`); every

@@ -11,15 +11,15 @@ Elsewhere there is less or nothing to gain (BENCHMARKS.md):
 - without AVX-512: on an AVX2 EPYC both reach about 65 GFLOP/s on one GEMM in cache, oneDNN's
   slows down on the transposed operands of the backward, and in interleaved training steps the
   best round was MKL's in each of four runs, by 7-19%; in inference oneDNN's was 8% faster
-  (296 against 320 ms at 512x512, session 17, on an EPYC with AVX-512 limited to AVX2:
+  (296 against 320 ms at 512x512, 2026-12-02, on an EPYC with AVX-512 limited to AVX2:
   ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``), where on a Xeon limited alike MKL's
-  was 0-5% faster (512x512 and 800x1344, session 24), so on Intel CPUs without AVX-512 MKL
+  was 0-5% faster (512x512 and 800x1344, 2026-12-03), so on Intel CPUs without AVX-512 MKL
   stays;
 - in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
   AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
   model's own shapes within 10% either way, and the training step (whose backward GEMMs read
   transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN
-  (again on a Xeon with AMX with trained-like biases, session 16: inference 3% faster with
+  (again on a Xeon with AMX with trained-like biases, 2026-12-02: inference 3% faster with
   oneDNN at 512x512 and 800x1344, a training step 15% faster with MKL).
 
 So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones, and
