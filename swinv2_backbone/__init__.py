@@ -5,7 +5,8 @@ listed before it, which ``tests/test_lint.py`` checks):
 
 - ``compat``, ``files``, ``hardware``, ``ops``: version differences decided once, atomic writes,
   every probe of the machine, and the math stated once (the reference attention and its
-  gradient, windows, position tables);
+  gradient, windows, position tables); ``install``: mmcv with its ops for the environment's
+  torch (``python -m swinv2_backbone.install mmcv``; standard library only);
 - ``kernels/``: fast implementations of that math, one per backend;
 - ``runtime/``: the execution plan that picks the kernels, CUDA graphs;
 - ``weights/``: checkpoint layouts, conversion, loading, downloads;

@@ -112,3 +112,28 @@ def test_core_installs_and_runs_without_mmcv_from_source_wheel_and_sdist(tmp_pat
     for package in (wheel, sdist):
         _run(*pip, 'install', '--force-reinstall', '--no-deps', str(package))
         assert 'core ok' in _run(py, str(script), cwd=tmp_path, env=run_env)
+
+
+@pytest.mark.venv
+def test_mmcv_installs_with_its_ops_in_one_command_into_a_fresh_environment(tmp_path):
+    """``python -m swinv2_backbone.install mmcv`` in a fresh virtualenv with this torch: mmcv
+    with compiled ops that run (NMS on the CPU). The wheel comes from the cache the set-up
+    filled (the same module built it there: tools/setup_env.py runs it); a second run keeps it."""
+    import torch
+    src = _source_copy(tmp_path / 'src')
+    env_dir = tmp_path / 'venv'
+    venv.create(env_dir, with_pip=True)
+    py = str(env_dir / 'bin' / 'python')
+    pip = (py, '-m', 'pip', '--disable-pip-version-check', '-q')
+    _run(*pip, 'install', f'torch=={torch.__version__.split("+")[0]}')
+    _run(*pip, 'install', str(src))
+    run_env = {'PATH': '/usr/bin:/bin', 'HOME': str(Path.home())}
+    out = _run(py, '-m', 'swinv2_backbone.install', 'mmcv', cwd=tmp_path, env=run_env)
+    assert 'mmcv 2.1.0 with its CPU ops installed for torch' in out, out
+    nms = ('import torch\nfrom mmcv.ops import nms\n'
+           'boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])\n'
+           'kept, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)\n'
+           'assert keep.tolist() == [0, 2], keep\nprint("nms ok")\n')
+    assert 'nms ok' in _run(py, '-c', nms, cwd=tmp_path, env=run_env)
+    again = _run(py, '-m', 'swinv2_backbone.install', 'mmcv', cwd=tmp_path, env=run_env)
+    assert 'is installed already' in again

@@ -61,8 +61,8 @@ def test_the_modules_call_the_plan_instead_of_choosing_kernels():
 
 # The package's layers, bottom up, as swinv2_backbone/__init__.py describes them: a module may
 # import its own layer and the layers before it, never one after it.
-LAYERS = (('compat', 'files', 'hardware', 'ops'), ('kernels',), ('runtime',), ('weights',),
-          ('model',), ('apps',), ('hosts',), ('devkit',))
+LAYERS = (('compat', 'files', 'hardware', 'install', 'ops'), ('kernels',), ('runtime',),
+          ('weights',), ('model',), ('apps',), ('hosts',), ('devkit',))
 
 
 def _layer(module: str) -> int:

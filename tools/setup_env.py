@@ -14,11 +14,11 @@ call here, so nothing installs outside them. Two environments are tested:
 Steps, each skipped when already done:
   1. create the virtualenv (``--venv`` puts it elsewhere);
   2. install torch, torchvision, numpy and setuptools from the constraints;
-  3. install mmcv with its compiled CPU ops. No wheel exists for these Pythons and torches, so
-     the source release is built once per torch version, without debug info (its
-     ``-std=c++17`` becomes ``c++20`` for torch >= 2.4, whose headers need it; about 15
-     minutes on 2 cores) and the wheel is kept in
-     ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>`` for later clones;
+  3. install mmcv with its compiled CPU ops (``swinv2_backbone/install.py``, what users run as
+     ``python -m swinv2_backbone.install mmcv``): no wheel exists for these Pythons and
+     torches, so the source release is built once per torch version (about 15 minutes on 2
+     cores) and the wheel is kept in ``~/.cache/swinv2_backbone/wheels/torch-<ver>-<python>``
+     for later clones;
   4. install this package in editable mode with its extras ``mmdet,mmseg,tests,export,hub``, and
      mmdeploy without its dependencies (see ``DEPLOY``);
   5. write a stamp holding the hash of ``setup.cfg``, the constraints and this script: when it
@@ -28,27 +28,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
 EXTRAS = 'mmdet,mmseg,tests,export,hub'
-CACHE = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'swinv2_backbone'
 # mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.apps.deploy, tests/test_deploy.py) pins
 # protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
 # protobuf and onnx, so it goes in without its dependencies, with the one it imports that
 # nothing else here brings
 DEPLOY = ('mmdeploy', 'aenum')
-# mmcv 2.1.0's setup.py uses pkg_resources and setuptools APIs that 70 removed
-MMCV_BUILD_SETUPTOOLS = 'setuptools<70'
 
 
 def log(msg: str) -> None:
@@ -96,62 +89,13 @@ def fingerprint(constraints: Path) -> str:
     return h.hexdigest()
 
 
-def cxx_standard(torch_version: str) -> str:
-    major, minor = (int(v) for v in torch_version.split('.')[:2])
-    return 'c++20' if (major, minor) >= (2, 4) else 'c++17'
-
-
-def build_mmcv_wheel(venv: Venv, wheel_dir: Path) -> Path:
-    """Build the pinned mmcv with CPU ops from its source release into ``wheel_dir``."""
-    version, torch_version = venv.pins['mmcv'], venv.pins['torch']
-    std = cxx_standard(torch_version)
-    with tempfile.TemporaryDirectory(prefix='mmcv-build-') as tmp:
-        tmp = Path(tmp)
-        log(f'building mmcv {version} with CPU ops against torch {torch_version} ({std}); '
-            'about 15 minutes on 2 cores')
-        # the build's setuptools is put back to the pinned one afterwards
-        venv.pip('install', MMCV_BUILD_SETUPTOOLS, 'wheel', 'ninja', constrained=False)
-        venv.pip('download', '--no-deps', '--no-build-isolation', '--no-binary', ':all:',
-                 f'mmcv=={version}', '-d', str(tmp))
-        with tarfile.open(next(tmp.glob('mmcv-*.tar.gz'))) as tar:
-            tar.extractall(tmp, filter='data')
-        src = tmp / f'mmcv-{version}'
-        setup_py = src / 'setup.py'
-        setup_py.write_text(setup_py.read_text().replace("'-std=c++17'", f"'-std={std}'"))
-        # -g0: Python's build flags ask for debug info, which doubles the compile time of
-        # every file against torch's headers (measured: 110 s -> 53 s for one)
-        env = dict(os.environ, MMCV_WITH_OPS='1', FORCE_CUDA='0', MAX_JOBS=str(os.cpu_count()),
-                   CFLAGS=f'{os.environ.get("CFLAGS", "")} -g0'.strip())
-        out = tmp / 'wheel'
-        try:
-            venv.pip('wheel', '--no-deps', '--no-build-isolation', '-w', str(out), str(src),
-                     env=env, constrained=False)
-        finally:
-            venv.pip('install', 'setuptools')
-        wheel = next(out.glob('mmcv-*.whl'))
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        final = wheel_dir / wheel.name
-        shutil.copy(wheel, final.with_suffix('.part'))
-        os.replace(final.with_suffix('.part'), final)  # atomic: a killed build leaves no wheel
-        return final
-
-
 def install_mmcv(venv: Venv) -> bool:
-    """mmcv with compiled ops, from the wheel cache or built; False if its ops do not load."""
-    version = venv.pins['mmcv']
-    probe = f'import mmcv, mmcv.ops; assert mmcv.__version__ == {version!r}'
-    if venv.probe(probe):
-        return True
-    python = f'py{sys.version_info.major}{sys.version_info.minor}'
-    wheel_dir = CACHE / 'wheels' / f'torch-{venv.pins["torch"]}-{python}'
-    wheels = sorted(wheel_dir.glob(f'mmcv-{version}-*.whl'))
-    if wheels:
-        log(f'installing cached {wheels[-1]}')
-        wheel = wheels[-1]
-    else:
-        wheel = build_mmcv_wheel(venv, wheel_dir)
-    venv.pip('install', str(wheel))
-    return venv.probe(probe)
+    """mmcv with compiled ops, from the wheel cache or built (swinv2_backbone/install.py, what
+    users run as ``python -m swinv2_backbone.install mmcv``); False if its ops do not load."""
+    proc = subprocess.run([str(venv.python), str(ROOT / 'swinv2_backbone' / 'install.py'),
+                           'mmcv', '--version', venv.pins['mmcv'],
+                           f'--pip-arg=-c{venv.constraints}'])
+    return proc.returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
