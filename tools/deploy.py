@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from swinv2_backbone.apps import deploy
     except ImportError as e:
-        print(f'error: mmdeploy is needed ({e}); pip install "mmdeploy==1.3.1" --no-deps, '
-              'see the README', file=sys.stderr)
+        print(f'error: mmdeploy is needed ({e}): pip install --no-deps "mmdeploy==1.3.1" aenum '
+              '(without its dependencies: it pins protobuf <= 3.20.2, which onnx refuses, yet '
+              "runs with onnx's; pip's warning about that pin is expected; docs/deploy.md)",
+              file=sys.stderr)
         return 2
     start = time.time()
     try:
