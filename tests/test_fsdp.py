@@ -235,7 +235,8 @@ FSDP_CONFIGS = {
 @pytest.mark.parametrize('name', FSDP_CONFIGS)
 def test_each_fsdp_config_trains_in_its_shipped_precision_and_resumes(tmp_path, data, name):
     """The demo as shipped (the UperNet demo: the test below); the others with the tiny
-    overrides above, their strategy, heads, optimizer and schedule as shipped."""
+    overrides above, their strategy, heads, optimizer and schedule as shipped. Resuming: the
+    demo and each family's G config."""
     config, host = FSDP_CONFIGS[name]
     work = tmp_path / 'work'
     if host is None:  # the demo: 2 iterations, then 3
@@ -249,23 +250,28 @@ def test_each_fsdp_config_trains_in_its_shipped_precision_and_resumes(tmp_path, 
         tiny.write_text(f'_base_ = [{str(config)!r}]\n'
                         + TINY_OVERRIDES[host].format(backbone=TINY_BACKBONE, data=data)
                         + NO_EVALUATION)
+        # the G configs inherit the L ones (model, strategy, schedule): they resume, the L ones
+        # only train (CI time)
+        resume, again = ' G ' in name, None
         if host == 'mmdet':  # epoch-based: 4 images, 2 ranks x 1 image, 2 iterations an epoch
             cmd = ['--cfg-options', 'train_cfg.max_epochs=1']
             first = dist_train(tiny, work, data, host, 0, *cmd, raw=True)
             assert (work / 'epoch_1.pth').exists()
-            again = dist_train(tiny, work, data, host, 0, '--resume', '--cfg-options',
-                               'train_cfg.max_epochs=2', raw=True)
-            assert 'resumed epoch: 1, iter: 2' in again and 'Epoch(train) [2][2/2]' in again
+            if resume:
+                again = dist_train(tiny, work, data, host, 0, '--resume', '--cfg-options',
+                                   'train_cfg.max_epochs=2', raw=True)
+                assert 'resumed epoch: 1, iter: 2' in again and 'Epoch(train) [2][2/2]' in again
         else:  # iteration-based
             cmd = ['--cfg-options', 'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=1']
             first = dist_train(tiny, work, data, host, 0, *cmd, raw=True)
             assert (work / 'iter_2.pth').exists()
-            again = dist_train(tiny, work, data, host, 0, '--resume', '--cfg-options',
-                               'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=1',
-                               raw=True)
-            assert 'resumed epoch: 0, iter: 2' in again and 'Iter(train) [3/3]' in again
+            if resume:
+                again = dist_train(tiny, work, data, host, 0, '--resume', '--cfg-options',
+                                   'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=1',
+                                   raw=True)
+                assert 'resumed epoch: 0, iter: 2' in again and 'Iter(train) [3/3]' in again
         blocks = sum(TINY_BACKBONE['depths'])
-    for out in (first, again):
+    for out in [o for o in (first, again) if o is not None]:
         assert f'FSDP: {blocks + 2} units over 2 processes (bfloat16 x{blocks + 1}, ' \
                'root float32)' in out
         assert 'rank 1/2: training finished' in out
