@@ -533,8 +533,9 @@ def test_tools_help_explains_each_option_once_and_the_launchers_print_their_usag
 
 @latest_only
 def test_logs_leave_out_per_parameter_options_and_pkg_resources_warnings(tmp_path, data):
-    """The demo's log listed every parameter's options (hundreds of lines), and every tool
-    began with setuptools' pkg_resources warning; both at DEBUG / silenced now."""
+    """The demo's log listed every parameter's options (hundreds of lines), every tool began
+    with setuptools' pkg_resources warning and the Runner's environment and whole config: the
+    options at DEBUG, the warning silenced, the start-up in the log file only."""
     work = tmp_path / 'work'
     code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--work-dir',
                     str(work), *options(data, 'mmseg', 1))
@@ -542,6 +543,10 @@ def test_logs_leave_out_per_parameter_options_and_pkg_resources_warnings(tmp_pat
     assert 'Iter(train) [1/1]' in out and 'paramwise_options --' not in out
     (log,) = work.glob('*/*.log')
     assert 'paramwise_options --' not in log.read_text()
+    # the Runner's start-up (environment, whole config, hook order) in the log file only
+    for startup in ('System environment:', 'Config:\n', 'Hooks will be executed'):
+        assert startup not in out and startup in log.read_text(), startup
+    assert f'the environment, the whole config and the hook order: {log}' in out
     code, out = run(sys.executable, str(ROOT / 'tools' / 'train.py'), str(SEG), '--work-dir',
                     str(tmp_path / 'debug'), *options(data, 'mmseg', 1, log_level='DEBUG'))
     assert code == 0 and 'paramwise_options --' in out  # still there when asked for

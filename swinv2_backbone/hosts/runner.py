@@ -374,10 +374,46 @@ def build_runner(config: str | os.PathLike | Config, mode: str = 'train',
     adapt_to_cpu(cfg, launcher)
     preflight(cfg, mode)
     # the hosts register their modules when their default scope is first used
-    runner = (FlexibleRunner if cfg.get('runner_type') == 'FlexibleRunner' else Runner
-              ).from_cfg(cfg)
+    runner = (SwinV2FlexibleRunner if cfg.get('runner_type') == 'FlexibleRunner'
+              else SwinV2Runner).from_cfg(cfg)
     runner.logger.addFilter(QuietParamwiseOptions(runner.logger))
+    files = [h.baseFilename for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
+    if files:
+        runner.logger.info(f'the environment, the whole config and the hook order: {files[0]}')
     return runner
+
+
+class FileOnlyStartup(logging.Filter):
+    """On the console handler: what the Runner logs as it starts (the environment, the whole
+    config, the hook order: hundreds of lines) goes to the log file only."""
+    STARTUP = ('Config:\n', 'Hooks will be executed', '\n' + '-' * 60 + '\nSystem environment:')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.STARTUP))
+
+
+def _file_only_startup(logger: logging.Logger) -> None:
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler and not any(
+                isinstance(f, FileOnlyStartup) for f in handler.filters):
+            handler.addFilter(FileOnlyStartup())
+
+
+class SwinV2Runner(Runner):
+    """mmengine's Runner, its start-up logs in the log file only (:class:`FileOnlyStartup`);
+    the first thing it logs is the environment, so the console filter goes on there."""
+
+    def _log_env(self, env_cfg: dict) -> None:
+        _file_only_startup(self.logger)
+        super()._log_env(env_cfg)
+
+
+class SwinV2FlexibleRunner(FlexibleRunner):
+    """mmengine's FlexibleRunner, its start-up logs in the log file only."""
+
+    def _log_env(self) -> None:
+        _file_only_startup(self.logger)
+        super()._log_env()
 
 
 class QuietParamwiseOptions(logging.Filter):
