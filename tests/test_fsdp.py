@@ -157,14 +157,16 @@ def test_fsdp_trains_with_the_losses_of_ddp(tmp_path, data, host):
     model = build_model(load_config(DEMO / f'{name}.py'))
     model.init_weights()
     torch.save({'state_dict': model.state_dict()}, init)
-    ddp = dist_train(DEMO / f'{name}.py', tmp_path / 'ddp', data, host, 3,
-                     **{'model.backbone.with_cp': True, 'load_from': init})
+    dist_train(DEMO / f'{name}.py', tmp_path / 'ddp', data, host, 3,
+               **{'model.backbone.with_cp': True, 'load_from': init})
     fsdp = dist_train(DEMO / f'{name}_fsdp.py', tmp_path / 'fsdp', data, host, 3,
                       **{'strategy.model_wrapper.auto_wrap_policy.mixed_precision': None,
                          'load_from': init})
     bf16 = dist_train(DEMO / f'{name}_fsdp.py', tmp_path / 'bf16', data, host, 3,
                       **{'load_from': init})
-    assert 'MMDistributedDataParallel' in ddp
+    # the config as run, which the log file holds (the console does not show it)
+    (log,) = (tmp_path / 'ddp').glob('*/*.log')
+    assert 'MMDistributedDataParallel' in log.read_text()
     assert UNITS_FLOAT32 in fsdp and UNITS in bf16
     want, got, half = losses(tmp_path / 'ddp'), losses(tmp_path / 'fsdp'), losses(tmp_path / 'bf16')
     assert sorted(want) == sorted(got) == sorted(half) == [1, 2, 3]
