@@ -144,10 +144,14 @@ def test_named_command_parses_its_arguments(command, monkeypatch):
         module.main(command[1:])
 
 
-# how the product was built is not the users' business: no work sessions, tracker issues or
-# closing notes in any text the repository ships (an ONNX Runtime InferenceSession is code)
-BUILD_TALK = re.compile(r"\b(sessions?\b(?! *[=.(\[])|issues? #?\d+|issue's|closing note)",
+# how the product was built is not the users' business: shipped text gives dates, machines and
+# commands, never the work log's units, tracker numbers or notes. The words are spelt in pieces
+# so that this file passes the rule too; an ONNX Runtime InferenceSession is code, not prose.
+WORK, TRACKER, NOTE = 'sess' + 'ion', 'iss' + 'ue', 'clos' + 'ing note'
+BUILD_TALK = re.compile(rf"\b({WORK}s?\b(?! *[=.(\[])|{TRACKER}s? #?\d+|{TRACKER}'s|{NOTE})",
                         re.IGNORECASE)
+# identifiers: a variable assigned or called, InferenceSession, _x_session
+CODE_NAMES = re.compile(rf'\w*{WORK}\w*(?=[.(\[ ]*[=.(\[])|\w+{WORK.title()}\w*|_{WORK}\w*')
 SHIPPED = ('.py', '.md', '.sh', '.txt', '.cfg', '.toml', '.yml', '.yaml')
 
 
@@ -159,11 +163,7 @@ def test_nothing_shipped_speaks_of_how_it_was_built():
     for name in files:
         if not (name.endswith(SHIPPED) or name == 'Makefile') or not (ROOT / name).is_file():
             continue
-        if name == 'tests/test_docs.py':  # the rule's own words
-            continue
         for number, line in enumerate((ROOT / name).read_text().splitlines(), 1):
-            code = re.sub(r'\w*session\w*(?=[.(\[ ]*[=.(\[])|\w+Session\w*|_session\w*', '',
-                          line)
-            if BUILD_TALK.search(code):
+            if BUILD_TALK.search(CODE_NAMES.sub('', line)):
                 found.append(f'{name}:{number}: {line.strip()[:100]}')
     assert not found, '\n'.join(found)
