@@ -1,28 +1,24 @@
-"""Pure tensor helpers: window partition, padding, shift masks, the CPB coordinate tables, and
-the SwinV2 attention math every execution path shares (q/k normalisation and the logits).
+"""Pure tensor helpers: window partition, padding, shift masks, the CPB coordinate tables,
+stochastic depth. The attention math itself is :mod:`swinv2_backbone.kernels.reference`.
 
 Nothing here holds state; modules call these and cache what they return.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .kernels.reference import MASK_VALUE
+
 __all__ = [
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
-    'NORM_EPS', 'inverse_norm', 'scaled_unit_qk', 'unit_vector_grad', 'unit_vectors',
-    'attention_logits',
-    'reference_attention',
+    'drop_path', 'select_tokens',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
     'adaptive_avg_pool2d',
 ]
-
-# F.normalize's epsilon: a norm at or below it is treated as zero
-NORM_EPS = 1e-12
 
 
 # ---------------------------------------------------------------- sizes that may be symbolic
@@ -220,7 +216,7 @@ def shift_attn_mask(H: Size, W: Size, window: Size, shift: Size,
         shift: shift size.
 
     Returns:
-        (num_windows, window*window, window*window) float32 tensor of 0 and -100.
+        (num_windows, window*window, window*window) float32 tensor of 0 and ``MASK_VALUE``.
     """
     w, s = size_tensor(window, device), size_tensor(shift, device)
 
@@ -237,7 +233,7 @@ def shift_attn_mask(H: Size, W: Size, window: Size, shift: Size,
     labels = (rows[:, None, :, None] * 3 + cols[None, :, None, :]).reshape(
         nh * nw, window * window)
     diff = labels.unsqueeze(1) - labels.unsqueeze(2)  # (nW, N, N)
-    return diff.ne(0).float() * -100.0
+    return diff.ne(0).float() * MASK_VALUE
 
 
 def relative_coords_table(window: Size, pretrained_window: int = 0) -> torch.Tensor:
@@ -272,119 +268,20 @@ def relative_position_index(window: Size) -> torch.Tensor:
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
-def inverse_norm(t: torch.Tensor) -> torch.Tensor:
-    """``1 / |t|`` over the last dim, kept, in float32 at least; 0 where ``|t| <= NORM_EPS``.
-
-    ``t * inverse_norm(t)`` is the unit vector ``F.normalize`` gives, the one q/k normalisation
-    of every path. A vector at or below the epsilon (the zero padding's k, which has no bias)
-    maps to zero, as a zero vector does in ``F.normalize``, and passes no gradient:
-    ``F.normalize``'s would be ``dy / NORM_EPS``, which overflows fp16 under AMP and only ever
-    meets zero inputs. Three ops: the norm, the threshold (to infinity at or below the
-    epsilon) and the reciprocal, so the mask costs nothing, and a backward that saves the
-    result needs none of its own.
-    """
-    dtype = torch.promote_types(t.dtype, torch.float32)
-    norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype)
-    return torch.reciprocal(F.threshold(norm, NORM_EPS, math.inf))
+def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
+    """Stochastic depth: zero each sample's ``x`` with probability ``prob``, scale the kept
+    ones by ``1 / (1 - prob)``; ``x`` itself for 0. The draws of timm's ``drop_path``."""
+    if prob == 0.0:
+        return x
+    keep = 1.0 - prob
+    # one draw per sample, broadcast over the rest: (B, 1, ..., 1)
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
 
 
-def scaled_unit_qk(qk: torch.Tensor, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """The unit q times ``temperature`` (heads, 1, 1) and the unit k, from the raw (2, ..., d)
-    q and k, into ``out`` (which may be ``qk``): float32 products by :func:`inverse_norm`
-    rounded once to ``out``'s dtype, without autograd."""
-    scale = inverse_norm(qk)
-    scale[0].mul_(temperature)
-    return torch.mul(qk, scale, out=out)
-
-
-def unit_vector_grad(unit: torch.Tensor, grad: torch.Tensor, inv: torch.Tensor,
-                     dot: torch.Tensor | None = None) -> torch.Tensor:
-    """The gradient through ``unit = t * inverse_norm(t)``, the one every hand-written backward
-    uses: ``(grad - unit (unit . grad)) * inv``, zero where the norm was clamped (``inv`` 0).
-
-    Args:
-        unit: the unit vectors, (..., d).
-        grad: d(loss)/d(unit), (..., d).
-        inv: :func:`inverse_norm` of ``t`` (..., 1), times any factor s the unit vector was
-            scaled by after normalising (the temperature of q), which ``grad`` does not carry.
-        dot: ``(unit * grad).sum(-1, keepdim=True)`` where the caller has it already. A
-            ``unit`` may also be the unit vector times s, with ``grad`` the gradient of that
-            product, if ``dot`` is ``(unit * grad).sum(-1, keepdim=True) / s**2``.
-
-    Returns:
-        d(loss)/d(t), (..., d)
-    """
-    if dot is None:
-        dot = (unit * grad).sum(-1, keepdim=True)
-    return (grad - unit * dot) * inv
-
-
-def unit_vectors(t: torch.Tensor) -> torch.Tensor:
-    """``F.normalize(t, dim=-1)``, the official code's q/k normalisation, with the norm in
-    float32 at least: the forward of ``t * inverse_norm(t)`` for graphs without autograd (the
-    ONNX export). The two differ only for vectors of norm in (0, NORM_EPS], which this maps to
-    ``t / NORM_EPS`` as the references do. Without the zero-norm mask the runtimes fuse the
-    chain: OpenVINO ran the mask's version about a fifth slower (BENCHMARKS.md).
-    """
-    dtype = torch.promote_types(t.dtype, torch.float32)
-    return t / torch.linalg.vector_norm(t, dim=-1, keepdim=True, dtype=dtype).clamp_min(NORM_EPS)
-
-
-def reference_attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
-                        temperature: torch.Tensor, pos_bias: torch.Tensor,
-                        mask: torch.Tensor | None, num_heads: int,
-                        dropout: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        exporting: bool = False) -> torch.Tensor:
-    """The window attention in plain ops, as the official code writes it, before the output
-    projection: the reference every other backend equals (tests/test_attention.py).
-
-    Args:
-        x: (B_, N, C) windows.
-        weight, qkv_bias: the qkv projection, (3C, C) and (3C,) or None.
-        temperature: (heads, 1, 1). pos_bias: (heads, N, N).
-        mask: (B_, N, N) shift mask, one row per window, or None.
-        dropout: applied to the attention weights (attention dropout), or None.
-        exporting: a graph without autograd, whose q/k normalisation needs no zero-norm mask
-            (:func:`unit_vectors`).
-
-    Returns:
-        (B_, N, C)
-    """
-    B_, N, C = x.shape
-    qkv = F.linear(x, weight, qkv_bias)
-    # (B_, N, 3C) -> (3, B_, heads, N, C/heads)
-    q, k, v = qkv.reshape(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    if exporting:
-        q, k = unit_vectors(q) * temperature, unit_vectors(k)
-    else:
-        q, k = q * inverse_norm(q) * temperature, k * inverse_norm(k)
-    attn = attention_logits(q.to(v.dtype), k.to(v.dtype), pos_bias, mask).softmax(dim=-1)
-    if dropout is not None:
-        attn = dropout(attn)
-    return (attn @ v).transpose(1, 2).reshape(B_, N, C)  # (B_, heads, N, d) -> (B_, N, C)
-
-
-def attention_logits(q: torch.Tensor, k: torch.Tensor, pos_bias: torch.Tensor,
-                     mask: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
-    """SwinV2's attention logits: ``temperature * cos(q, k) + pos_bias + shift mask``.
-
-    Args:
-        q: (n, heads, N, d) unit queries with the temperature folded in.
-        k: (n, heads, N, d) unit keys.
-        pos_bias: (heads, N, N) ``16 * sigmoid(CPB)``.
-        mask: (n, N, N) shift-mask rows of these n windows, or None.
-        out: (n * heads, N, N) buffer to write into (the CPU kernels reuse one).
-
-    Returns:
-        (n, heads, N, N)
-    """
-    n, h, N, d = q.shape
-    if out is None:
-        logits = q @ k.transpose(-2, -1)
-    else:
-        logits = torch.bmm(q.reshape(-1, N, d), k.reshape(-1, N, d).transpose(1, 2),
-                           out=out).view(n, h, N, N)
-    logits += pos_bias
-    if mask is not None:
-        logits += mask.unsqueeze(1).to(logits.dtype)
-    return logits
+def select_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(1, index)`` of (B, L, C) tokens; for one image through its (L, C) view,
+    whose ``index_select`` copies whole rows (several times faster, BENCHMARKS.md)."""
+    if x.shape[0] == 1:
+        return x[0].index_select(0, index).unsqueeze(0)
+    return x.index_select(1, index)

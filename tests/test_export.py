@@ -243,10 +243,10 @@ def test_while_a_graph_is_recorded_every_request_runs_the_plain_ops(model):
 
     def record(x):
         for requested in ('auto', 'cpu', 'batched', Request('batched', fused=True)):
-            seen.append(decide(requested, x, model))
+            seen.append(decide(requested, x, model.parameters()))
         return x * 2
 
     torch.jit.trace(record, torch.randn(1, 3, 8, 8), check_trace=False)
     assert [(e.path, e.exporting, e.onednn, e.fused, e.cuda_graph) for e in seen] == \
         [('reference', True, False, False, False)] * 4
-    assert not decide('auto', torch.randn(1, 3, 8, 8), model).exporting
+    assert not decide('auto', torch.randn(1, 3, 8, 8), model.parameters()).exporting

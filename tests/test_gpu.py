@@ -194,7 +194,7 @@ def test_fused_kernels_are_chosen_compiled_for_cuda_inference(x, state):
     from swinv2_backbone.hardware import INTERPRETED
     if INTERPRETED:
         pytest.skip('Triton runs interpreted: select the GPU tests alone, with -m cuda')
-    assert decide('batched', x, build('batched', state).eval()).fused
+    assert decide('batched', x, build('batched', state).eval().parameters()).fused
 
 
 @pytest.mark.parametrize('case', ['fp32', 'fp32 64x96', 'fp16', 'bf16', 'cuda graph'])

@@ -32,8 +32,8 @@ def test_graphs_are_asked_for_only_on_cuda_and_elsewhere_the_forward_is_eager():
     model = small(cuda_graph=True)
     for device in ('cpu', 'meta'):
         x = torch.randn(1, 3, 8, 8, device=device)
-        assert not decide('auto', x, model, cuda_graph=True).cuda_graph
-        assert decide('auto', x, model).cuda_graph is False
+        assert not decide('auto', x, model.parameters(), cuda_graph=True).cuda_graph
+        assert decide('auto', x, model.parameters()).cuda_graph is False
     x = torch.randn(1, 3, 37, 41)
     for a, b in zip(model(x), small()(x)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from swinv2_backbone.runtime.execution import Execution
 from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
-from swinv2_backbone.ops import inverse_norm
+from swinv2_backbone.kernels.reference import inverse_norm
 
 from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_
 
@@ -182,19 +182,19 @@ def test_inverse_norm_is_zero_at_or_below_the_epsilon(dtype):
 def test_position_bias_and_temperature_backward_pass_gradcheck():
     """The CPB's and the temperature's autograd functions in float64, a logit scale above the
     clamp among them (no gradient there), a gather with repeated entries."""
-    from swinv2_backbone.model import attention
+    from swinv2_backbone.kernels import reference
     torch.manual_seed(0)
     kw = dict(dtype=torch.float64, requires_grad=True)
     table = torch.randn(9, 2, dtype=torch.float64)
     index = torch.randint(0, 9, (16,))
     w1, b1, w2 = torch.randn(5, 2, **kw), torch.randn(5, **kw), torch.randn(3, 5, **kw)
     assert torch.autograd.gradcheck(
-        lambda *w: attention._PositionBias.apply(table, index, *w), (w1, b1, w2))
-    torch.testing.assert_close(attention._PositionBias.apply(table, index, w1, b1, w2),
-                               attention.position_bias(table, index, w1, b1, w2))
+        lambda *w: reference.PositionBias.apply(table, index, *w), (w1, b1, w2))
+    torch.testing.assert_close(reference.PositionBias.apply(table, index, w1, b1, w2),
+                               reference.position_bias(table, index, w1, b1, w2))
     logit_scale = torch.tensor([[[1.0]], [[5.0]], [[-2.0]]], **kw)  # 5 > log(100)
-    assert torch.autograd.gradcheck(attention._Temperature.apply, (logit_scale,))
-    grad, = torch.autograd.grad(attention._Temperature.apply(logit_scale).sum(), logit_scale)
+    assert torch.autograd.gradcheck(reference.Temperature.apply, (logit_scale,))
+    grad, = torch.autograd.grad(reference.Temperature.apply(logit_scale).sum(), logit_scale)
     assert grad[1].item() == 0 and grad[0].item() > 0
 
 
@@ -311,7 +311,7 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
     want = F.gelu(want) if gelu else want
     module = torch.nn.Linear(1, 1).requires_grad_(False)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        execution = decide('cpu', x, module)
+        execution = decide('cpu', x, module.parameters())
         assert execution.bf16_inference
         got = onednn.linear(x, w, b, execution, gelu=gelu)
     assert got.dtype == torch.bfloat16
@@ -319,7 +319,7 @@ def test_bf16_inference_linear_is_a_bf16_gemm_on_the_rounded_operands(gelu):
     torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-3)
     assert not torch.equal(got.float(), F.linear(x, w, b))  # really computed in bf16
     with torch.autocast('cpu', dtype=torch.bfloat16):  # autograd: autocast's F.linear
-        assert not decide('cpu', x.requires_grad_(), module).bf16_inference
+        assert not decide('cpu', x.requires_grad_(), module.parameters()).bf16_inference
 
 
 @pytest.mark.parametrize('block', [40, 10 ** 6])
@@ -328,10 +328,10 @@ def test_channels_first_is_the_contiguous_permute_in_blocks_of_rows(monkeypatch,
     height (40 elements: one 7 x 5 row at a time), or the whole map at once."""
     monkeypatch.setattr(cpu, '_TRANSPOSE_BLOCK', block)
     y = torch.randn(2, 13, 7, 5)
-    got = cpu.channels_first(y)
+    got = cpu.channels_first(y, CPU)
     assert got.is_contiguous() and torch.equal(got, y.permute(0, 3, 1, 2))
     y = torch.randn(1, 9, 4, 6)[:, 1:]  # a cropped view, as a padded map's output is
-    assert torch.equal(cpu.channels_first(y), y.permute(0, 3, 1, 2))
+    assert torch.equal(cpu.channels_first(y, CPU), y.permute(0, 3, 1, 2))
 
 
 def test_softmax_sets_only_subnormal_probabilities_to_zero():

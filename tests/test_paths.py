@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
@@ -101,6 +102,7 @@ def test_with_cp_mlp_gives_what_keeping_every_activation_gives(path, amp):
 def test_mlp_training_keeps_its_input_in_the_autocast_dtype_and_with_cp_nothing_else():
     """What the MLP saves for backward, by bytes: the input (in bf16 under bf16 autocast, not
     the float32 residual stream) and the fc1 output; with ``recompute`` the input only."""
+    from swinv2_backbone.kernels.cpu import GeluMlp
     from swinv2_backbone.model.blocks import Mlp
     x = torch.randn(50, 16, requires_grad=True)
     execution = Execution('batched', grad=True, amp=torch.bfloat16, mlp_chunk_rows=None)
@@ -116,7 +118,8 @@ def test_mlp_training_keeps_its_input_in_the_autocast_dtype_and_with_cp_nothing_
             return t
         with torch.autocast('cpu', dtype=torch.bfloat16), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            mlp(x, execution)[0].sum().backward()
+            GeluMlp.apply(x, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
+                          execution, recompute)[0].sum().backward()
         saved[recompute] = sorted(seen.values(), key=str)
     assert saved[False] == [(torch.bfloat16, (50, 16)), (torch.bfloat16, (50, 64))]
     assert saved[True] == [(torch.bfloat16, (50, 16))]
@@ -134,22 +137,32 @@ def test_each_path_gives_each_image_its_own_features(path):
 
 
 @pytest.mark.parametrize('path', ['cpu', 'cpu, small chunks, oneDNN GEMMs'])
-def test_cpu_inference_runs_the_mlp_on_the_maps_tokens_only(path):
+def test_cpu_inference_runs_the_mlp_on_the_maps_tokens_only(path, monkeypatch):
     """Padding tokens need no MLP (the stage zeroes them before the next block): the cpu path's
     inference gives each block's MLP the map's tokens only, in whole chunks or in chunks that
     end inside the padded windows, with the batched path's outputs; the batched path's MLPs
     see the padded windows."""
+    from swinv2_backbone.kernels import cpu as cpu_kernels
     x = torch.randn(2, 3, 75, 61)  # maps 19x16, 10x8, 5x4, 3x2, each padded to its windows
+    widths = [SMALL['arch']['embed_dim'] * 2 ** s for s in range(4)]
+    seen = []  # (stage, tokens) of each fc1 GEMM: the GELU's input rows
+    linear, gelu = cpu_kernels.linear, F.gelu
+
+    def cpu_fc1(x, weight, bias, execution, gelu=False):
+        if gelu:
+            seen.append((widths.index(x.shape[-1]), x.numel() // x.shape[-1]))
+        return linear(x, weight, bias, execution, gelu)
+
+    def batched_gelu(h, *args, **kwargs):
+        seen.append((widths.index(h.shape[-1] // 4), h.numel() // h.shape[-1]))
+        return gelu(h, *args, **kwargs)
+    monkeypatch.setattr(cpu_kernels, 'linear', cpu_fc1)
+    monkeypatch.setattr(F, 'gelu', batched_gelu)
 
     def mlp_tokens(model):
-        seen = []
-        hooks = [blk.mlp.register_forward_pre_hook(
-            lambda m, args, i=i: seen.append((i, args[0].shape[0] * args[0].shape[1])))
-            for i, stage in enumerate(model.stages) for blk in stage.blocks]
+        seen.clear()
         with torch.no_grad():
             outs = model(x)
-        for hook in hooks:
-            hook.remove()
         return outs, [sum(n for i, n in seen if i == s) for s in range(4)]
 
     cpu, tokens = mlp_tokens(small(FAST_PATHS[path]))
@@ -212,6 +225,7 @@ def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
     """Under bf16 autocast without autograd the cpu path rounds only the GEMMs to bf16. With
     bf16-exact weights and input and the largest temperature (100), one attention is then less
     than half as far from float32 as autocast's bf16 attention (the autograd path) is."""
+    from swinv2_backbone.kernels.backends import ATTENTION_BACKENDS
     from swinv2_backbone.model.attention import WindowAttentionV2
     torch.manual_seed(0)
     attn = WindowAttentionV2(64, 4, 8).eval()
@@ -220,16 +234,21 @@ def test_bf16_inference_keeps_the_position_bias_and_attention_in_float32():
             p.normal_(0, 0.5).copy_(p.bfloat16())
         attn.logit_scale.fill_(math.log(100))
     x = torch.randn(6, 64, 64).bfloat16().float()
+
+    def cpu_attention(x):  # the cpu path's attention and the output projection
+        execution = decide('cpu', x, attn.parameters())
+        qkv_bias, t, pos_bias = attn.logit_terms(8, execution)
+        run = ATTENTION_BACKENDS[execution.attention_backend].run
+        out, _ = run(x, attn.qkv.weight, qkv_bias, t, pos_bias, None, 4, 8, execution)
+        return attn.proj(out.reshape(x.shape)), execution
     with torch.no_grad():
-        ref = attn(x, 8, None, decide('cpu', x, attn))[0]
+        ref = cpu_attention(x)[0]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            execution = decide('cpu', x, attn)
+            ours, execution = cpu_attention(x)
             assert execution.bf16_inference
             assert attn.position_bias(8, execution).dtype == torch.float32
-            ours = attn(x, 8, None, execution)[0]
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        xg = x.requires_grad_()
-        bf16 = attn(xg, 8, None, decide('cpu', xg, attn))[0].detach()
+        bf16 = cpu_attention(x.requires_grad_())[0].detach()
 
     def rms(out):
         return ((out.float() - ref) / ref.std()).pow(2).mean().sqrt().item()
@@ -263,19 +282,19 @@ def test_a_model_made_under_inference_mode_runs_like_any_other():
 # ------------------------------------------------------------------ the decision
 def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
     model = small()
-    assert decide('auto', torch.randn(1, 3, 8, 8), model).path == 'cpu'
-    assert decide('auto', torch.randn(1, 3, 8, 8, device='meta'), model).path == 'batched'
+    assert decide('auto', torch.randn(1, 3, 8, 8), model.parameters()).path == 'cpu'
+    assert decide('auto', torch.randn(1, 3, 8, 8, device='meta'), model.parameters()).path == 'batched'
     with torch.no_grad():
-        assert not decide('auto', torch.randn(1, 3, 8, 8), model).grad
+        assert not decide('auto', torch.randn(1, 3, 8, 8), model.parameters()).grad
     model.train()
-    assert decide('auto', torch.randn(1, 3, 8, 8), model, attn_dropout=True).attn_dropout
+    assert decide('auto', torch.randn(1, 3, 8, 8), model.parameters(), dropout=True).dropout
 
 
 def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked():
     model, x = small(), torch.randn(1, 3, 8, 8)
     with torch.no_grad():
-        assert decide('cpu', x, model).onednn == hardware.ONEDNN_FP32[False]
-    assert decide('cpu', x, model).onednn == hardware.ONEDNN_FP32[True]  # the model trains
+        assert decide('cpu', x, model.parameters()).onednn == hardware.ONEDNN_FP32[False]
+    assert decide('cpu', x, model.parameters()).onednn == hardware.ONEDNN_FP32[True]  # the model trains
     for grad in (False, True):
         assert hardware.ONEDNN_FP32[grad] == (hardware.ONEDNN and hardware.gains_on(
             torch.backends.cpu.get_cpu_capability(), hardware.cpu_vendor(), grad))
@@ -291,11 +310,11 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
     assert hardware.cpu_vendor('Intel64 Family 6 Model 85 Stepping 7, GenuineIntel') == \
         'GenuineIntel'
     assert hardware.cpu_vendor('arm') == ''
-    assert decide(Request('cpu', onednn=True), x, model).onednn == hardware.ONEDNN
-    assert not decide(Request('cpu', onednn=False), x, model).onednn
-    assert not decide(Request('batched', onednn=True), x, model).onednn
+    assert decide(Request('cpu', onednn=True), x, model.parameters()).onednn == hardware.ONEDNN
+    assert not decide(Request('cpu', onednn=False), x, model.parameters()).onednn
+    assert not decide(Request('batched', onednn=True), x, model.parameters()).onednn
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not decide(Request('cpu', onednn=True), x, model).onednn
+        assert not decide(Request('cpu', onednn=True), x, model.parameters()).onednn
 
 
 def test_the_fused_kernels_run_only_on_the_batched_path_outside_compiling():
@@ -304,17 +323,17 @@ def test_the_fused_kernels_run_only_on_the_batched_path_outside_compiling():
     autograd too; never on other paths."""
     model, x = small(), torch.randn(1, 3, 8, 8)
     with torch.no_grad():
-        assert not decide('batched', x, model).fused
-        assert not decide('batched', x.to('meta'), small().to('meta')).fused
-        assert decide(Request('batched', fused=True), x, model).fused == hardware.INTERPRETED
-        assert not decide(Request('batched', fused=False), x, model).fused
-        assert not decide(Request('batched', fused=True), x.double(), model.double()).fused
+        assert not decide('batched', x, model.parameters()).fused
+        assert not decide('batched', x.to('meta'), small().to('meta').parameters()).fused
+        assert decide(Request('batched', fused=True), x, model.parameters()).fused == hardware.INTERPRETED
+        assert not decide(Request('batched', fused=False), x, model.parameters()).fused
+        assert not decide(Request('batched', fused=True), x.double(), model.double().parameters()).fused
         assert hardware.triton_runs_on(torch.device('cpu')) == hardware.INTERPRETED
         assert not hardware.triton_runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):
-            assert not decide(Request(path, fused=True), x, model).fused
+            assert not decide(Request(path, fused=True), x, model.parameters()).fused
     assert torch.is_grad_enabled() and decide(Request('batched', fused=True), x,
-                                              model).fused == hardware.INTERPRETED
+                                              model.parameters()).fused == hardware.INTERPRETED
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])

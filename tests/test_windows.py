@@ -27,10 +27,10 @@ def _reference_block(blk, x, window, shift, mask):
     y = pad_to_multiple(x, window)
     Hp, Wp = y.shape[1:3]
     y = torch.roll(y, (-shift, -shift), (1, 2))
-    y = blk.attn(window_partition(y, window), window, mask if shift else None, REFERENCE)[0]
+    y = blk.attn(window_partition(y, window), window, mask if shift else None, REFERENCE)
     y = torch.roll(window_reverse(y, window, Hp, Wp), (shift, shift), (1, 2))[:, :H, :W]
     x = x + blk.norm1(y)
-    return x + blk.norm2(blk.mlp.plain(x))
+    return x + blk.norm2(blk.mlp(x))
 
 
 @pytest.mark.parametrize('path', ['cpu', 'batched'])
@@ -47,7 +47,7 @@ def test_stage_gathers_match_pad_roll_partition(grad, path):
     stage.downsample = None
     x = torch.randn(2, 9, 9, 64, requires_grad=grad)
     with torch.set_grad_enabled(grad):
-        got = stage(x, decide(path, x, stage))
+        got = stage(x, decide(path, x, stage.parameters()))
         want = x
         for blk, shift in zip(stage.blocks, (0, 2, 0)):
             want = _reference_block(blk, want, 4, shift, shift_attn_mask(12, 12, 4, 2))

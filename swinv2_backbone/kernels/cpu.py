@@ -1,60 +1,60 @@
-"""The cpu path's kernels: attention a few windows at a time into reused buffers, and lean
-autograd functions for training.
+"""The cpu path: whole blocks on oneDNN GEMMs, attention a few windows at a time into reused
+buffers, and lean autograd functions for training.
 
 On a CPU the attention of 64-token windows is fastest as bmm, softmax, bmm over chunks that
-stay in cache (1.5-2.4x ``F.scaled_dot_product_attention``'s flash kernel here), and training
-memory is dominated by what autograd saves. So:
+stay in cache, and training memory is dominated by what autograd saves. So:
 
-- :func:`attend` builds the logits (:func:`~swinv2_backbone.ops.attention_logits`, the
-  shift mask by :func:`add_mask`) of ``Execution.chunk_logits`` at a time into one buffer,
-  softmax in place (flushed where subnormal probabilities can arise: :func:`mask_scales`),
-  P @ V into q's storage;
-- :func:`head_major` splits a qkv projection into unit q (temperature folded in), unit k and v,
-  head-major, in one pass;
+- :func:`block_inference` runs a block in place, ``Execution.chunk_tokens`` at a time (one
+  image's windows), the MLP on the map's tokens only; :func:`block_train` runs it with the
+  autograd functions below;
+- :func:`attend` builds the logits (:func:`~swinv2_backbone.kernels.reference.attention_logits`)
+  of ``Execution.chunk_logits`` at a time into one buffer, softmax in place (flushed where
+  subnormal probabilities can arise: :func:`mask_scales`), P @ V into q's storage;
+- :func:`head_major` splits a qkv projection into unit q (temperature folded in), unit k and v;
 - :class:`CosineAttention` (qkv projection + attention) saves the unit q/k/v and recomputes the
   attention maps in backward, a few windows at a time;
-- :class:`GeluMlp` saves the fc1 output and recomputes the GELU in backward.
+- :class:`GeluMlp` saves the fc1 output and recomputes the GELU in backward;
 - :func:`channels_first` copies a stage's output map to NCHW a few rows at a time.
 
-Each is tested against the reference path (tests/test_paths.py) and with ``gradcheck``
-(tests/test_kernels.py). Nothing here allocates a whole stage's worth of temporaries besides
-what is saved for backward.
+Each is tested against the reference (tests/test_attention.py, tests/test_paths.py) and with
+``gradcheck`` (tests/test_kernels.py).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..ops import attention_logits, inverse_norm, scaled_unit_qk, unit_vector_grad
+from ..ops import drop_path, select_tokens
+from ..runtime.execution import Execution
+from .interface import BlockWeights
 from .onednn import backward_gemm, linear
+from .reference import attention_logits, inverse_norm, scaled_unit_qk, unit_vector_grad
 
-if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..runtime.execution import Execution
-
-__all__ = ['TAME_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'add_mask', 'attend',
-           'channels_first', 'flushed_softmax', 'head_major', 'mask_rows', 'mask_scales']
+__all__ = ['TAME_TEMPERATURE', 'CosineAttention', 'GeluMlp', 'add_mask', 'attend', 'attention',
+           'attention_inference', 'block_inference', 'block_train', 'channels_first',
+           'flushed_softmax', 'head_major', 'mask_rows', 'mask_scales']
 
 # elements of the (B, H, W, C) map that :func:`channels_first` transposes at a time: 1 MiB of
 # float32, which stays in cache
 _TRANSPOSE_BLOCK = 1 << 18
 
 
-def channels_first(y: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, C) -> contiguous (B, C, H, W), a few rows of the map at a time.
+def channels_first(y: torch.Tensor, execution: Execution) -> torch.Tensor:
+    """(B, H, W, C) -> contiguous (B, C, H, W); where ``execution.blocked_transpose``, a few
+    rows of the map at a time.
 
     ``y.permute(0, 3, 1, 2).contiguous()`` writes the output in its order and reads ``y`` C
     elements apart, so on a large map each cache line of ``y`` is fetched again for each of the
-    channels it holds: on a Xeon (2 threads) stage 1's 200x336x96 map at 800x1344 took 14.3 ms
-    that way and 4.0 in blocks of 8 rows (128x128x96: 2.8 and 0.9 ms; small maps alike).
+    channels it holds; a block of rows stays in cache.
     """
     B, H, W, C = y.shape
     rows = max(1, _TRANSPOSE_BLOCK // max(1, W * C))
-    if rows >= H:
+    if rows >= H or not execution.blocked_transpose:
         return y.permute(0, 3, 1, 2).contiguous()
     out = y.new_empty(B, C, H, W)
     for i in range(0, H, rows):
@@ -68,9 +68,8 @@ def flushed_softmax(logits: torch.Tensor, dim: int = -1,
     probabilities below the dtype's smallest normal number set to zero; the softmax of heads
     :func:`mask_scales` cannot rule such probabilities out for (see :func:`_flush`).
 
-    The shift mask's -100 makes probabilities of about e^-100 = 4e-44, subnormal in float32:
-    Intel cores multiply subnormal operands many times slower (a P @ V bmm of stage 3 at
-    512x512 took 2.2 ms instead of 0.3 on a Xeon with AMX; AMD's EPYCs do not slow down), and
+    The shift mask's ``MASK_VALUE`` makes probabilities of about e^-100 = 4e-44, subnormal in
+    float32, which Intel cores multiply many times slower (BENCHMARKS.md), and
     ``torch.set_flush_denormal(True)`` sets only the calling thread's flag, not those of
     PyTorch's other threads. The change to the output is below the smallest normal number
     times |v|.
@@ -82,7 +81,7 @@ def flushed_softmax(logits: torch.Tensor, dim: int = -1,
 # the largest temperature of a head whose attention the cpu path computes without subnormal
 # probabilities (see :func:`mask_scales`)
 TAME_TEMPERATURE = 31.5
-# the shift mask's factor for such a head: -100 -> -10^4, finite in float16
+# the shift mask's factor for such a head: MASK_VALUE -> -10^4, finite in float16
 _HARD = 100.0
 
 
@@ -91,15 +90,14 @@ def mask_scales(temperature: torch.Tensor, compiling: bool = False) -> list[floa
     temperature is at most :data:`TAME_TEMPERATURE`, else 1 (all 1 when compiling, where the
     value would be read from a traced tensor).
 
-    The reference's mask adds -100 to the logits of keys from another region. Their
-    probabilities, about e^-100, are subnormal in float32, and the softmax's exp computes
-    them several times slower on Intel cores (stage 1's windows at 512x512, 2 threads: 3.1 ms
-    with the mask, 0.8 with -1000). Times 100 they are exactly 0. In a tame head they are at
-    most e^(2 t + 16 - 100) of the row's largest (cosines in [-1, 1], the position bias in
-    (0, 16)): for t <= 31.5 the N - 1 of them sum to less than 2^-24, so the result is the
-    reference's to float32 rounding. And its other logits span at most 2 t + 16 = 79, so
-    every probability is at least e^-79 / N, a normal number: where every head is tame the
-    softmax needs no flush (:func:`_flush`).
+    The reference's mask adds ``MASK_VALUE`` (-100) to the logits of keys from another region.
+    Their probabilities, about e^-100, are subnormal in float32, and the softmax's exp computes
+    them several times slower on Intel cores. Times 100 they are exactly 0. In a tame head
+    they are at most e^(2 t + 16 - 100) of the row's largest (cosines in [-1, 1], the
+    position bias in (0, 16)): for t <= 31.5 the N - 1 of them sum to less than 2^-24, so the
+    result is the reference's to float32 rounding. And its other logits span at most
+    2 t + 16 = 79, so every probability is at least e^-79 / N, a normal number: where every
+    head is tame the softmax needs no flush (:func:`_flush`).
     """
     if compiling:
         return [1.0] * temperature.numel()
@@ -394,3 +392,82 @@ class GeluMlp(torch.autograd.Function):
                 if need[0] else None
         dx = _by_rows(x.shape[0], rows, chunk)
         return dx, dw1, db1, dw2, db2, None, None
+
+
+# ---------------------------------------------------------------- the attention, as registered
+def attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+              temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
+              num_heads: int, window: int,
+              execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention backend ``'cpu'`` (training): :class:`CosineAttention` of the (B, L, C)
+    tokens window by window; returns (B * nW, N, C) and ``x`` (the residual's input)."""
+    return CosineAttention.apply(x.reshape(-1, window * window, x.shape[-1]), weight, qkv_bias,
+                                 temperature.view(-1), pos_bias, mask, num_heads, execution), x
+
+
+def attention_inference(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+                        temperature: torch.Tensor, pos_bias: torch.Tensor,
+                        mask: torch.Tensor | None, num_heads: int, window: int,
+                        execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention backend ``'cpu inference'``: the qkv GEMM, :func:`head_major` and
+    :func:`attend`; returns (B * nW, N, C) and ``x``. Under bf16 autocast only the GEMMs run
+    in bf16: the temperature (up to 100) times bf16 logits would put errors of tenths into
+    the softmax. The output is in the projection's dtype (bf16 under autocast)."""
+    qkv = linear(x.reshape(-1, window * window, x.shape[-1]), weight, qkv_bias, execution)
+    with torch.autocast('cpu', enabled=False) if execution.bf16_inference else nullcontext():
+        return attend(*head_major(qkv, temperature, num_heads), pos_bias, mask,
+                      execution.chunk_logits,
+                      mask_scales(temperature, execution.compiling)), x
+
+
+# ---------------------------------------------------------------- whole blocks
+def block_inference(x: torch.Tensor, w: BlockWeights, window: int, mask: torch.Tensor | None,
+                    real: torch.Tensor | None, execution: Execution) -> torch.Tensor:
+    """A block without autograd, in place on (B, L, C) tokens in window order, returned.
+
+    ``execution.chunk_tokens`` at a time (whole windows of one image; one image at a time when
+    compiling), so a chunk's intermediates stay in cache. ``real``: (H*W,) the ascending
+    positions that hold map tokens, or None (no padding): the MLP runs on those only, since
+    the stage zeroes the padding before the next block anyway.
+    """
+    B, L, C = x.shape
+    N = window * window
+    per = L // N if execution.compiling else max(1, execution.chunk_tokens // N)
+    for first in range(0, L // N, per):
+        start, end = first * N, min(first + per, L // N) * N
+        rows = real  # the chunk's map tokens; None: all of them
+        if real is not None and not execution.compiling:
+            i, j = torch.searchsorted(real, torch.tensor([start, end])).tolist()
+            rows = real[i:j] - start if j - i < end - start else None
+        chunk_mask = None if mask is None else mask[first:first + per]
+        for b in range(B):
+            t = x[b:b + 1, start:end]  # (1, l, C), a view: updated in place
+            y, _ = attention_inference(t, w.qkv_weight, w.qkv_bias, w.temperature, w.pos_bias,
+                                       chunk_mask, w.num_heads, window, execution)
+            y = linear(y.reshape(t.shape), w.proj_weight, w.proj_bias, execution)
+            t.add_(drop_path(w.norm1(y), w.drop_path))
+            tokens = t if rows is None else select_tokens(t, rows)
+            y = linear(linear(tokens, w.fc1_weight, w.fc1_bias, execution, gelu=True),
+                       w.fc2_weight, w.fc2_bias, execution)
+            tokens.add_(drop_path(w.norm2(y), w.drop_path))
+            if rows is not None:
+                t.index_copy_(1, rows, tokens)
+            if w.norm3 is not None:
+                t.copy_(w.norm3(t))
+    return x
+
+
+def block_train(x: torch.Tensor, w: BlockWeights, window: int, mask: torch.Tensor | None,
+                real: torch.Tensor | None, execution: Execution) -> torch.Tensor:
+    """A block under autograd on (B, L, C) tokens: :class:`CosineAttention` and
+    :class:`GeluMlp`, whose residual output lets backward add the residual's gradient into
+    fc1's GEMM. ``real`` is not used (the padding is zeroed by the stage)."""
+    B, L, C = x.shape
+    y = CosineAttention.apply(x.reshape(-1, window * window, C), w.qkv_weight, w.qkv_bias,
+                              w.temperature.view(-1), w.pos_bias, mask, w.num_heads, execution)
+    y = linear(y.reshape(x.shape), w.proj_weight, w.proj_bias, execution)
+    x = x + drop_path(w.norm1(y), w.drop_path)
+    y, x = GeluMlp.apply(x.reshape(-1, C), w.fc1_weight, w.fc1_bias, w.fc2_weight, w.fc2_bias,
+                         execution, w.recompute_mlp)
+    x = x.view(B, L, C) + drop_path(w.norm2(y.view(B, L, C)), w.drop_path)
+    return x if w.norm3 is None else w.norm3(x)

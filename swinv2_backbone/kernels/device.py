@@ -24,20 +24,19 @@ synchronisation, and it traces under ``torch.compile``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..ops import inverse_norm, scaled_unit_qk, unit_vector_grad
-from .fused import qkv_heads
+from ..ops import drop_path
+from ..runtime.execution import Execution
+from .cpu import GeluMlp
+from .fused import add_layer_norm_, qkv_heads
+from .interface import BlockWeights, Norm
 from .onednn import linear_add
+from .reference import inverse_norm, scaled_unit_qk, unit_vector_grad
 
-if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..runtime.execution import Execution
-
-__all__ = ['AmpLayerNorm', 'QkvHeads', 'ResidualLinear', 'layer_norm', 'window_attention']
+__all__ = ['AmpLayerNorm', 'QkvHeads', 'ResidualLinear', 'attention', 'block',
+           'window_attention']
 
 
 class QkvHeads(torch.autograd.Function):
@@ -209,11 +208,46 @@ class AmpLayerNorm(torch.autograd.Function):
         return dx, dweight, dbias, None
 
 
-def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, execution: Execution) -> torch.Tensor:
-    """``norm(x)``; in training under autocast on the batched path through
-    :class:`AmpLayerNorm` (elsewhere autocast's own rule holds: float32 on GPUs, the input's
-    dtype on CPUs)."""
-    if execution.path == 'batched' and execution.grad and execution.amp is not None \
-            and x.dtype == execution.amp and norm.weight is not None:
-        return AmpLayerNorm.apply(x, norm.weight, norm.bias, norm.eps)
-    return norm(x)
+def attention(x: torch.Tensor, weight: torch.Tensor, qkv_bias: torch.Tensor | None,
+              temperature: torch.Tensor, pos_bias: torch.Tensor, mask: torch.Tensor | None,
+              num_heads: int, window: int,
+              execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attention backends ``'batched'`` and ``'batched, fused'``: :func:`window_attention`
+    as ``execution`` says (shifted windows' tokens in ``execution.shifted_tokens`` order)."""
+    return window_attention(x, weight, qkv_bias, temperature, pos_bias, mask, num_heads,
+                            execution.fused, execution.grad,
+                            'windows' if mask is None else execution.shifted_tokens,
+                            execution.amp)
+
+
+def block(x: torch.Tensor, w: BlockWeights, window: int, mask: torch.Tensor | None,
+          real: torch.Tensor | None, execution: Execution) -> torch.Tensor:
+    """A block on (B, L, C) tokens, whole-stage ops. In training the qkv projection and fc1
+    return the residual's input as a view through which backward adds the residual's gradient
+    in (:class:`ResidualLinear`, :class:`~swinv2_backbone.kernels.cpu.GeluMlp`); in inference
+    with ``execution.fused`` each ``x + norm(y)`` is one Triton kernel. ``real`` is not used."""
+    B, L, C = x.shape
+    y, x = attention(x, w.qkv_weight, w.qkv_bias, w.temperature, w.pos_bias, mask, w.num_heads,
+                     window, execution)
+    x = _residual(x, F.linear(y, w.proj_weight, w.proj_bias), w.norm1, w.drop_path, execution)
+    if execution.grad:
+        y, x = GeluMlp.apply(x.reshape(-1, C), w.fc1_weight, w.fc1_bias, w.fc2_weight,
+                             w.fc2_bias, execution, w.recompute_mlp)
+        y, x = y.view(B, L, C), x.view(B, L, C)
+    else:
+        y = F.linear(F.gelu(F.linear(x, w.fc1_weight, w.fc1_bias)), w.fc2_weight, w.fc2_bias)
+    x = _residual(x, y, w.norm2, w.drop_path, execution)
+    return x if w.norm3 is None else w.norm3(x)
+
+
+def _residual(x: torch.Tensor, y: torch.Tensor, norm: Norm, drop: float,
+              execution: Execution) -> torch.Tensor:
+    """``x + drop_path(norm(y))``: fused into ``x`` in inference with ``execution.fused``; in
+    training under autocast through :class:`AmpLayerNorm`."""
+    if execution.fused and not execution.grad and drop == 0.0:
+        return add_layer_norm_(x, y, norm)
+    if execution.grad and execution.amp is not None and y.dtype == execution.amp:
+        y = AmpLayerNorm.apply(y, norm.weight, norm.bias, norm.eps)
+    else:
+        y = norm(y)
+    return x + drop_path(y, drop)

@@ -6,9 +6,9 @@ replace (the 2026-11-22 H100 profile, BENCHMARKS.md):
 
 - :func:`qkv_heads`: the qkv projection's (B, L, 3C) output to SDPA's q, k and v, each
   (B*nW, heads, N, d), with q and k normalised and q scaled by the temperature
-  (:func:`~swinv2_backbone.ops.inverse_norm`'s rule: a vector at or below ``NORM_EPS`` maps
-  to zero). One read and one write, instead of a float32 norm reduction over d = 32 per q and
-  k, a scaling kernel and a copy of v.
+  (:func:`~swinv2_backbone.kernels.reference.inverse_norm`'s rule: a vector at or below
+  ``NORM_EPS`` maps to zero). One read and one write, instead of a float32 norm reduction
+  per q and k, a scaling kernel and a copy of v.
 - :func:`add_layer_norm_`: a block's residual ``x += LayerNorm(y)`` in place, in float32 as
   autocast runs layer norms on GPUs, in one pass, instead of autocast's float32 copy of ``y``,
   the norm and the addition.
@@ -27,11 +27,10 @@ unfused path on machines without a GPU.
 import contextlib
 
 import torch
-from torch import nn
-
-from ..ops import NORM_EPS
 
 from ..hardware import TRITON
+from .interface import Norm
+from .reference import NORM_EPS
 
 if TRITON:
     import triton
@@ -94,7 +93,7 @@ if TRITON:
         # program (token block, head): the gradient of _qkv_heads_kernel's q, k and v, each
         # (B, nW, heads, N, D) with strides (s?_b, s?_w, s?_h, s?_n, 1), into dqkv
         # (tokens, 3C); partial: (token blocks, heads) float32, the temperature's gradient
-        # summed over the block's tokens. ops.unit_vector_grad's rule: with s the temperature
+        # summed over the block's tokens. reference.unit_vector_grad's rule: with s the temperature
         # (1 for k), o the output and g its gradient, (g s - o (o . g) / s) * inv
         t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T).to(tl.int64)
         head = tl.program_id(1)
@@ -239,7 +238,8 @@ def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: i
         N: tokens per window.
         grad: autograd records this forward: through :class:`_QkvHeads`, whose backward
             gives the gradients of ``qkv`` and ``temperature`` (a clamped vector, the zero
-            padding's k, passes none, as :func:`~swinv2_backbone.ops.inverse_norm` says).
+            padding's k, passes none, as
+            :func:`~swinv2_backbone.kernels.reference.inverse_norm` says).
 
     Returns:
         q, k, v: each (B * num_windows, heads, N, d) in ``qkv``'s dtype, contiguous.
@@ -251,13 +251,13 @@ def qkv_heads(qkv: torch.Tensor, temperature: torch.Tensor, num_heads: int, N: i
     return out[0], out[1], out[2]
 
 
-def add_layer_norm_(x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+def add_layer_norm_(x: torch.Tensor, y: torch.Tensor, norm: Norm) -> torch.Tensor:
     """``x += norm(y)`` in place, the norm in float32; returns ``x``.
 
     Args:
         x: (..., C) contiguous, the residual stream (float32 under autocast).
         y: (..., C) the branch's output, any float dtype.
-        norm: an affine ``nn.LayerNorm(C)``.
+        norm: an affine LayerNorm over C.
     """
     if not x.is_contiguous() or x.shape != y.shape:
         raise ValueError(f'add_layer_norm_ needs a contiguous x and y of its shape, got '

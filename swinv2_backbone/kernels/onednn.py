@@ -1,52 +1,29 @@
 """Linear layers on oneDNN's GEMM: the cpu path's matrix products.
 
-PyTorch sends fp32 ``F.linear`` / ``torch.mm`` on CPU to MKL, which on AMD processors runs
-without AVX-512; oneDNN (which PyTorch ships, and uses itself for bf16 and in
-``torch.compile``'s CPU fusions) has its own AVX-512 kernels. On a 2-core AMD EPYC with
-AVX-512, a 2048^3 fp32 GEMM runs at about 375 GFLOP/s with oneDNN against 150 with MKL, and the
-results agree to float rounding. oneDNN also fuses the bias and an exact (erf) GELU into the
-GEMM.
+PyTorch sends float32 ``F.linear`` / ``torch.mm`` on CPU to MKL, which on AMD processors runs
+without AVX-512; oneDNN (which PyTorch ships) has its own AVX-512 kernels, agrees with MKL to
+float rounding, and fuses the bias and an exact (erf) GELU into the GEMM. Which library wins
+depends on the CPU and on training or inference (BENCHMARKS.md, oneDNN against MKL), so float32
+linears go to oneDNN where :data:`~swinv2_backbone.hardware.ONEDNN_FP32` (probed once at import)
+says, unless a :class:`~swinv2_backbone.runtime.execution.Request` asks otherwise.
 
-Elsewhere there is less or nothing to gain (BENCHMARKS.md):
-- without AVX-512: on an AVX2 EPYC both reach about 65 GFLOP/s on one GEMM in cache, oneDNN's
-  slows down on the transposed operands of the backward, and in interleaved training steps the
-  best round was MKL's in each of four runs, by 7-19%; in inference oneDNN's was 8% faster
-  (296 against 320 ms at 512x512, 2026-12-02, on an EPYC with AVX-512 limited to AVX2:
-  ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``), where on a Xeon limited alike MKL's
-  was 0-5% faster (512x512 and 800x1344, 2026-12-03), so on Intel CPUs without AVX-512 MKL
-  stays;
-- in training on Intel processors, where MKL runs its AVX-512 kernels: on a Xeon (AVX-512,
-  AMX; 2 threads) the 2048^3 GEMM ran 326 GFLOP/s with MKL against 202 with oneDNN, the
-  model's own shapes within 10% either way, and the training step (whose backward GEMMs read
-  transposed operands) 13% faster with MKL; inference at 512x512 was 5-14% faster with oneDNN
-  (again on a Xeon with AMX with trained-like biases, 2026-12-02: inference 3% faster with
-  oneDNN at 512x512 and 800x1344, a training step 15% faster with MKL).
-
-So float32 linears go to oneDNN on CPUs with AVX-512, in training only on non-Intel ones, and
-in inference on AMD's with AVX2 (:data:`~swinv2_backbone.hardware.ONEDNN_FP32`, probed once at
-import, indexed by whether autograd records), unless an
-:class:`~swinv2_backbone.runtime.execution.Execution` asks otherwise.
-
-:func:`linear` runs oneDNN where the forward's :class:`~swinv2_backbone.runtime.execution.Execution`
-allows it (``onednn``: float32 operands; ``bf16_inference``: oneDNN's bf16 GEMM, the bias and
-the GELU fused) and ``F.linear`` everywhere else. Under autograd it goes through
-:class:`OneDnnLinear`, whose backward uses oneDNN too. In bf16 inference each float32 weight
-is cast to bf16 once and kept while it is unchanged (:func:`bf16_weight`), not once per call
-(the cpu path calls a linear once per chunk) or per forward (as autocast's cache does).
+:func:`linear` runs oneDNN where the forward's
+:class:`~swinv2_backbone.runtime.execution.Execution` allows it (``onednn``: float32 operands;
+``bf16_inference``: oneDNN's bf16 GEMM, the bias and the GELU fused) and ``F.linear``
+everywhere else; under autograd through :class:`OneDnnLinear`, whose backward uses oneDNN too.
+In bf16 inference each float32 weight is cast to bf16 once and kept while it is unchanged
+(:func:`bf16_weight`), not once per chunk or per forward.
 """
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ..runtime.execution import Execution
 
-if TYPE_CHECKING:  # the execution module calls the kernels
-    from ..runtime.execution import Execution
-
-__all__ = ['OneDnnLinear', 'backward_gemm', 'bf16_weight', 'gemm', 'linear', 'linear_add']
+__all__ = ['OneDnnLinear', 'backward_gemm', 'bf16_weight', 'gemm', 'linear', 'linear_add',
+           'patch_projection']
 
 _OP = getattr(getattr(torch.ops, 'mkldnn', None), '_linear_pointwise', None)
 
@@ -154,3 +131,23 @@ class OneDnnLinear(torch.autograd.Function):
         dw = gemm(grad.t(), x.reshape(-1, x.shape[-1]).t()) if need[1] else None
         db = grad.sum(0) if need[2] and ctx.has_bias else None
         return dx, dw, db
+
+
+def patch_projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     execution: Execution) -> torch.Tensor:
+    """A convolution whose stride is its kernel p, channels-last: (B, C, H, W) ->
+    (B, H/p, W/p, C_out) (H, W multiples of p), as one GEMM of the image's p x p patches where
+    ``execution.patch_gemm`` (one copy of the image, no channels-last copy of the output). In
+    bf16 inference it stays float32: cheap, and in bf16 the largest part of stage 1's error."""
+    p = weight.shape[-1]
+    if not execution.patch_gemm:
+        return F.conv2d(x, weight, bias, stride=p).permute(0, 2, 3, 1)
+    B, C, H, W = x.shape
+    # (B, C, h, p, w, p) -> (B, h, w, C, p, p): the conv weight's (C_out, C, p, p) order
+    patches = x.view(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5).reshape(
+        B, H // p, W // p, C * p * p)
+    weight = weight.flatten(1)
+    if execution.bf16_inference:
+        with torch.autocast('cpu', enabled=False):
+            return F.linear(patches.to(weight.dtype), weight, bias)
+    return linear(patches, weight, bias, execution)

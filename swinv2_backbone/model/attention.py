@@ -1,122 +1,23 @@
 """SwinV2 window attention: scaled cosine attention with a continuous position bias (CPB).
 
-The math, stated once:
-
-    logits = temperature * cos(q, k) + pos_bias + shift mask,   softmax, times v
-
-with ``temperature = exp(min(logit_scale, log 100))`` per head, q and k normalised by
-:func:`~swinv2_backbone.ops.inverse_norm`, ``pos_bias = 16 * sigmoid(CPB)``, where the CPB is
-a 2 -> 512 -> heads MLP of log-spaced relative coordinates, and the shift mask -100 between
-tokens of a shifted window that were not adjacent.
-
-To change the attention, edit:
-
-1. the math, stated once in :mod:`swinv2_backbone.ops`:
-   :func:`~swinv2_backbone.ops.reference_attention` (the reference every backend equals),
-   :func:`~swinv2_backbone.ops.inverse_norm` (the q/k normalisation; applied with the
-   temperature without autograd: :func:`~swinv2_backbone.ops.scaled_unit_qk`; its forward
-   for the export: :func:`~swinv2_backbone.ops.unit_vectors`; its gradient, which
-   every hand-written backward uses: :func:`~swinv2_backbone.ops.unit_vector_grad`) and
-   :func:`~swinv2_backbone.ops.attention_logits`; here :func:`temperature` and
-   :func:`position_bias` (the CPB), with the backward of each (:class:`_Temperature`,
-   :class:`_PositionBias`);
-2. each backend of :data:`~swinv2_backbone.runtime.execution.ATTENTION_BACKENDS` (one interface):
-   the cpu path's :class:`~swinv2_backbone.kernels.cpu.CosineAttention` (forward and its
-   hand-written backward) and :func:`~swinv2_backbone.kernels.cpu.head_major` /
-   :func:`~swinv2_backbone.kernels.cpu.attend` (inference), whose shift mask is scaled per
-   head by :func:`~swinv2_backbone.kernels.cpu.mask_scales` (a bound that assumes the -100
-   mask, cosines and a position bias in (0, 16)); the batched path's
-   :func:`~swinv2_backbone.kernels.device.window_attention` with
-   :class:`~swinv2_backbone.kernels.device.QkvHeads` and, fused, the Triton kernels of
-   :func:`~swinv2_backbone.kernels.fused.qkv_heads` (forward, and backward, which restates
-   ``unit_vector_grad`` in Triton). tests/test_attention.py runs every registered backend
-   against the reference, so a backend left behind fails there.
-
-Guarded by: tests/test_paths.py (every path against the reference, outputs and every gradient,
-fp16/bf16 autocast), tests/test_kernels.py (``gradcheck`` of the autograd functions) and
-tests/test_oracles.py (timm, HF transformers and mmpretrain with identical weights).
+The module holds the weights and the window-dependent tables and computes the terms of the
+logits from them (temperature, position bias); the math itself is stated once in
+:mod:`swinv2_backbone.kernels.reference`, which its forward runs. The fast paths compute the
+same from a block's weights (:mod:`swinv2_backbone.kernels`), each tested against it.
 """
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
 from torch import nn
 
-from ..runtime.execution import Execution
+from ..kernels.reference import (PositionBias, Temperature, position_bias, reference_attention,
+                                 split_windows, temperature)
 from ..ops import relative_coords_table, relative_position_index
+from ..runtime.execution import Execution
 
-__all__ = ['LOGIT_SCALE_MAX', 'WindowAttentionV2']
-
-# Upper bound of the learned temperature: exp(logit_scale) <= 100, as in the paper.
-LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
-
-
-def temperature(logit_scale: torch.Tensor) -> torch.Tensor:
-    """``exp(min(logit_scale, LOGIT_SCALE_MAX))``: the plain ops."""
-    return torch.clamp(logit_scale, max=LOGIT_SCALE_MAX).exp()
-
-
-def position_bias(table: torch.Tensor, index: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                  w2: torch.Tensor) -> torch.Tensor:
-    """``16 * sigmoid(CPB)`` gathered by ``index``: the plain ops, (heads, len(index)).
-
-    The CPB MLP ``Linear(2, hidden) -> ReLU -> Linear(hidden, heads, bias=False)`` runs on the
-    (2w-1)^2 rows of the coordinate ``table``, as a matrix (the ReLU in place on a view of a
-    map-shaped output would cost autograd three copies), and the sigmoid on its (heads,
-    (2w-1)^2) result: the gather comes last, into a contiguous tensor.
-    """
-    return _gather_bias(_cpb(table, w1, b1, w2)[1], index)
-
-
-def _cpb(table, w1, b1, w2) -> tuple[torch.Tensor, torch.Tensor]:
-    """The CPB MLP's hidden layer and ``sigmoid(CPB)``, ((2w-1)^2, heads)."""
-    hidden = torch.addmm(b1, table, w1.t()).relu_()
-    return hidden, torch.sigmoid(hidden @ w2.t())
-
-
-def _gather_bias(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return (s * 16).t().index_select(1, index)
-
-
-class _Temperature(torch.autograd.Function):
-    """:func:`temperature` with one op fewer in backward than autograd's (three)."""
-
-    @staticmethod
-    def forward(ctx, logit_scale: torch.Tensor) -> torch.Tensor:
-        t = temperature(logit_scale)
-        ctx.save_for_backward(logit_scale, t)
-        return t
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        logit_scale, t = ctx.saved_tensors
-        return (grad * t).mul_(logit_scale <= LOGIT_SCALE_MAX)
-
-
-class _PositionBias(torch.autograd.Function):
-    """:func:`position_bias` with a hand-written backward: the gather's by ``index_add`` with
-    the factor 16 as its ``alpha``, the sigmoid's and the MLP's by their kernels; eight ops,
-    one fewer than autograd's. On a GPU each op is a launch, and every block runs these."""
-
-    @staticmethod
-    def forward(ctx, table, index, w1, b1, w2):
-        hidden, s = _cpb(table, w1, b1, w2)
-        ctx.save_for_backward(table, index, w1, w2, hidden, s)
-        return _gather_bias(s, index)
-
-    @staticmethod
-    def backward(ctx, grad):
-        table, index, w1, w2, hidden, s = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        ds = grad.new_zeros(s.shape[::-1]).index_add_(1, index, grad, alpha=16)
-        dz = torch.ops.aten.sigmoid_backward(ds.t(), s)
-        dw2 = dz.t() @ hidden if need[4] else None
-        dh = torch.ops.aten.threshold_backward(dz @ w2, hidden, 0)
-        dw1 = dh.t() @ table if need[2] else None
-        db1 = dh.sum(0) if need[3] else None
-        return None, None, dw1, db1, dw2
+__all__ = ['WindowAttentionV2']
 
 
 class WindowAttentionV2(nn.Module):
@@ -190,7 +91,7 @@ class WindowAttentionV2(nn.Module):
     def temperature(self, plain: bool = False) -> torch.Tensor:
         """(heads, 1, 1) ``exp(logit_scale)``, clamped at 100; ``plain``: in plain ops (a
         graph for another runtime), not through the autograd function."""
-        return temperature(self.logit_scale) if plain else _Temperature.apply(self.logit_scale)
+        return temperature(self.logit_scale) if plain else Temperature.apply(self.logit_scale)
 
     def qkv_bias(self) -> torch.Tensor | None:
         """(3C,) the q and v biases with a zero k bias, or None."""
@@ -217,7 +118,7 @@ class WindowAttentionV2(nn.Module):
             key = (window, self.relative_coords_table.device, *(p._version for p in params))
             if self._terms_cache is not None and self._terms_cache[0] == key:
                 return self._terms_cache[1]
-        # the position bias in float32 under autocast too: bf16 rounds 16 * sigmoid by up to
+        # the position bias in float32 under autocast too: bf16 rounds it by up to
         # 0.03
         with torch.autocast(self.relative_coords_table.device.type, enabled=False) \
                 if execution.amp is not None else nullcontext():
@@ -228,7 +129,7 @@ class WindowAttentionV2(nn.Module):
         return terms
 
     def position_bias(self, window: int, execution: Execution) -> torch.Tensor:
-        """``16 * sigmoid(CPB)`` for a window: (num_heads, window*window, window*window),
+        """``CPB_SCALE * sigmoid(cpb)`` for a window: (num_heads, window*window, window*window),
         cached with the other terms (:meth:`logit_terms`)."""
         return self.logit_terms(window, execution)[2]
 
@@ -254,31 +155,27 @@ class WindowAttentionV2(nn.Module):
             table, index = self._shrunk_tables[key]
         fc1, fc2 = self.cpb_mlp[0], self.cpb_mlp[2]
         args = (table.reshape(-1, 2), index.view(-1), fc1.weight, fc1.bias, fc2.weight)
-        pos_bias = position_bias(*args) if exporting else _PositionBias.apply(*args)
+        pos_bias = position_bias(*args) if exporting else PositionBias.apply(*args)
         N = window * window
         return pos_bias.view(self.num_heads, N, N)
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
-                execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attend within windows.
+                execution: Execution) -> torch.Tensor:
+        """Attend within windows, as the official code does.
 
         Args:
-            x: (B, L, C) tokens in window order, L = num_windows * window^2 (with a
-                ``mask``: in ``execution.shifted_tokens`` order); or (B, nW, N, C) windows (the
-                export path, whose symbolic sizes are not divided).
+            x: (B, L, C) tokens window by window, L = num_windows * window^2; or
+                (B, nW, N, C) windows (the export path, whose symbolic sizes are not divided).
             window: side of the windows in ``x``.
             mask: (num_windows, N, N) additive shift mask, or None.
-            execution: how this forward runs (:mod:`swinv2_backbone.runtime.execution`).
+            execution: this forward's plan (caching of the logits' terms, export).
 
         Returns:
-            the output, the shape of ``x``; and ``x`` as the residual is to add the output to
-            (in training on the batched path a view of it through which backward adds the
-            residual's gradient into the qkv projection's: one op and pass fewer)
+            the shape of ``x``
         """
-        qkv_bias, temperature, pos_bias = self.logit_terms(window, execution)
-        out, residual = execution.attention(x, self.qkv.weight, qkv_bias, temperature,
-                                            pos_bias, mask, self.num_heads, window,
-                                            self.attn_drop)
-        out = execution.linear(out.reshape(x.shape), self.proj.weight, self.proj.bias)
-        return self.proj_drop(out), residual
+        qkv_bias, t, pos_bias = self.logit_terms(window, execution)
+        windows, mask = split_windows(x, mask, window)  # (B_, N, C), (B_, N, N)
+        out = reference_attention(windows, self.qkv.weight, qkv_bias, t, pos_bias, mask,
+                                  self.num_heads, self.attn_drop, execution.exporting)
+        return self.proj_drop(self.proj(out.reshape(x.shape)))

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .blocks import CHECKPOINT_SCOPES, PatchEmbed, SwinV2Stage
+from ..kernels.cpu import channels_first
 from ..runtime.execution import Execution, Request, check_execution, decide
 from ..runtime.graphs import CudaGraphs
 from ..compat import AUTOCAST_DEVICES, autocast_enabled
@@ -157,7 +158,7 @@ class SwinV2Backbone(BaseModule):
         self.depths, self.num_heads = depths, num_heads
         self.patch_size, self.in_channels = patch_size, in_channels
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
-        self.execution, self.attn_drop_rate = execution, attn_drop_rate
+        self.execution, self.dropout = execution, max(drop_rate, attn_drop_rate)
         self.cuda_graph = cuda_graph
         self._graphs = CudaGraphs()
         self.feature_names = FEATURE_NAMES[:num_stages + 1]
@@ -359,8 +360,8 @@ class SwinV2Backbone(BaseModule):
         self._check_dtype(x)
         if mask is not None:
             self._check_mask(x, mask)
-        execution = decide(self.execution, x, self,
-                           attn_dropout=self.training and self.attn_drop_rate > 0,
+        execution = decide(self.execution, x, self.parameters(),
+                           dropout=self.training and self.dropout > 0,
                            cuda_graph=self.cuda_graph and mask is None)
         if execution.cuda_graph:
             return self._graphs(self, self._forward, x, execution,
@@ -394,5 +395,5 @@ class SwinV2Backbone(BaseModule):
                 x = self.stages[i - 1](x, execution)
             if name in self.out_features:
                 y = self.out_norms[name](x) if name in self.out_norms else x
-                outs.append(execution.channels_first(y))  # (B, h, w, C) -> (B, C, h, w)
+                outs.append(channels_first(y, execution))  # (B, h, w, C) -> (B, C, h, w)
         return tuple(outs)

@@ -14,8 +14,11 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from .attention import WindowAttentionV2
-from ..ops import (effective_window, pad_to_multiple, shift_attn_mask, size_tensor,
-                   window_layout, window_order)
+from ..kernels.backends import BLOCK_KERNELS
+from ..kernels.interface import BlockWeights, Norm
+from ..kernels.onednn import linear, patch_projection
+from ..ops import (drop_path, effective_window, pad_to_multiple, select_tokens, shift_attn_mask,
+                   size_tensor, window_layout, window_order)
 from ..runtime.execution import Execution
 
 __all__ = ['CHECKPOINT_SCOPES', 'DropPath', 'Mlp', 'PatchEmbed', 'PatchMerging', 'StageLayout',
@@ -57,13 +60,13 @@ class DropPath(nn.Module):
             raise ValueError(f'drop_prob must be in [0, 1), got {drop_prob!r}')
         self.drop_prob = drop_prob
 
+    @property
+    def rate(self) -> float:
+        """The rate this forward drops at: ``drop_prob`` in training, else 0."""
+        return self.drop_prob if self.training else 0.0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep = 1.0 - self.drop_prob
-        # one draw per sample, broadcast over the rest: (B, 1, ..., 1)
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
+        return drop_path(x, self.rate)
 
     def extra_repr(self) -> str:
         return f'drop_prob={self.drop_prob}'
@@ -85,19 +88,12 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         """(B, C_in, H, W) -> (B, ceil(H/p), ceil(W/p), C)."""
         x = pad_to_multiple(x, self.patch_size, channels_last=False)
-        return self.norm(execution.patch_embed(x, self.proj))
+        return self.norm(patch_projection(x, self.proj.weight, self.proj.bias, execution))
 
 
 class Mlp(nn.Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout.
-
-    How it runs is the forward's plan
-    (:meth:`~swinv2_backbone.runtime.execution.Execution.mlp`): the modules as written
-    (:meth:`plain`), or lean kernels that compute the same. ``forward`` returns the output and
-    the input as the residual is to add the output to (in training a view of it through which
-    backward adds the residual's gradient in).
-    ``recompute``: training keeps only the input; backward recomputes the hidden layer.
-    """
+    """fc1 -> GELU -> dropout -> fc2 -> dropout. ``recompute``: in training keep only the input;
+    backward recomputes the hidden layer (``with_cp='mlp'``)."""
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0, recompute: bool = False) -> None:
         super().__init__()
@@ -108,12 +104,12 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.drop2 = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor,
-                execution: Execution) -> tuple[torch.Tensor, torch.Tensor]:
-        return execution.mlp(self, x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return cp.checkpoint(self._mlp, x, use_reentrant=False)
+        return self._mlp(x)
 
-    def plain(self, x: torch.Tensor) -> torch.Tensor:
-        """The modules, as written: what the reference path runs."""
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
 
 
@@ -135,7 +131,7 @@ class SwinV2Block(nn.Module):
         self.attn = WindowAttentionV2(dim, num_heads, window_size, pretrained_window_size,
                                       qkv_bias, attn_drop, drop)
         self.norm1 = nn.LayerNorm(dim)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop, recompute=recompute_mlp)
         self.norm2 = nn.LayerNorm(dim)
         # SwinV2-G closes every 6th block with a norm on the main branch too
@@ -148,40 +144,32 @@ class SwinV2Block(nn.Module):
         Args:
             window: window side.
             mask: (num_windows, N, N) shift mask for a shifted layout, else None.
-            execution: how this forward runs.
+            execution: this forward's plan. Its fast path (``execution.block``) computes the
+                same as the lines below from :meth:`weights`, in fewer passes.
             real: (H*W,) the positions of ``x`` that hold map tokens (``WindowOrder.real``),
                 or None (no padding, or not known).
-
-        On the cpu path without autograd, ``x`` is updated in place,
-        ``execution.chunk_tokens`` at a time (one image's windows), and returned; there the
-        MLP runs on the map's tokens only (``real``): the padding's values after a block do
-        not matter (the stage zeroes them before the next), and at 800x1216 with window 16
-        it was a quarter of stage 3's tokens.
         """
-        return execution.over_windows(
-            lambda x, window, mask, inplace, rows: self._windows(x, window, mask, execution,
-                                                                 inplace, rows),
-            x, window, mask, real)
+        if execution.block is not None:
+            return BLOCK_KERNELS[execution.block](x, self.weights(window, execution), window,
+                                                  mask, real, execution)
+        x = x + self.drop_path(self.norm1(self.attn(x, window, mask, execution)))
+        x = x + self.drop_path(self.norm2(self.mlp(x)))
+        return x if self.norm3 is None else self.norm3(x)
 
-    def _windows(self, x: torch.Tensor, window: int, mask: torch.Tensor | None,
-                 execution: Execution, inplace: bool,
-                 rows: torch.Tensor | None) -> torch.Tensor:
-        """The block on (B, l, C) tokens of whole windows; ``mask`` has one row per window.
-        ``rows``: the positions of ``x`` the MLP runs on (then in place), None for all."""
-        # each branch returns its output and x as the residual is to add it to: in training
-        # a view of x through which backward adds the residual's gradient in (one op fewer)
-        y, x = self.attn(x, window, mask, execution)
-        x = execution.residual(x, y, self.norm1, self.drop_path, inplace)
-        if rows is None:
-            y, x = self.mlp(x, execution)
-            x = execution.residual(x, y, self.norm2, self.drop_path, inplace)
-        else:
-            y, tokens = self.mlp(select_tokens(x, rows), execution)
-            x.index_copy_(1, rows,
-                          execution.residual(tokens, y, self.norm2, self.drop_path, True))
-        if self.norm3 is not None:
-            x = x.copy_(self.norm3(x)) if inplace else self.norm3(x)
-        return x
+    def weights(self, window: int, execution: Execution) -> BlockWeights:
+        """The block's weights for ``window`` as plain tensors, what a fast path takes."""
+        attn, mlp = self.attn, self.mlp
+        qkv_bias, temperature, pos_bias = attn.logit_terms(window, execution)
+        return BlockWeights(
+            attn.num_heads, attn.qkv.weight, qkv_bias, temperature, pos_bias,
+            attn.proj.weight, attn.proj.bias, _norm(self.norm1),
+            mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias, _norm(self.norm2),
+            None if self.norm3 is None else _norm(self.norm3), self.drop_path.rate,
+            mlp.recompute)
+
+
+def _norm(norm: nn.LayerNorm) -> Norm:
+    return Norm(norm.weight, norm.bias, norm.eps)
 
 
 class PatchMerging(nn.Module):
@@ -196,13 +184,14 @@ class PatchMerging(nn.Module):
         self.norm = nn.LayerNorm(2 * dim)
 
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
+        """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
         x = pad_to_multiple(x, 2)
         B, H, W, C = x.shape
         # channel order (row, col) = (0,0), (1,0), (0,1), (1,1), the official layout: column
-        # major, by one reshape and permute (four strided slices ran slower in OpenVINO)
+        # major, by one reshape and permute (which runtimes fuse better than four slices)
         x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(
             B, H // 2, W // 2, 4 * C)
-        return self.norm(execution.linear(x, self.reduction.weight, None))
+        return self.norm(linear(x, self.reduction.weight, None, execution))
 
 
 @dataclass(frozen=True)
@@ -245,15 +234,6 @@ class _Reorder(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         return _gather(grad, ctx.back, ctx.back_fill), None, None, None, None
-
-
-def select_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x.index_select(1, index)`` of (B, L, C) tokens; for one image through its (L, C) view,
-    whose ``index_select`` copies whole rows: on a Xeon (2 threads) 0.24 ms against 0.46 for
-    16384 x 96 tokens, 1.0 against 2.6 for 67200 x 96."""
-    if x.shape[0] == 1:
-        return x[0].index_select(0, index).unsqueeze(0)
-    return x.index_select(1, index)
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor, fill: torch.Tensor | None) -> torch.Tensor:
