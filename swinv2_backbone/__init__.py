@@ -3,12 +3,13 @@
 The layout, from the bottom up (a module imports only from its own layer and the layers
 listed before it, which ``tests/test_lint.py`` checks):
 
-- ``compat``, ``files``, ``hardware``, ``ops``: version differences decided once, atomic writes,
-  every probe of the machine, and the math stated once (the reference attention and its
-  gradient, windows, position tables); ``install``: mmcv with its ops for the environment's
-  torch (``python -m swinv2_backbone.install mmcv``; standard library only);
-- ``kernels/``: fast implementations of that math, one per backend;
-- ``runtime/``: the execution plan that picks the kernels, CUDA graphs;
+- ``compat``, ``files``, ``hardware``, ``ops``, ``version``: version differences decided once,
+  atomic writes, every probe of the machine, pure helpers (windows, masks, position tables);
+  ``install``: mmcv with its ops for the environment's torch
+  (``python -m swinv2_backbone.install mmcv``; standard library only);
+- ``runtime/``: the execution plan, decided once per forward as plain data; CUDA graphs;
+- ``kernels/``: the attention math stated once (``reference``) and the fast paths, one file
+  per backend, each with its backward;
 - ``weights/``: checkpoint layouts, conversion, loading, downloads;
 - ``model/``: the backbone, its blocks and attention;
 - ``apps/``: feature extraction, ONNX export, mmdeploy;
@@ -34,7 +35,7 @@ from .weights.checkpoints import convert_state_dict, detect_format  # noqa: E402
 from .weights.loading import (LoadReport, load_pretrained, read_checkpoint,  # noqa: E402
                               save_checkpoint)
 
-__version__ = '0.1.0'
+from .version import __version__  # noqa: E402
 
 REGISTERED_SCOPES = register_all()
 allow_mmengine_checkpoints()

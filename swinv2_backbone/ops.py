@@ -10,15 +10,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .kernels.reference import MASK_VALUE
-
 __all__ = [
+    'MASK_VALUE',
     'window_partition', 'window_reverse', 'pad_to_multiple', 'shift_attn_mask',
     'relative_coords_table', 'relative_position_index', 'effective_window', 'window_layout',
     'drop_path', 'select_tokens',
     'is_static', 'size_min', 'size_max', 'ceil_div', 'size_tensor', 'window_order',
     'adaptive_avg_pool2d',
 ]
+
+
+# What the shift mask adds to the logits of tokens from regions that were not adjacent (the
+# official value; kernels/reference.py states the attention it enters).
+MASK_VALUE = -100.0
 
 
 # ---------------------------------------------------------------- sizes that may be symbolic

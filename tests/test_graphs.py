@@ -94,7 +94,8 @@ def test_a_signature_seen_once_runs_eagerly_and_captures_nothing():
     graphs, x = CudaGraphs(), torch.randn(1, 3, 21, 19)
     execution = Execution('batched', cuda_graph=True)
     with torch.no_grad():
-        outs = graphs(model, model._forward, x, execution, keep=list)
+        outs = graphs(model._forward, x, execution, list(model.parameters()), model.training,
+                      keep=list)
         want = small()(x)
     for a, b in zip(outs, want):
         torch.testing.assert_close(a, b)
@@ -113,6 +114,7 @@ def test_after_repeated_evictions_new_signatures_run_eagerly():
     execution = Execution('batched', cuda_graph=True)
     with torch.no_grad():
         for _ in range(3):
-            outs = graphs(model, model._forward, x, execution, keep=list)
+            outs = graphs(model._forward, x, execution, list(model.parameters()),
+                          model.training, keep=list)
     assert len(graphs) == 0
     assert outs[0].shape == (1, 16, 6, 5)

@@ -283,7 +283,8 @@ def test_a_model_made_under_inference_mode_runs_like_any_other():
 def test_auto_runs_the_cpu_kernels_on_cpu_and_the_batched_path_elsewhere():
     model = small()
     assert decide('auto', torch.randn(1, 3, 8, 8), model.parameters()).path == 'cpu'
-    assert decide('auto', torch.randn(1, 3, 8, 8, device='meta'), model.parameters()).path == 'batched'
+    meta = torch.randn(1, 3, 8, 8, device='meta')
+    assert decide('auto', meta, model.parameters()).path == 'batched'
     with torch.no_grad():
         assert not decide('auto', torch.randn(1, 3, 8, 8), model.parameters()).grad
     model.train()
@@ -294,7 +295,8 @@ def test_the_cpu_path_takes_onednn_gemms_only_where_this_cpu_gains_or_when_asked
     model, x = small(), torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert decide('cpu', x, model.parameters()).onednn == hardware.ONEDNN_FP32[False]
-    assert decide('cpu', x, model.parameters()).onednn == hardware.ONEDNN_FP32[True]  # the model trains
+    # the model trains
+    assert decide('cpu', x, model.parameters()).onednn == hardware.ONEDNN_FP32[True]
     for grad in (False, True):
         assert hardware.ONEDNN_FP32[grad] == (hardware.ONEDNN and hardware.gains_on(
             torch.backends.cpu.get_cpu_capability(), hardware.cpu_vendor(), grad))
@@ -325,9 +327,11 @@ def test_the_fused_kernels_run_only_on_the_batched_path_outside_compiling():
     with torch.no_grad():
         assert not decide('batched', x, model.parameters()).fused
         assert not decide('batched', x.to('meta'), small().to('meta').parameters()).fused
-        assert decide(Request('batched', fused=True), x, model.parameters()).fused == hardware.INTERPRETED
+        assert decide(Request('batched', fused=True), x,
+                      model.parameters()).fused == hardware.INTERPRETED
         assert not decide(Request('batched', fused=False), x, model.parameters()).fused
-        assert not decide(Request('batched', fused=True), x.double(), model.double().parameters()).fused
+        assert not decide(Request('batched', fused=True), x.double(),
+                          model.double().parameters()).fused
         assert hardware.triton_runs_on(torch.device('cpu')) == hardware.INTERPRETED
         assert not hardware.triton_runs_on(torch.device('meta'))
         for path in ('cpu', 'reference'):

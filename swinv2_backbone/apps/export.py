@@ -224,7 +224,7 @@ def _large(model: torch.nn.Module) -> bool:
 
 
 def _metadata(model: SwinV2Backbone, exporter: str, half: bool, dynamic: bool) -> dict:
-    from .. import __version__
+    from ..version import __version__
     return {
         'producer': f'swinv2_backbone {__version__}',
         'out_features': list(model.out_features),

@@ -5,9 +5,10 @@
 
 ``temperature = exp(min(logit_scale, LOGIT_SCALE_MAX))`` per head; the CPB is a
 2 -> hidden -> heads MLP of log-spaced relative coordinates; the shift mask is ``MASK_VALUE``
-between tokens of a shifted window that were not adjacent, 0 elsewhere. The constants and the
-formulas live here only; the backends (:mod:`.cpu`, :mod:`.device`, :mod:`.fused`) import them,
-and tests/test_attention.py checks each against the official formula written out apart.
+between tokens of a shifted window that were not adjacent, 0 elsewhere (built with the windows,
+:func:`~swinv2_backbone.ops.shift_attn_mask`). The constants and the formulas live here only;
+the backends (:mod:`.cpu`, :mod:`.device`, :mod:`.fused`) import them, and
+tests/test_attention.py checks each against the official formula written out apart.
 
 Beside the plain forms: the q/k normalisation every path shares (:func:`inverse_norm`) and its
 gradient (:func:`unit_vector_grad`), and autograd functions for the temperature and the CPB
@@ -21,6 +22,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..ops import MASK_VALUE
+
 __all__ = ['CPB_SCALE', 'LOGIT_SCALE_MAX', 'MASK_VALUE', 'NORM_EPS', 'PositionBias',
            'Temperature', 'attention_logits', 'inverse_norm', 'position_bias',
            'reference_attention', 'scaled_unit_qk', 'split_windows', 'temperature',
@@ -31,8 +34,6 @@ __all__ = ['CPB_SCALE', 'LOGIT_SCALE_MAX', 'MASK_VALUE', 'NORM_EPS', 'PositionBi
 LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 # The CPB's output range: position bias = CPB_SCALE * sigmoid(cpb), in (0, 16).
 CPB_SCALE = 16.0
-# What the shift mask adds to the logits of tokens from regions that were not adjacent.
-MASK_VALUE = -100.0
 # F.normalize's epsilon: a norm at or below it is treated as zero.
 NORM_EPS = 1e-12
 

@@ -364,7 +364,8 @@ class SwinV2Backbone(BaseModule):
                            dropout=self.training and self.dropout > 0,
                            cuda_graph=self.cuda_graph and mask is None)
         if execution.cuda_graph:
-            return self._graphs(self, self._forward, x, execution,
+            return self._graphs(self._forward, x, execution, list(self.parameters()),
+                                self.training,
                                 keep=lambda: [list(s._layouts.values()) for s in self.stages])
         return self._forward(x, execution, mask)
 

@@ -38,7 +38,6 @@ from contextlib import nullcontext
 from dataclasses import replace
 
 import torch
-from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .execution import Execution
@@ -59,7 +58,7 @@ class _Captured:
     """One signature's graphs and the static tensors they read and write."""
 
     def __init__(self, forward: Callable[[torch.Tensor], tuple], x: torch.Tensor,
-                 params: list[nn.Parameter], amp: torch.dtype | None, grad: bool,
+                 params: list[torch.Tensor], amp: torch.dtype | None, grad: bool,
                  keep: Callable[[], object]) -> None:
         self.x = x.detach().clone().requires_grad_(x.requires_grad)
         self.params = params
@@ -156,14 +155,16 @@ class CudaGraphs:
         self._captured.clear()
         self._seen.clear()
 
-    def __call__(self, module: nn.Module, forward: Callable, x: torch.Tensor,
-                 execution: Execution, keep: Callable[[], object]) -> tuple:
+    def __call__(self, forward: Callable, x: torch.Tensor, execution: Execution,
+                 params: list[torch.Tensor], training: bool,
+                 keep: Callable[[], object]) -> tuple:
         """``forward(x, execution)`` replayed from the graph of this call's signature: run
-        eagerly the first time a signature is seen, captured the second. ``keep()`` returns
-        what the graph reads that the module caches and may drop (the stages' layouts)."""
-        params = list(module.parameters())
+        eagerly the first time a signature is seen, captured the second. ``params``: the
+        model's parameters (the graph's inputs besides ``x``); ``training``: the model's mode;
+        ``keep()`` returns what the graph reads that the model caches and may drop (the
+        stages' layouts)."""
         trains = tuple(p.requires_grad for p in params)
-        key = (tuple(x.shape), x.dtype, x.device, x.requires_grad, module.training,
+        key = (tuple(x.shape), x.dtype, x.device, x.requires_grad, training,
                torch.is_inference_mode_enabled(), execution, trains)
         captured = self._captured.get(key)
         if captured is None and (key not in self._seen
