@@ -167,3 +167,17 @@ def test_nothing_shipped_speaks_of_how_it_was_built():
             if BUILD_TALK.search(CODE_NAMES.sub('', line)):
                 found.append(f'{name}:{number}: {line.strip()[:100]}')
     assert not found, '\n'.join(found)
+
+
+# a measurement: a CPU or GPU model, a timing, a throughput, a date
+MEASUREMENT = re.compile(r'\b(Xeon|EPYC|H100|H200|A100)\b|GFLOP|\d ?ms\b|\b20\d\d-\d\d-\d\d\b')
+
+
+def test_the_package_holds_no_measurements():
+    """Docstrings and comments say what and why; numbers measured on a machine live in
+    BENCHMARKS.md, with the date, the machine and the command."""
+    found = [f'{path.relative_to(ROOT)}:{i}: {line.strip()}'
+             for path in sorted((ROOT / 'swinv2_backbone').rglob('*.py'))
+             for i, line in enumerate(path.read_text().splitlines(), 1)
+             if MEASUREMENT.search(line)]
+    assert not found, '\n'.join(found)

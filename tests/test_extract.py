@@ -179,7 +179,7 @@ def test_two_processes_write_exactly_the_files_and_values_of_one(tmp_path, image
 
     def extract(out, *launcher):
         run = subprocess.run([sys.executable, *launcher, *args, '--out', str(out)],
-                             capture_output=True, text=True, env=env, timeout=240)
+                             capture_output=True, text=True, env=env)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
         return run.stdout
     one = extract(tmp_path / 'one')

@@ -213,7 +213,7 @@ def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
     proc = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--size', '64', '96', '--rounds', '2',
          '--warmup', '1', '--amp', 'bf16', '--impls', 'swinv2_backbone', 'timm', '--no-memory',
-         '--json', str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+         '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     names = [r['implementation'] for r in result['rows']]
@@ -232,7 +232,7 @@ def test_benchmark_tool_reports_every_implementation_ops_and_bf16(tmp_path):
 
 def test_benchmark_tool_refuses_a_memory_median_of_no_runs():
     proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--memory-runs', '0'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True)
     assert proc.returncode == 2
     assert '--memory-runs must be at least 1, not 0' in proc.stderr
 
@@ -311,7 +311,7 @@ def test_benchmark_tool_times_varying_shapes(tmp_path):
         [sys.executable, 'tools/benchmark.py', '--resize', '200', '120', '--batch', '2',
          '--mode', 'training', '--rounds', '3', '--warmup', '1', '--no-memory',
          '--impls', 'swinv2_backbone', 'timm', '--keep-freed-memory', '--json', str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'freed memory kept' in proc.stdout.splitlines()[0]
     result = json.loads(out.read_text())
@@ -321,7 +321,7 @@ def test_benchmark_tool_times_varying_shapes(tmp_path):
         assert 0 < row['best_ms'] <= row['mean_ms'] and row['ops'] > 100
     proc = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--resize', '200', '120', '--impls', 'mmpretrain'],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and 'mmpretrain take(s) inputs of one size only' in proc.stderr
 
 
@@ -330,10 +330,12 @@ def test_benchmark_tool_times_varying_shapes(tmp_path):
 def test_gpu_check_script_rehearses_every_step_on_the_cpu(tmp_path):
     """tools/gpu_check.sh, the one script a lent GPU machine runs, in its CPU rehearsal: every
     step (tests, both training benchmarks, inference, the profile) ends with exit 0 and the
-    result tables are printed."""
+    result tables are printed. The rehearsal runs its steps without the GPU's time limits,
+    so how busy the machine is cannot fail it."""
     env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_DEVICE='cpu', OUT=str(tmp_path))
     proc = subprocess.run(['bash', 'tools/gpu_check.sh'], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True)
+    assert '(time limit: 0 s)' in proc.stdout
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     summary = (tmp_path / 'summary.txt').read_text().splitlines()
     assert [line.split(':')[0] for line in summary] == [
@@ -371,7 +373,7 @@ def test_keep_freed_memory_lets_freed_memory_be_taken_again_without_page_faults(
     results = {}
     for how in ('default', 'keep'):
         out = subprocess.run([sys.executable, '-c', _REALLOCATING, how], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300, check=True)
+                             capture_output=True, text=True, check=True)
         results[how] = out.stdout.split()
     assert results['default'][0] == 'None' and int(results['default'][1]) >= 16384, results
     assert results['keep'][:2] == ['True', '0'], results
@@ -406,7 +408,7 @@ def test_benchmark_runtime_rows_compute_what_their_model_computes(name):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the error is for machines without a GPU')
 def test_benchmark_tool_refuses_a_missing_gpu_by_name():
     proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--device', 'cuda'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and '--device cuda: no GPU is visible' in proc.stderr
 
 

@@ -2,7 +2,7 @@
 
 On a GPU replaying the forward from a CUDA graph, fp16 inference is bound by the GPU's memory
 traffic, and the largest kernels after the GEMMs and the attention were the ones these two
-replace (the 2026-11-22 H100 profile, BENCHMARKS.md):
+replace (the GPU profile in BENCHMARKS.md):
 
 - :func:`qkv_heads`: the qkv projection's (B, L, 3C) output to SDPA's q, k and v, each
   (B*nW, heads, N, d), with q and k normalised and q scaled by the temperature

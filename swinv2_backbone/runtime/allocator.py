@@ -5,10 +5,8 @@ PyTorch allocates CPU tensors with the C library's malloc. glibc hands memory th
 free at the top of its heap back to the kernel once more than a threshold is free there (and
 serves allocations above another threshold by ``mmap``, returned on free), so the next forward
 takes the same memory again as fresh pages: one page fault per 4 KiB, each zeroed by the
-kernel. Measured on a 2-core AMD EPYC VM (SwinV2-T, 512x512, bf16 autocast inference, after
-warm-up, the model alone in its process): 6,112 faults per forward and 123-127 ms; with freed
-memory kept, none and 88-98 ms (timm's SwinV2: 25,216-28,288 faults and 131-135 ms; none and
-100-108 ms). BENCHMARKS.md (2026-12-03) has the interleaved numbers.
+kernel. Kept, a CPU forward takes its memory again without faults, noticeably faster
+(BENCHMARKS.md, page faults).
 
 The cost is memory: the process keeps what it freed (up to its peak) instead of returning it.
 A library should not change its host process's allocator unasked, so nothing here runs on

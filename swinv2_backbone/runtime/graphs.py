@@ -1,9 +1,9 @@
 """CUDA graphs: the backbone's forward, and in training its backward, captured once per input
 signature and replayed (``SwinV2Backbone(cuda_graph=True)``).
 
-Why: on a GPU the eager backbone is bound by the host. A SwinV2-T training step launches about
-1,600 kernels; at 1024x1024, batch 2, bf16 on an H100 the GPU is busy for about half of the
-step and waits on Python for the rest. A replay launches the whole step at once.
+Why: on a GPU the eager backbone is bound by the host. A SwinV2-T training step launches
+hundreds of kernels, and the GPU waits on Python for much of the step (BENCHMARKS.md). A
+replay launches the whole step at once.
 
 What a caller sees (all tested on a GPU by ``tests/test_gpu.py``):
 
