@@ -99,3 +99,17 @@ def test_preflight_names_a_query_head_whose_channels_miss_the_backbone(name, hea
                                          r'1024\] but the SwinV2 backbone .* gives '
                                          r'\[96, 192, 384, 768\]'):
         check_channels(cfg)
+
+
+def test_each_backbone_dict_is_written_once_in_its_model_fragment():
+    """The backbone of each arch and window (type, arch, window, pretrained windows, weights)
+    lives in configs/_base_/models/; task configs take it from there and add what differs."""
+    fragments = ROOT / 'configs' / '_base_' / 'models'
+    for path in sorted((ROOT / 'configs').rglob('*.py')):
+        text = path.read_text()
+        if path.parent == fragments:
+            assert text.count("type='SwinV2Backbone'") == 1, path.name
+        else:
+            assert "type='SwinV2Backbone'" not in text, path.relative_to(ROOT)
+            code = '\n'.join(line for line in text.splitlines() if not line.startswith('#'))
+            assert 'SwinTransformer/storage' not in code, path.relative_to(ROOT)

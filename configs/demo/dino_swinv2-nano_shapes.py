@@ -5,7 +5,9 @@
 # 256-dim transformer (512-wide FFNs) with 2 encoder and 3 decoder layers, 100 queries and 30 denoising
 # queries, 3 classes, light pipeline, iteration-based AdamW without the backbone's 0.1 lr
 # (it starts from scratch).
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+_base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 data_root = 'demo_out/data/coco/'
@@ -16,10 +18,9 @@ dims = 256  # mmdet's DINO decoder assumes 256 (its reference-point encoding)
 
 model = dict(
     num_queries=100,
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(1, 2, 3)),
-    neck=dict(in_channels=[64, 128, 256], out_channels=dims),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0, out_indices=(1, 2, 3)),
+    neck=dict(in_channels=_base_.swinv2_nano_w4.channels[1:], out_channels=dims),
     encoder=dict(num_layers=2, layer_cfg=dict(
         self_attn_cfg=dict(embed_dims=dims, num_heads=8),
         ffn_cfg=dict(embed_dims=dims, feedforward_channels=512))),
@@ -65,8 +66,8 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4, weight_decay=1e-4),
-    paramwise_cfg=dict(_delete_=True, custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg=dict(_delete_=True, custom_keys={
+        k: dict(decay_mult=0.0) for k in _base_.swinv2_no_decay_keys}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),

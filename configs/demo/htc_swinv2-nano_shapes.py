@@ -5,7 +5,9 @@
 # with_cp on as in the SwinV2 HTC configs), 64-channel FPN and heads, 3 classes (4 in the
 # semantic branch: the shapes and background), fewer proposals, light pipeline,
 # iteration-based AdamW.
-_base_ = 'mmdet::htc/htc_r50_fpn_1x_coco.py'
+_base_ = ['mmdet::htc/htc_r50_fpn_1x_coco.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 data_root = 'demo_out/data/coco/'
@@ -15,10 +17,10 @@ image_size = (128, 128)
 ch = 64  # FPN and head channels
 
 model = dict(
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3), with_cp=True),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=ch),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0, out_indices=(0, 1, 2, 3),
+        with_cp=True),
+    neck=dict(in_channels=_base_.swinv2_nano_w4.channels, out_channels=ch),
     rpn_head=dict(in_channels=ch, feat_channels=ch),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=ch),
@@ -78,8 +80,7 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _base_.swinv2_no_decay_keys}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),

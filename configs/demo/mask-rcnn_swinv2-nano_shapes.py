@@ -2,7 +2,9 @@
 # (swinv2_backbone/devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
 # Changes from mmdet's Mask R-CNN base: SwinV2 backbone (embed_dim 32, window 4 for 128 px
 # images), thin FPN/heads (64 channels), 3 classes, light pipeline, iteration-based AdamW.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 data_root = 'demo_out/data/coco/'
@@ -11,10 +13,10 @@ max_iters = 400
 image_size = (128, 128)
 
 model = dict(
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0,
+        out_indices=(0, 1, 2, 3)),
+    neck=dict(in_channels=_base_.swinv2_nano_w4.channels, out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
@@ -59,8 +61,7 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _base_.swinv2_no_decay_keys}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),

@@ -7,7 +7,9 @@
 # Panoptic PNGs are read with mmdet's LoadPanopticAnnotations through swinv2_backbone.devkit.panoptic (mmdet
 # reads them with panopticapi, which is not on PyPI); for the same reason the held-out split is
 # scored with CocoMetric on the things (PQ, CocoPanopticMetric, needs panopticapi).
-_base_ = 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'
+_base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 custom_imports = dict(imports=['swinv2_backbone', 'swinv2_backbone.devkit.panoptic'],
                       allow_failed_imports=False)
 
@@ -18,11 +20,11 @@ image_size = (128, 128)
 
 model = dict(
     data_preprocessor=dict(batch_augments=None),
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0,
+        out_indices=(0, 1, 2, 3)),
     panoptic_head=dict(
-        in_channels=[32, 64, 128, 256], num_queries=20,
+        in_channels=_base_.swinv2_nano_w4.channels, num_queries=20,
         num_things_classes=len(things), num_stuff_classes=len(stuff),
         loss_cls=dict(class_weight=[1.0] * (len(things) + len(stuff)) + [0.1]),
         pixel_decoder=dict(encoder=dict(num_layers=1)),
@@ -70,8 +72,7 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4),
     paramwise_cfg=dict(_delete_=True, custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed',
-        'query_embed', 'query_feat', 'level_embed')}))
+        *_base_.swinv2_no_decay_keys, 'query_embed', 'query_feat', 'level_embed')}))
 param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=False, begin=0,
                        end=max_iters, eta_min=1e-5)
 default_hooks = dict(

@@ -4,7 +4,9 @@
 # backbone (embed_dim 32, window 4), 1 pixel-decoder and 3 transformer-decoder layers, 20
 # queries, 4 classes (background + 3 shapes), 128 px images, light pipeline, iteration-based
 # AdamW.
-_base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 # the host base imports mmdet.models (its pixel decoder and losses); this package beside it
 custom_imports = dict(imports=['mmdet.models', 'swinv2_backbone'], allow_failed_imports=False)
 
@@ -17,11 +19,11 @@ image_size = (128, 128)
 model = dict(
     pretrained=None,
     data_preprocessor=dict(size=image_size),
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0,
+        out_indices=(0, 1, 2, 3)),
     decode_head=dict(
-        in_channels=[32, 64, 128, 256], num_classes=len(classes), num_queries=20,
+        in_channels=_base_.swinv2_nano_w4.channels, num_classes=len(classes), num_queries=20,
         loss_cls=dict(class_weight=[1.0] * len(classes) + [0.1]),
         pixel_decoder=dict(encoder=dict(num_layers=1)),
         transformer_decoder=dict(num_layers=3),
@@ -57,8 +59,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4),
     paramwise_cfg=dict(_delete_=True, custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed',
-        'query_embed', 'query_feat', 'level_embed')}))
+        *_base_.swinv2_no_decay_keys, 'query_embed', 'query_feat', 'level_embed')}))
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=0, end=max_iters, by_epoch=False),
 ]

@@ -2,7 +2,9 @@
 # shapes dataset (swinv2_backbone/devkit/synthetic.py) on a CPU. No pretrained weights.
 # Changes from mmseg's UperNet ADE20K base: SwinV2 backbone (embed_dim 32, window 4), BN instead
 # of SyncBN, 64-channel heads, 4 classes (background + 3 shapes), light pipeline, AdamW.
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+          '../_base_/models/swinv2-nano-w4.py',
+          '../_base_/swinv2_recipe.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 data_root = 'demo_out/data/ade/'
@@ -15,12 +17,13 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     pretrained=None,
     data_preprocessor=dict(size=image_size),
-    backbone=dict(_delete_=True, type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3)),
-    decode_head=dict(in_channels=[32, 64, 128, 256], channels=64, num_classes=4,
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, _delete_=True, drop_path_rate=0.0,
+        out_indices=(0, 1, 2, 3)),
+    decode_head=dict(in_channels=_base_.swinv2_nano_w4.channels, channels=64, num_classes=4,
                      norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=128, channels=32, num_classes=4, norm_cfg=norm_cfg))
+    auxiliary_head=dict(in_channels=_base_.swinv2_nano_w4.channels[2], channels=32, num_classes=4,
+                        norm_cfg=norm_cfg))
 
 dataset = dict(type='BaseSegDataset', data_root=data_root,
                metainfo=dict(classes=classes, palette=palette),
@@ -52,8 +55,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 optim_wrapper = dict(
     _delete_=True, type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in (
-        'norm', 'cpb_mlp', 'logit_scale', 'q_bias', 'v_bias', 'absolute_pos_embed')}))
+    paramwise_cfg=dict(custom_keys={k: dict(decay_mult=0.0) for k in _base_.swinv2_no_decay_keys}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=50, end=max_iters, by_epoch=False),

@@ -1,11 +1,8 @@
 # HTC (with its semantic branch) + FPN, SwinV2-B, window 24, COCO, 20 epochs with multi-scale
 # training (shorter side 400-1400), AdamW: the HTC settings mmdet provides for the SwinV2 paper's
 # detection results.
-# Weights: the official SwinV2-B ImageNet-22k window-12 release at 192 px,
-#   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window12_192_22k.pth
-#   downloaded into torch.hub's cache on first use (loaded as is). At 192 px its
-#   last stage ran a 6x6 window, hence pretrained_window_sizes (12, 12, 12, 6); the CPB
-#   extrapolates to window 24.
+# Weights: SwinV2-B, window 24, from the official ImageNet-22k release at 192 px with window 12
+#   (../_base_/models/swinv2-b-w24.py), downloaded into torch.hub's cache on first use.
 # Changes from mmdet's htc/htc_x101-64x4d-dconv-c3-c5_fpn_ms-400-1400-16xb1-20e_coco.py: the
 # SwinV2-B backbone (with_cp on: activation checkpointing for the large images), AdamW (lr 1e-4,
 # weight decay 0.05, none on norms, CPB MLPs, logit scales, q/v biases) instead of SGD, and
@@ -15,21 +12,14 @@
 # a smaller backbone. The stuff maps of the semantic branch are COCO-stuff's
 # (stuffthingmaps/{train,val}2017/*.png), as in mmdet's HTC.
 _base_ = ['mmdet::htc/htc_x101-64x4d-dconv-c3-c5_fpn_ms-400-1400-16xb1-20e_coco.py',
-          '../_base_/swinv2_finetune.py']
+          '../_base_/swinv2_finetune.py',
+          '../_base_/models/swinv2-b-w24.py']
 
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='SwinV2Backbone',
-        arch='base',
-        window_size=24,
-        pretrained_window_sizes=(12, 12, 12, 6),
-        drop_path_rate=0.3,
-        out_indices=(0, 1, 2, 3),
-        with_cp=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window12_192_22k.pth')),
-    neck=dict(in_channels=[128, 256, 512, 1024]),
+        _base_.swinv2_b_w24.backbone, _delete_=True, drop_path_rate=0.3, out_indices=(0, 1, 2, 3),
+        with_cp=True),
+    neck=dict(in_channels=_base_.swinv2_b_w24.channels),
     test_cfg=dict(rcnn=dict(nms=dict(type='soft_nms', iou_threshold=0.5))))
 
 optim_wrapper = dict(

@@ -10,11 +10,12 @@
 # every 6 blocks), window 32, the FPN's inputs, multi-scale training with the longer side up to
 # 1536. What differs from the paper's HTC++: no SimMIM / Objects365 pre-training, no
 # instaboost, no multi-scale testing, mmdet's single-scale test resize.
-_base_ = './htc_swinv2-l-w24_fpn_fsdp-ms-400-1400-16xb1-20e_coco.py'
+_base_ = ['./htc_swinv2-l-w24_fpn_fsdp-ms-400-1400-16xb1-20e_coco.py',
+          '../_base_/models/swinv2-g-w32.py']
 
 model = dict(
-    backbone=dict(arch='giant', window_size=32, pretrained_window_sizes=0, init_cfg=None),
-    neck=dict(in_channels=[512, 1024, 2048, 4096]))
+    backbone=dict(_base_.swinv2_g_w32.backbone),
+    neck=dict(in_channels=_base_.swinv2_g_w32.channels))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, with_seg=True),

@@ -3,9 +3,9 @@
 # Memory per GPU, backbone only, estimated by tools/estimate_memory.py (fake CUDA tensors, no
 # GPU measured it): at 1536x1536, 1 image, 8 ranks, with_cp on: 3.2 GiB under FSDP against
 # 6.2 GiB under DDP (11.1 / 14.2 GiB with with_cp off); the neck and heads come on top.
-# Weights: the official SwinV2-L ImageNet-22k window-12 release at 192 px,
-#   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
-#   downloaded into torch.hub's cache on first use, as in the DDP config.
+# Weights: SwinV2-L, window 24, from the official ImageNet-22k release at 192 px with window 12
+#   (../_base_/models/swinv2-l-w24.py), downloaded into torch.hub's cache on first use, as in the
+#   DDP config.
 # Changes from ./htc_swinv2-l-w24_fpn_ms-400-1400-16xb1-20e_coco.py: mmengine's FlexibleRunner
 # with FSDP (../_base_/swinv2_fsdp.py: units for the backbone and each block, the backbone in
 # bf16 with neck and heads float32, whole checkpoints); the training recipe is unchanged.

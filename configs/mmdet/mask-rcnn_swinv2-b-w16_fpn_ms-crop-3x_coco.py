@@ -1,9 +1,8 @@
 # Mask R-CNN + FPN, SwinV2-B, window 16, COCO, 3x multi-scale.
-# Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window16_256.pth
-#   downloaded into torch.hub's cache on first use.
+# Weights: SwinV2-B, window 16, from the official ImageNet-1k release at 256 px with window 16
+#   (../_base_/models/swinv2-b-w16.py), downloaded into torch.hub's cache on first use.
 # Changes from ./mask-rcnn_swinv2-t-w16_fpn_ms-crop-3x_coco.py: arch base, drop path 0.3.
-_base_ = './mask-rcnn_swinv2-t-w16_fpn_ms-crop-3x_coco.py'
+_base_ = ['./mask-rcnn_swinv2-t-w16_fpn_ms-crop-3x_coco.py', '../_base_/models/swinv2-b-w16.py']
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.3,
-                  init_cfg=dict(checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window16_256.pth')),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+    backbone=dict(_base_.swinv2_b_w16.backbone, drop_path_rate=0.3),
+    neck=dict(in_channels=_base_.swinv2_b_w16.channels))

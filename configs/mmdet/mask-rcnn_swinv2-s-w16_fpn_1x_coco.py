@@ -1,8 +1,6 @@
 # Mask R-CNN + FPN, SwinV2-S, window 16, COCO, 1x schedule.
-# Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_small_patch4_window16_256.pth
-#   downloaded into torch.hub's cache on first use.
+# Weights: SwinV2-S, window 16, from the official ImageNet-1k release at 256 px with window 16
+#   (../_base_/models/swinv2-s-w16.py), downloaded into torch.hub's cache on first use.
 # Changes from ./mask-rcnn_swinv2-t-w16_fpn_1x_coco.py: arch small, drop path 0.3.
-_base_ = './mask-rcnn_swinv2-t-w16_fpn_1x_coco.py'
-model = dict(backbone=dict(
-    arch='small', drop_path_rate=0.3,
-    init_cfg=dict(checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_small_patch4_window16_256.pth')))
+_base_ = ['./mask-rcnn_swinv2-t-w16_fpn_1x_coco.py', '../_base_/models/swinv2-s-w16.py']
+model = dict(backbone=dict(_base_.swinv2_s_w16.backbone, drop_path_rate=0.3))

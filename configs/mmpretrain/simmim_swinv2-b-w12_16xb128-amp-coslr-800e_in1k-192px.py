@@ -9,10 +9,12 @@
 # SimMIM SwinV2 learning rate (1e-4 per 512 images) and no weight decay on SwinV2's CPB MLP,
 # logit scales and the mask token: the SwinV2-T config beside this one, with SwinV2-B, 128
 # images per GPU and 800 epochs.
-_base_ = ['./simmim_swinv2-t-w12_8xb256-amp-coslr-100e_in1k-192px.py']
+_base_ = ['./simmim_swinv2-t-w12_8xb256-amp-coslr-100e_in1k-192px.py',
+          '../_base_/models/swinv2-b-w12.py']
 
 train_dataloader = dict(batch_size=128)
-model = dict(backbone=dict(arch='base'), neck=dict(in_channels=1024))
+model = dict(backbone=dict(_base_.swinv2_b_w12.backbone),
+             neck=dict(in_channels=_base_.swinv2_b_w12.channels[3]))
 param_scheduler = [
     dict(type='LinearLR', start_factor=5e-7 / 1e-4, by_epoch=True, begin=0, end=10,
          convert_to_iter_based=True),

@@ -5,17 +5,18 @@
 # SwinV2 backbone with a mask token, 128 px images from a folder (CustomDataset), 16 px mask
 # patches, plain AdamW (no AMP on a CPU) with SwinV2's no-decay keys, 200 iterations.
 _base_ = ['mmpretrain::_base_/datasets/imagenet_bs256_simmim_192.py',
-          'mmpretrain::_base_/default_runtime.py']
+          'mmpretrain::_base_/default_runtime.py',
+          '../_base_/models/swinv2-nano-w4.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 image_size = 128
 max_iters = 200
 model = dict(
     type='SimMIM',
-    backbone=dict(type='SwinV2Backbone',
-                  arch=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-                  window_size=4, out_indices=(3,), mask_token=True, drop_path_rate=0.0),
-    neck=dict(type='SimMIMLinearDecoder', in_channels=256, encoder_stride=32),
+    backbone=dict(
+        _base_.swinv2_nano_w4.backbone, out_indices=(3,), mask_token=True, drop_path_rate=0.0),
+    neck=dict(type='SimMIMLinearDecoder', in_channels=_base_.swinv2_nano_w4.channels[3],
+              encoder_stride=32),
     head=dict(type='SimMIMHead', patch_size=4,
               loss=dict(type='PixelReconstructionLoss', criterion='L1', channel=3)))
 

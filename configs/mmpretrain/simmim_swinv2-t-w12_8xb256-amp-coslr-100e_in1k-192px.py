@@ -8,7 +8,8 @@
 # SimMIM SwinV2 learning rate (1e-4 per 512 images) and no weight decay on SwinV2's CPB MLP,
 # logit scales and the mask token.
 _base_ = ['mmpretrain::_base_/datasets/imagenet_bs256_simmim_192.py',
-          'mmpretrain::_base_/default_runtime.py']
+          'mmpretrain::_base_/default_runtime.py',
+          '../_base_/models/swinv2-t-w12.py']
 custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 
 # mmengine's Runner passes the collate_fn dict's keys to the function, and inheriting
@@ -16,9 +17,10 @@ custom_imports = dict(imports=['swinv2_backbone'], allow_failed_imports=False)
 train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
 model = dict(
     type='SimMIM',
-    backbone=dict(type='SwinV2Backbone', arch='tiny', window_size=12, out_indices=(3,),
-                  mask_token=True, drop_path_rate=0.1),
-    neck=dict(type='SimMIMLinearDecoder', in_channels=768, encoder_stride=32),
+    backbone=dict(
+        _base_.swinv2_t_w12.backbone, out_indices=(3,), mask_token=True, drop_path_rate=0.1),
+    neck=dict(type='SimMIMLinearDecoder', in_channels=_base_.swinv2_t_w12.channels[3],
+              encoder_stride=32),
     head=dict(type='SimMIMHead', patch_size=4,
               loss=dict(type='PixelReconstructionLoss', criterion='L1', channel=3)))
 

@@ -1,10 +1,9 @@
 # UperNet, SwinV2-B, window 16, ADE20K 512x512, 160k iterations.
-# Weights: https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window16_256.pth
-#   downloaded into torch.hub's cache on first use.
+# Weights: SwinV2-B, window 16, from the official ImageNet-1k release at 256 px with window 16
+#   (../_base_/models/swinv2-b-w16.py), downloaded into torch.hub's cache on first use.
 # Changes from ./upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py: arch base (128-1024 channels).
-_base_ = './upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'
+_base_ = ['./upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py', '../_base_/models/swinv2-b-w16.py']
 model = dict(
-    backbone=dict(arch='base',
-                  init_cfg=dict(checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_base_patch4_window16_256.pth')),
-    decode_head=dict(in_channels=[128, 256, 512, 1024]),
-    auxiliary_head=dict(in_channels=512))
+    backbone=dict(_base_.swinv2_b_w16.backbone),
+    decode_head=dict(in_channels=_base_.swinv2_b_w16.channels),
+    auxiliary_head=dict(in_channels=_base_.swinv2_b_w16.channels[2]))

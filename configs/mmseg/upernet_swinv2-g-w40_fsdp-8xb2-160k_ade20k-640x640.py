@@ -9,8 +9,9 @@
 # Changes from ./upernet_swinv2-l-w24_fsdp-8xb2-160k_ade20k-640x640.py: arch giant (a norm every
 # 6 blocks), window 40 (the 20x20 last map runs one 20x20 window), the heads' inputs. What
 # differs from the paper: no SimMIM pre-training on its 70M-image set, no multi-scale testing.
-_base_ = './upernet_swinv2-l-w24_fsdp-8xb2-160k_ade20k-640x640.py'
+_base_ = ['./upernet_swinv2-l-w24_fsdp-8xb2-160k_ade20k-640x640.py',
+          '../_base_/models/swinv2-g-w40.py']
 model = dict(
-    backbone=dict(arch='giant', window_size=40, pretrained_window_sizes=0, init_cfg=None),
-    decode_head=dict(in_channels=[512, 1024, 2048, 4096]),
-    auxiliary_head=dict(in_channels=2048))
+    backbone=dict(_base_.swinv2_g_w40.backbone),
+    decode_head=dict(in_channels=_base_.swinv2_g_w40.channels),
+    auxiliary_head=dict(in_channels=_base_.swinv2_g_w40.channels[2]))

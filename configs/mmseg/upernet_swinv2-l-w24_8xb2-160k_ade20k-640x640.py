@@ -1,19 +1,16 @@
 # UperNet, SwinV2-L, window 24, ADE20K 640x640, 160k iterations.
-# Weights: the ImageNet-22k window-12 release at 192 px,
-#   https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth
-#   downloaded into torch.hub's cache on first use. At 192 px its last stage ran a
-#   6x6 window, hence pretrained_window_sizes (12, 12, 12, 6); the CPB extrapolates to window 24
-#   (the 20x20 last map at 640 px runs one 20x20 window, as the official code does).
+# Weights: SwinV2-L, window 24, from the official ImageNet-22k release at 192 px with window 12
+#   (../_base_/models/swinv2-l-w24.py), downloaded into torch.hub's cache on first use.
+#   The 20x20 last map at 640 px runs one 20x20 window, as the official code does.
 # Changes from ./upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py: arch large, window 24, the
 # 22k weights, the pipelines of mmseg's ade20k_640x640 dataset config.
-_base_ = './upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py'
+_base_ = ['./upernet_swinv2-t-w16_8xb2-160k_ade20k-512x512.py', '../_base_/models/swinv2-l-w24.py']
 crop_size = (640, 640)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='large', window_size=24, pretrained_window_sizes=(12, 12, 12, 6),
-                  init_cfg=dict(checkpoint='https://github.com/SwinTransformer/storage/releases/download/v2.0.0/swinv2_large_patch4_window12_192_22k.pth')),
-    decode_head=dict(in_channels=[192, 384, 768, 1536]),
-    auxiliary_head=dict(in_channels=768))
+    backbone=dict(_base_.swinv2_l_w24.backbone),
+    decode_head=dict(in_channels=_base_.swinv2_l_w24.channels),
+    auxiliary_head=dict(in_channels=_base_.swinv2_l_w24.channels[2]))
 
 # mmseg's ade20k_640x640 pipelines (a dataset base cannot be mixed in: bases may not share keys)
 train_pipeline = [
