@@ -180,7 +180,7 @@ def test_autocast_training_gives_finite_gradients_close_to_fp32(dtype, path):
     """A training step under autocast (as AMP runs on GPUs), with zero-padded windows: finite,
     and every parameter's gradient points the way float32's does. fp16 overflowed
     1 / NORM_EPS for the padding's k once and gave NaN; the zero padding's k now passes no
-    gradient (ops.inverse_norm)."""
+    gradient (kernels.reference.inverse_norm)."""
     if dtype == torch.float16 and TORCH_VERSION < (2, 2):
         pytest.skip('CPU fp16 autocast of these ops needs torch >= 2.2')
     model = small(path).train()

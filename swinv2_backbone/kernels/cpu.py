@@ -286,7 +286,7 @@ class CosineAttention(torch.autograd.Function):
             dpos_bias += dlogits.sum(0, dtype=torch.float32)
             dqs = dlogits @ kh  # d(loss)/d(t * q_unit)
             dk = dlogits.transpose(-2, -1) @ qs  # d(loss)/d(k_unit)
-            # through the unit vectors (ops.unit_vector_grad); q was scaled by t after
+            # through the unit vectors (reference.unit_vector_grad); q was scaled by t after
             # normalising, and (q_unit . dqs) summed is also the temperature's gradient
             dot = (qh * dqs).sum(-1, keepdim=True)
             dtemperature += dot.sum((0, 2, 3), dtype=torch.float32)

@@ -1,7 +1,8 @@
 """The batched path: whole-stage ops for GPUs, no Python loop over images or chunks.
 
-Per block: one qkv GEMM, one q/k normalisation (:func:`~swinv2_backbone.ops.unit_vectors`) and
-one ``F.scaled_dot_product_attention`` call. The logit bias SDPA adds is laid out so that
+Per block: one qkv GEMM, one q/k normalisation
+(:func:`~swinv2_backbone.kernels.reference.scaled_unit_qk`) and one
+``F.scaled_dot_product_attention`` call. The logit bias SDPA adds is laid out so that
 nothing is materialised per image and PyTorch's fused (memory-efficient / cuDNN) kernels stay
 eligible:
 
@@ -42,8 +43,9 @@ __all__ = ['AmpLayerNorm', 'QkvHeads', 'ResidualLinear', 'attention', 'block',
 class QkvHeads(torch.autograd.Function):
     """The qkv projection's (B, L, 3C) output to SDPA's q, k and v, each (B, nW, heads, N, d):
     unit q times the temperature and unit k, computed in float32
-    (:func:`~swinv2_backbone.ops.inverse_norm`) and rounded once to the projection's dtype,
-    and v; in training the unfused twin of :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
+    (:func:`~swinv2_backbone.kernels.reference.inverse_norm`) and rounded once to the
+    projection's dtype, and v; in training the unfused twin of
+    :func:`~swinv2_backbone.kernels.fused.qkv_heads`.
 
     Saves its q/k outputs and their float32 scales (the inverse norms, q's times the
     temperature): backward recovers the unit vectors from the outputs, so nothing is kept
