@@ -27,7 +27,7 @@ demo-dino: setup
 	.venv/bin/python tools/demo_dino.py
 
 lint: setup
-	.venv/bin/python -m flake8 swinv2_backbone tools tests configs
+	.venv/bin/python -m flake8 swinv2_backbone devkit tools tests configs
 
 # what tools/gpu_check.sh installs on a lent GPU machine (Python 3.12, PyTorch without mmengine)
 gpu-wheels:

@@ -13,9 +13,10 @@ listed before it, which ``tests/test_lint.py`` checks):
 - ``weights/``: checkpoint layouts, conversion, loading, downloads;
 - ``model/``: the backbone, its blocks and attention;
 - ``apps/``: feature extraction, ONNX export, mmdeploy;
-- ``hosts/``: registries, the runner behind tools/, the optimizer constructor, FSDP;
-- ``devkit/``: what the tools and the tests share (random and trained-like weights, error
-  measures, the synthetic dataset, benchmarks, op counts); imported by nothing above.
+- ``hosts/``: registries, the runner behind tools/, the optimizer constructor, FSDP.
+
+The development kit (benchmarks, profilers, op counts, the synthetic shapes data, the demos'
+pictures) is ``devkit/`` beside the package in a checkout, not installed with it.
 """
 import warnings
 

@@ -1,5 +1,5 @@
 """What every test shares: a fixed seed. The helpers (random weights, error measures) are in
-:mod:`swinv2_backbone.devkit.testing`, which the tools import too."""
+:mod:`devkit.testing`, which the tools import too."""
 from __future__ import annotations
 
 import os

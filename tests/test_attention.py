@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_
+from devkit.testing import NOT_INTERPRETED, randomize_
 
 from swinv2_backbone import hardware
 from swinv2_backbone.kernels.backends import ATTENTION_BACKENDS

@@ -11,7 +11,7 @@ import torch
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.runtime.execution import Execution
 
-from swinv2_backbone.devkit.testing import randomize_
+from devkit.testing import randomize_
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)

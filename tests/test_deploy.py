@@ -18,8 +18,8 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
-from swinv2_backbone.devkit.testing import randomize_
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset
+from devkit.testing import randomize_
+from devkit.synthetic import make_shapes_dataset
 from mmengine.config import Config
 
 import swinv2_backbone  # noqa: F401 - registers the rewrites with mmdeploy

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from swinv2_backbone.devkit.testing import randomize_
+from devkit.testing import randomize_
 
 from swinv2_backbone import SwinV2Backbone, export_onnx
 from swinv2_backbone.apps.export import (BackboneNeck, check_onnx, export_backbone_neck,

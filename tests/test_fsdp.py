@@ -13,13 +13,13 @@ import sys
 
 import pytest
 import torch
-from swinv2_backbone.devkit.testing import randomize_
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset
+from devkit.testing import randomize_
+from devkit.synthetic import make_shapes_dataset
 from test_tools import DEMO, ROOT, options, run
 
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.compat import TORCH_VERSION
-from swinv2_backbone.devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
+from devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
 from swinv2_backbone.hosts.runner import build_model, build_runner, load_config
 
 # measured: torch 2.14.1's FSDP runs on the CPU with gloo; torch 2.1.2's does not (its stream
@@ -323,7 +323,7 @@ def test_fsdp_demo_trains_in_bf16_checkpoints_resumes_and_evaluates(tmp_path, da
 def test_checkpointed_block_inputs_are_what_the_blocks_receive():
     """tools/estimate_memory.py adds, for with_cp, the input each checkpointed block holds: the
     formula's MiB equal the inputs the blocks get in a real forward at an odd size."""
-    from swinv2_backbone.devkit.memory import checkpointed_inputs_mib
+    from devkit.memory import checkpointed_inputs_mib
     model = SwinV2Backbone(arch=dict(embed_dim=16, depths=(2, 1, 3), num_heads=(1, 2, 4)),
                            window_size=4, with_cp=True, drop_path_rate=0.0)
     seen = []

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.devkit.testing import max_rel_err, randomize_
+from devkit.testing import max_rel_err, randomize_
 from swinv2_backbone.runtime.execution import Request, decide
 
 pytestmark = [pytest.mark.cuda,

@@ -17,7 +17,7 @@ from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.runtime.execution import Execution, decide
 from swinv2_backbone.runtime.graphs import STOP_AFTER_EVICTIONS, CudaGraphs
 
-from swinv2_backbone.devkit.testing import randomize_
+from devkit.testing import randomize_
 
 SMALL = dict(arch=dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2)), window_size=4,
              drop_path_rate=0.0)

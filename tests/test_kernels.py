@@ -10,7 +10,7 @@ from swinv2_backbone import hardware
 from swinv2_backbone.kernels import cpu, device, fused, onednn
 from swinv2_backbone.kernels.reference import inverse_norm
 
-from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_
+from devkit.testing import NOT_INTERPRETED, randomize_
 
 CPU = Execution('cpu', onednn=hardware.ONEDNN)
 

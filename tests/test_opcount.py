@@ -1,13 +1,13 @@
 """On a GPU every op is a kernel launch: the batched path launches no more ops than timm, and
 as many at detection sizes as at 512x512 (no Python loop over images or chunks). Counted on the
-meta device, which takes the paths a CUDA device takes (swinv2_backbone/devkit/opcount.py)."""
+meta device, which takes the paths a CUDA device takes (devkit/opcount.py)."""
 from __future__ import annotations
 
 import pytest
-from swinv2_backbone.devkit.opcount import count_step_ops
+from devkit.opcount import count_step_ops
 
 from swinv2_backbone import SwinV2Backbone
-from swinv2_backbone.devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
+from devkit.activations import FAKE_CUDA, NO_FAKE_CUDA
 
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
 
@@ -68,7 +68,7 @@ def test_the_counter_counts_sdpa_as_one_kernel_and_gradients_set_to_none():
 
 def test_the_counter_counts_launches_not_views():
     import torch
-    from swinv2_backbone.devkit.opcount import OpCounter
+    from devkit.opcount import OpCounter
     x = torch.randn(4, 6, device='meta')
     with OpCounter() as counter:
         y = x.view(2, 12).t()[1:].reshape(-1, 2)  # views only
@@ -86,7 +86,7 @@ def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
     from functools import partial
 
     import torch
-    from swinv2_backbone.devkit.activations import cuda_saved_for_backward_mib
+    from devkit.activations import cuda_saved_for_backward_mib
     arch = dict(embed_dim=16, depths=(1, 2), num_heads=(1, 2))
 
     def build(with_cp):
@@ -100,7 +100,7 @@ def test_the_cuda_memory_estimate_sees_the_mlp_hidden_layers_with_cp_drops():
 def test_the_traffic_counter_charges_each_kernel_its_operands_and_outputs():
     import torch
     import torch.nn.functional as F
-    from swinv2_backbone.devkit.traffic import TrafficCounter
+    from devkit.traffic import TrafficCounter
     x, w, b = (torch.randn(*s, device='meta') for s in ((4, 6), (3, 6), (3,)))
     with TrafficCounter() as counter:
         x.view(2, 12).t()  # views: nothing
@@ -117,7 +117,7 @@ def test_the_traffic_estimate_charges_the_fused_kernels_what_they_read_and_write
     from functools import partial
 
     import torch
-    from swinv2_backbone.devkit.traffic import cuda_inference_traffic
+    from devkit.traffic import cuda_inference_traffic
     from swinv2_backbone.runtime.execution import Request
     from swinv2_backbone import hardware
     if not hardware.TRITON:

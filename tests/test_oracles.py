@@ -16,7 +16,7 @@ import torch
 from swinv2_backbone import SwinV2Backbone
 from swinv2_backbone.weights.checkpoints import from_hf, from_mmpretrain, from_timm
 
-from swinv2_backbone.devkit.testing import randomize_, rel_err
+from devkit.testing import randomize_, rel_err
 
 TOL = 1e-4
 TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))

@@ -18,7 +18,7 @@ from swinv2_backbone.compat import TORCH_VERSION
 from swinv2_backbone.runtime.execution import Execution, Request, decide
 from swinv2_backbone import hardware
 
-from swinv2_backbone.devkit.testing import NOT_INTERPRETED, randomize_, rel_errs
+from devkit.testing import NOT_INTERPRETED, randomize_, rel_errs
 
 SMALL = dict(arch=dict(embed_dim=32, depths=(1, 2, 1, 2), num_heads=(1, 2, 4, 8)),
              window_size=4, drop_path_rate=0.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset
+from devkit.synthetic import make_shapes_dataset
 from mmengine.config import Config
 
 from swinv2_backbone import SwinV2Backbone, load_pretrained

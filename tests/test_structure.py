@@ -17,7 +17,7 @@ from swinv2_backbone.model.blocks import SwinV2Block
 from swinv2_backbone.ops import shift_attn_mask
 from swinv2_backbone.runtime.execution import Execution
 
-from swinv2_backbone.devkit.testing import randomize_
+from devkit.testing import randomize_
 
 PACKAGE = Path(swinv2_backbone.__file__).parent
 PATHS = {
@@ -127,3 +127,12 @@ def test_the_runtime_and_kernels_never_read_a_model_module():
                 if isinstance(node, ast.Attribute):
                     assert node.attr not in ('parameters', 'modules', 'training', 'children'), \
                         (path.name, ast.unparse(node))
+
+
+def test_the_installed_package_never_imports_the_development_kit():
+    """devkit/ (benchmarks, profilers, synthetic data) stays in the checkout."""
+    for path in PACKAGE.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, 'module', None) or '']
+                assert not any(n.split('.')[0] == 'devkit' for n in names), path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
+from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / 'configs' / 'demo'
@@ -161,9 +161,10 @@ def test_bad_configs_fail_before_training(tmp_path, data, override, message):
 def test_config_whose_host_is_missing_says_what_to_install(tmp_path, data, config, host):
     """train.py in an environment without the config's host (hidden from the import system,
     as if not installed) stops with the pip line that fixes it, before anything runs."""
-    boot = ("import runpy, sys\n"
+    boot = ("import os, runpy, sys\n"
             f"sys.modules[{host!r}] = None\n"
             f"sys.argv = sys.argv[1:]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'train.py'), str(config),
                     '--work-dir', str(tmp_path / 'work'), *options(data, host, 2))
@@ -244,7 +245,7 @@ def test_keep_ratio_batches_are_the_shapes_mmdets_pipeline_makes():
     import numpy as np
     from mmdet.datasets.transforms import Resize
     from mmdet.models.data_preprocessors import DetDataPreprocessor
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     resize = Resize(scale=(1333, 800), keep_ratio=True)
     preprocessor = DetDataPreprocessor(pad_size_divisor=32)
     resized = {size: resize(dict(img=np.zeros((*size, 3), np.uint8)))['img']
@@ -264,7 +265,7 @@ def test_keep_ratio_batches_are_the_shapes_mmdets_pipeline_makes():
 def test_benchmark_gives_each_round_its_shape_and_builds_for_any_size(monkeypatch):
     """``run_benchmark(shapes=...)``: round r's input has ``shapes[r]`` (every implementation in
     the round the same); timm is built with ``dynamic_img_size``; one-size rows are refused."""
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     seen = []
 
     class Recorder(torch.nn.Module):
@@ -284,7 +285,7 @@ def test_benchmark_gives_each_round_its_shape_and_builds_for_any_size(monkeypatc
 
 def test_benchmark_default_rows_per_device_mode_runtime_and_shapes():
     """The rows tools/benchmark.py times when none are named."""
-    from swinv2_backbone.devkit.benchmark import RUNTIMES, default_impls
+    from devkit.benchmark import RUNTIMES, default_impls
     cpu = default_impls('cpu', 'inference')
     assert {'swinv2_backbone', 'timm', 'hf', 'mmpretrain'} <= set(cpu)
     assert not any(word in n for word in ('cuda_graph', 'unfused', 'with_cp', 'GEMMs', *RUNTIMES)
@@ -350,7 +351,7 @@ def test_gpu_check_script_rehearses_every_step_on_the_cpu(tmp_path):
 
 _REALLOCATING = """
 import resource, sys, torch
-from swinv2_backbone.runtime.allocator import keep_freed_memory
+from devkit.allocator import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == 'keep' else None
 faults = []
 for _ in range(12):
@@ -364,12 +365,12 @@ print(kept, min(faults[1:]), *faults)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
 def test_keep_freed_memory_lets_freed_memory_be_taken_again_without_page_faults():
-    """runtime/allocator.py, in processes of their own (the setting is process-wide): a 64 MiB
+    """devkit/allocator.py, in processes of their own (the setting is process-wide): a 64 MiB
     tensor freed and made again faults in all its 16,384 pages every time under glibc's
     defaults (served by ``mmap``, unmapped when freed); once the process keeps freed memory,
     it is taken again without a fault (at least once in eleven: where an aligned block lands
     in the heap varies); a limit that is no int of bytes is refused."""
-    from swinv2_backbone.runtime.allocator import keep_freed_memory
+    from devkit.allocator import keep_freed_memory
     results = {}
     for how in ('default', 'keep'):
         out = subprocess.run([sys.executable, '-c', _REALLOCATING, how], cwd=ROOT,
@@ -392,7 +393,7 @@ def test_benchmark_runtime_rows_compute_what_their_model_computes(name):
     ``dynamic_img_size``) runs its one file at a second size and batch too."""
     pytest.importorskip('onnxruntime')
     pytest.importorskip('openvino')
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     row = benchmark.build(name, (64, 96), 8).eval()
     sizes = [(1, 64, 96)] + ([] if 'static' in name else [(2, 96, 64)])
     for B, H, W in sizes:
@@ -416,7 +417,7 @@ def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay()
     """'timm (cuda_graph)' replays timm's CUDA inference from a graph; on the meta device (op
     counts) it is timm, and off CUDA or with autograd it says so instead of timing eager timm
     under a graphed name."""
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     graphed = benchmark.build('timm (cuda_graph)', (64, 96), 8).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -427,7 +428,7 @@ def test_a_graphed_peer_counts_its_eager_ops_and_refuses_what_it_cannot_replay()
 
 
 def test_memory_of_a_step_is_measured_in_its_own_process():
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     assert benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1, runs=1) > 0
     with pytest.raises(ValueError, match='runs must be a positive int, not 0'):
         benchmark.measure_memory('swinv2_backbone', (64, 64), 8, 'training', 1, runs=0)
@@ -435,7 +436,7 @@ def test_memory_of_a_step_is_measured_in_its_own_process():
 
 def test_the_gemm_bound_is_the_model_flops_at_the_fastest_matmul_rate():
     """What tools/benchmark.py prints as the most any implementation can gain on a machine."""
-    from swinv2_backbone.devkit import benchmark
+    from devkit import benchmark
     assert benchmark.gemm_bound_ms(285.4, {'mm': 50.0, 'onednn': 100.0}) == pytest.approx(2854.0)
     assert benchmark.matmul_gflops(n=64, repeats=3) > 0
 
@@ -444,7 +445,7 @@ def test_demo_pictures_draw_at_the_threshold_with_the_best_f1():
     """Two shapes; detections: one right at 0.9, a wrong class at 0.6, the other right at 0.3.
     A fixed 0.5 would hide the second shape; the best F1 (0.8) keeps everything from 0.3."""
     import torch
-    from swinv2_backbone.devkit.demo import best_f1_threshold
+    from devkit.demo import best_f1_threshold
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     sample = DetDataSample()
@@ -463,7 +464,7 @@ def test_demo_pictures_show_predicted_masks_on_shapes_of_their_own_colour():
     import numpy as np
     from PIL import Image
 
-    from swinv2_backbone.devkit.demo import COLOURS, draw_instances
+    from devkit.demo import COLOURS, draw_instances
     img = np.full((40, 40, 3), 200, np.uint8)
     mask = np.zeros((40, 40), bool)
     mask[10:30, 10:30] = True
@@ -478,9 +479,10 @@ def test_demo_pictures_show_predicted_masks_on_shapes_of_their_own_colour():
 def test_demo_without_torchvision_finishes_with_its_picture_and_summary(tmp_path):
     """No extra installs torchvision: the demo (a few iterations) runs to its picture and
     summary with torchvision hidden from the import system, as if not installed."""
-    boot = ("import runpy, sys\n"
+    boot = ("import os, runpy, sys\n"
             "sys.modules['torchvision'] = None\n"
             "sys.argv = sys.argv[1:]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
                     str(tmp_path), '--det-iters', '2', '--seg-iters', '2', '--num-train', '4',
@@ -491,9 +493,10 @@ def test_demo_without_torchvision_finishes_with_its_picture_and_summary(tmp_path
 
 
 def test_demo_missing_a_host_says_so_before_it_starts(tmp_path):
-    boot = ("import runpy, sys\n"
+    boot = ("import os, runpy, sys\n"
             "sys.modules['mmseg'] = None\n"
             "sys.argv = sys.argv[1:]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
                     str(tmp_path / 'demo'))
@@ -563,9 +566,10 @@ def test_logs_leave_out_per_parameter_options_and_pkg_resources_warnings(tmp_pat
 def test_deploy_without_mmdeploy_gives_the_install_line_that_works(tmp_path):
     """mmdeploy hidden from the import system, as if not installed: the line printed installs
     it with aenum, which mmdeploy imports and --no-deps would leave out."""
-    boot = ("import runpy, sys\n"
+    boot = ("import os, runpy, sys\n"
             "sys.modules['mmdeploy'] = None\n"
             "sys.argv = sys.argv[1:]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     checkpoint, image = tmp_path / 'w.pth', tmp_path / 'a.jpg'
     checkpoint.write_bytes(b'0')

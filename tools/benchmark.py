@@ -20,11 +20,12 @@ of COCO-sized images that mmdet's ``Resize(scale=(1333, 800), keep_ratio=True)``
 ``pad_size_divisor=32`` make (a shape per step, as in training a detector); latency is then the
 mean over rounds, and op counts and memory are taken at the largest shape.
 ``--keep-freed-memory`` has glibc keep the memory tensors free for the next forward, for every
-implementation alike (swinv2_backbone/runtime/allocator.py): CPU forwards without page faults.
-See swinv2_backbone/devkit/benchmark.py.
+implementation alike (devkit/allocator.py): CPU forwards without page faults.
+See devkit/benchmark.py.
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import json
 import statistics
@@ -34,9 +35,9 @@ from pathlib import Path
 
 import torch
 from swinv2_backbone.apps.extract import AMP_DTYPES
-from swinv2_backbone.devkit import benchmark as bench
+from devkit import benchmark as bench
 from swinv2_backbone.files import atomic_write
-from swinv2_backbone.runtime.allocator import keep_freed_memory
+from devkit.allocator import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     saved = {}
     if args.saved and args.mode == 'training':
-        from swinv2_backbone.devkit.activations import cuda_saved_for_backward_mib
+        from devkit.activations import cuda_saved_for_backward_mib
         for name in args.impls:
             if 'cuda_graph' not in name:  # a replay keeps what eager keeps
                 saved[name] = cuda_saved_for_backward_mib(

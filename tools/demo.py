@@ -15,6 +15,7 @@ Exits 1 when the models did not learn (bbox mAP < 0.5 or mIoU < 70%).
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import sys
 import time
@@ -24,10 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from swinv2_backbone.devkit.demo import (COLOURS, best_f1_threshold, draw_instances, save_sheet,
-                                         titled, train_and_evaluate, train_options,
-                                         val_predictions)
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset
+from devkit.demo import (COLOURS, best_f1_threshold, draw_instances, save_sheet, titled,
+                         train_and_evaluate, train_options, val_predictions)
+from devkit.synthetic import make_shapes_dataset
 from swinv2_backbone.hosts.runner import require_host
 
 ROOT = Path(__file__).resolve().parent.parent

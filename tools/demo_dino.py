@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A query-based detector learns on SwinV2: train a small SwinV2 DINO from scratch on this CPU.
 
-1. write the synthetic shapes dataset in COCO format (swinv2_backbone/devkit/synthetic.py);
+1. write the synthetic shapes dataset in COCO format (devkit/synthetic.py);
 2. train ``configs/demo/dino_swinv2-nano_shapes.py`` through mmdet's own runner, recording
    every iteration's loss;
 3. evaluate on the held-out split with ``CocoMetric``;
@@ -13,6 +13,7 @@ Exits 1 when a loss was not finite or the detector did not learn (bbox mAP < 0.5
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import math
 import sys
@@ -23,9 +24,9 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image
 
-from swinv2_backbone.devkit.demo import (best_f1_threshold, draw_instances, save_sheet, titled,
-                                         train_and_evaluate, train_options, val_predictions)
-from swinv2_backbone.devkit.synthetic import make_shapes_dataset, shapes_cfg_options
+from devkit.demo import (best_f1_threshold, draw_instances, save_sheet, titled,
+                         train_and_evaluate, train_options, val_predictions)
+from devkit.synthetic import make_shapes_dataset, shapes_cfg_options
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / 'configs' / 'demo' / 'dino_swinv2-nano_shapes.py'

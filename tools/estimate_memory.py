@@ -6,15 +6,16 @@
 Prints a markdown table: for each backbone at a config's resolution, per-rank GiB under DDP
 (bf16 autocast) and FSDP (FULL_SHARD, bf16 mixed precision) over ``--ranks`` processes, with and
 without ``with_cp``, and whether that fits a 40 GB and an 80 GB GPU. How each number is made,
-and what it leaves out: swinv2_backbone/devkit/memory.py. Its fake CUDA tensors need torch >=
-2.14, or >= 2.4 with a GPU (swinv2_backbone.devkit.activations.FAKE_CUDA).
+and what it leaves out: devkit/memory.py. Its fake CUDA tensors need torch >=
+2.14, or >= 2.4 with a GPU (devkit.activations.FAKE_CUDA).
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import sys
 
-from swinv2_backbone.devkit.memory import training_memory_gib
+from devkit.memory import training_memory_gib
 
 # (backbone, window, input H x W, images per GPU, the configs that train it so)
 ROWS = [

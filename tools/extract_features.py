@@ -14,7 +14,7 @@ N-th batch on its own GPU (CPU: gloo) and writes its images' files; rank 0 write
 The files and values are those of one process.
 
 The process keeps the CPU memory that tensors free for the next batch instead of returning it to
-the system (swinv2_backbone/runtime/allocator.py): fewer page faults, faster CPU forwards.
+the system (devkit/allocator.py): fewer page faults, faster CPU forwards.
 
 IMAGES are files, folders (searched recursively) or glob patterns. A rerun skips images whose
 output exists; unreadable images are reported and skipped. Inputs are normalised with the
@@ -22,6 +22,7 @@ ImageNet mean/std the released checkpoints were trained with.
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import os
 import sys
@@ -32,7 +33,7 @@ from swinv2_backbone.apps.extract import (AMP_DTYPES, add_backbone_arguments,
                                           backbone_from_arguments, extract_features,
                                           find_images)
 from swinv2_backbone.hosts.runner import finish_distributed
-from swinv2_backbone.runtime.allocator import keep_freed_memory
+from devkit.allocator import keep_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,10 +10,11 @@ config's crop (ADE20K: 512x512), a detection config's test resize, padded (COCO:
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout)
 import argparse
 import sys
 
-from swinv2_backbone.devkit.analysis import model_complexity
+from devkit.analysis import model_complexity
 
 
 def main(argv: list[str] | None = None) -> int:

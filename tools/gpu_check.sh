@@ -66,7 +66,7 @@ step train_varying 120 "${bench[@]}" --mode training $resize $varying \
 step test_gpu 200 $PY -m pytest -m cuda tests/test_gpu.py -rA -v -p no:cacheprovider  # -v: each result as it comes
 step inference_800x1344 60 "${bench[@]}" --mode inference $infer $rounds \
     --impls "${ours[@]}" "${graphed[@]}" timm hf --json "$OUT/inference_800x1344.json"
-step profile_training 30 $PY -m swinv2_backbone.devkit.profile_step --mode training --amp bf16 \
+step profile_training 30 $PY -m devkit.profile_step --mode training --amp bf16 \
     $train --batch 2 --device "$device"
 
 echo; cat "$OUT/summary.txt"

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout: the demo configs import it)
 import argparse
 import sys
 

@@ -8,6 +8,7 @@ Several processes: ``tools/dist_train.sh CONFIG N [args]`` (torchrun; gloo on CP
 """
 from __future__ import annotations
 
+import _checkout  # noqa: F401  (devkit/ from the checkout: the demo configs import it)
 import argparse
 import sys
 

@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 DINO trained from scratch on the synthetic shapes dataset
-# (swinv2_backbone/devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
+# (devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
 # Changes from mmdet's dino-4scale_r50_8xb2-12e_coco.py: SwinV2 backbone (embed_dim 32,
 # window 4 for 128 px images, stages 2-4 into the channel mapper as the Swin DINO configs do),
 # 256-dim transformer (512-wide FFNs) with 2 encoder and 3 decoder layers, 100 queries and 30 denoising

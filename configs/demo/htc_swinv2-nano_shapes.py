@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 HTC (with its semantic branch) on the synthetic shapes dataset (COCO
-# format, with COCO-stuff style label maps for the semantic branch; swinv2_backbone/devkit/synthetic.py)
+# format, with COCO-stuff style label maps for the semantic branch; devkit/synthetic.py)
 # on a CPU. No pretrained weights.
 # Changes from mmdet's htc/htc_r50_fpn_1x_coco.py: SwinV2 backbone (embed_dim 32, window 4,
 # with_cp on as in the SwinV2 HTC configs), 64-channel FPN and heads, 3 classes (4 in the

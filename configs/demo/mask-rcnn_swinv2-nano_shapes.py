@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 Mask R-CNN trained from scratch on the synthetic shapes dataset
-# (swinv2_backbone/devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
+# (devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
 # Changes from mmdet's Mask R-CNN base: SwinV2 backbone (embed_dim 32, window 4 for 128 px
 # images), thin FPN/heads (64 channels), 3 classes, light pipeline, iteration-based AdamW.
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',

@@ -1,16 +1,16 @@
 # Demo: a small SwinV2 Mask2Former for panoptic segmentation on the synthetic shapes dataset in
-# COCO panoptic format (swinv2_backbone/devkit/synthetic.py: panoptic PNGs + JSON) on a CPU.
+# COCO panoptic format (devkit/synthetic.py: panoptic PNGs + JSON) on a CPU.
 # No pretrained weights. The three shapes are things, the rest is one stuff class.
 # Changes from mmdet's mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py: SwinV2
 # backbone (embed_dim 32, window 4), 1 pixel-decoder and 3 transformer-decoder layers, 20 queries,
 # 3 thing + 1 stuff classes, 128 px images without large-scale jitter, iteration-based AdamW.
-# Panoptic PNGs are read with mmdet's LoadPanopticAnnotations through swinv2_backbone.devkit.panoptic (mmdet
+# Panoptic PNGs are read with mmdet's LoadPanopticAnnotations through devkit.panoptic (mmdet
 # reads them with panopticapi, which is not on PyPI); for the same reason the held-out split is
 # scored with CocoMetric on the things (PQ, CocoPanopticMetric, needs panopticapi).
 _base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py',
           '../_base_/models/swinv2-nano-w4.py',
           '../_base_/swinv2_recipe.py']
-custom_imports = dict(imports=['swinv2_backbone', 'swinv2_backbone.devkit.panoptic'],
+custom_imports = dict(imports=['swinv2_backbone', 'devkit.panoptic'],
                       allow_failed_imports=False)
 
 data_root = 'demo_out/data/coco/'

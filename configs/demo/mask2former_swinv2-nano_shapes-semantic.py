@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 Mask2Former for semantic segmentation on the ADE20K-format twin of the
-# synthetic shapes dataset (swinv2_backbone/devkit/synthetic.py) on a CPU. No pretrained weights.
+# synthetic shapes dataset (devkit/synthetic.py) on a CPU. No pretrained weights.
 # Changes from mmseg's mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py: SwinV2
 # backbone (embed_dim 32, window 4), 1 pixel-decoder and 3 transformer-decoder layers, 20
 # queries, 4 classes (background + 3 shapes), 128 px images, light pipeline, iteration-based

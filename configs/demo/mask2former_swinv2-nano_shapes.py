@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 Mask2Former for instance segmentation on the synthetic shapes dataset
-# (swinv2_backbone/devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
+# (devkit/synthetic.py, COCO format) on a CPU. No pretrained weights.
 # Changes from ./mask2former_swinv2-nano_shapes-panoptic.py, as mmdet's
 # mask2former_r50_8xb2-lsj-50e_coco.py changes its panoptic base: no stuff classes, instance
 # annotations (CocoDataset), instance predictions only.

@@ -1,5 +1,5 @@
 # Demo: a small SwinV2 UperNet trained from scratch on the ADE20K-format twin of the synthetic
-# shapes dataset (swinv2_backbone/devkit/synthetic.py) on a CPU. No pretrained weights.
+# shapes dataset (devkit/synthetic.py) on a CPU. No pretrained weights.
 # Changes from mmseg's UperNet ADE20K base: SwinV2 backbone (embed_dim 32, window 4), BN instead
 # of SyncBN, 64-channel heads, 4 classes (background + 3 shapes), light pipeline, AdamW.
 _base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',

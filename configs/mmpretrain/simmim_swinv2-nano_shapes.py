@@ -1,5 +1,5 @@
 # SimMIM pretraining of a small SwinV2 (embed_dim 32, window 4) on the images of the synthetic
-# shapes dataset (swinv2_backbone/devkit/synthetic.py), on a CPU. No pretrained weights: this is the
+# shapes dataset (devkit/synthetic.py), on a CPU. No pretrained weights: this is the
 # pretraining; the checkpoint it saves loads into the demo detectors through init_cfg.
 # Changes from mmpretrain's simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py: the
 # SwinV2 backbone with a mask token, 128 px images from a folder (CustomDataset), 16 px mask

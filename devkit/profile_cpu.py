@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The ATen ops a CPU inference forward spends its time in, for each implementation named.
 
-    python -m swinv2_backbone.devkit.profile_cpu [--size 800 1344] [--batch 1] [--threads 2]
+    python -m devkit.profile_cpu [--size 800 1344] [--batch 1] [--threads 2]
         [--impls swinv2_backbone hf ...] [--shapes]
 
 Prints, per implementation, the 15 ops with the most self CPU time over 2 profiled forwards

@@ -499,7 +499,7 @@ def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,
         raise ValueError(f'runs must be a positive int, not {runs!r}')
     code = (
         'import json, sys, torch\n'
-        'from swinv2_backbone.devkit import benchmark as b\n'
+        'from devkit import benchmark as b\n'
         f'model = b.build({name!r}, {tuple(size)!r}, {window})\n'
         f'model.train({mode == "training"})\n'
         f'x = torch.randn({batch}, 3, {size[0]}, {size[1]})\n'

@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.backbone import SwinV2Backbone
-from ..model.blocks import SwinV2Block
-from ..ops import effective_window
+from swinv2_backbone.model.backbone import SwinV2Backbone
+from swinv2_backbone.model.blocks import SwinV2Block
+from swinv2_backbone.ops import effective_window
 from .activations import cuda_saved_for_backward_mib
 
 __all__ = ['checkpointed_inputs_mib', 'training_memory_gib']

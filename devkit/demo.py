@@ -10,8 +10,8 @@ import torch
 from mmengine.hooks import Hook
 from PIL import Image, ImageDraw
 
-from ..files import atomic_write
-from ..hosts.runner import build_runner
+from swinv2_backbone.files import atomic_write
+from swinv2_backbone.hosts.runner import build_runner
 from .synthetic import shapes_cfg_options
 
 COLOURS = [(230, 80, 60), (60, 190, 90), (70, 110, 240)]

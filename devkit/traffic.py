@@ -14,7 +14,7 @@ An estimate: it assumes each byte crosses memory once per kernel (no cache reuse
 kernels, broadcast operands read once) and says nothing of how near each kernel comes to the
 bandwidth. Compare implementations with it; measure on a GPU.
 
-    python -m swinv2_backbone.devkit.traffic [--size 800 1344] [--batch 2] [--amp fp16]
+    python -m devkit.traffic [--size 800 1344] [--batch 2] [--amp fp16]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ..apps.extract import AMP_DTYPES
+from swinv2_backbone.apps.extract import AMP_DTYPES
 from .activations import fake_cuda
 from .opcount import NO_LAUNCH
 
@@ -70,7 +70,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
     would run it (:func:`.activations.fake_cuda`), under autocast to ``amp`` (None:
     float32), after a warm-up forward (caches filled). Needs
     :data:`.activations.FAKE_CUDA`."""
-    from swinv2_backbone.kernels import device, fused
+    from swinv2_backbone.kernels import device
     model = build().eval()
     counter = TrafficCounter()
 
@@ -87,7 +87,7 @@ def cuda_inference_traffic(build: Callable[[], nn.Module], size: tuple[int, int]
 
     with fake_cuda(amp) as fake, torch.no_grad(), \
             mock.patch.object(device, 'qkv_heads', qkv_heads), \
-            mock.patch.object(fused, 'add_layer_norm_', add_layer_norm_):
+            mock.patch.object(device, 'add_layer_norm_', add_layer_norm_):
         state = {n: fake.from_tensor(t).to('cuda')
                  for n, t in (*model.named_parameters(), *model.named_buffers())}
         x = torch.empty(batch, 3, *size, device='cuda')

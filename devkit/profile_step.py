@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The CUDA kernels one SwinV2-T step spends its time in (torch.profiler).
 
-    python -m swinv2_backbone.devkit.profile_step [--mode training|inference] [--amp bf16|fp16]
+    python -m devkit.profile_step [--mode training|inference] [--amp bf16|fp16]
         [--size 1024 1024] [--batch 2] [--unfused] [--device cuda]
 
 Prints the 30 kernels with the most GPU time over 3 profiled steps (after 3 warm-up steps).
@@ -16,9 +16,9 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ..apps.extract import AMP_DTYPES
-from ..model.backbone import SwinV2Backbone
-from ..runtime.execution import Request
+from swinv2_backbone.apps.extract import AMP_DTYPES
+from swinv2_backbone.model.backbone import SwinV2Backbone
+from swinv2_backbone.runtime.execution import Request
 
 
 def main() -> None:
