@@ -165,8 +165,9 @@ def test_each_backend_equals_the_reference(name, shifted, amp):
     # std), within a factor of 2; the cpu backend's backward recomputes the softmax in bf16
     # where autocast runs the reference's in float32, and its CPB gradients came out 2.2x
     # further (measured); the reference folds the temperature into q before its bf16 matmul,
-    # where the official code scales the bf16 cosines in float32: 2.6x further (measured)
-    factor = 3.0 if name in ('cpu', 'reference', 'export') else 2.0
+    # where the official code scales the bf16 cosines in float32: its output and temperature
+    # gradient came out up to 2.6x further with torch 2.14, 4.1x with torch 2.1 (measured)
+    factor = {'cpu': 3.0, 'reference': 4.5, 'export': 4.5}.get(name, 2.0)
     yardsticks = [_run(attn, tokens, shifted, None, None, amp, backend.trains, weights)]
     if name not in ('reference', 'export'):  # not the backend against itself
         reference = replace(EXECUTIONS['reference'], amp=amp, grad=backend.trains)
