@@ -133,13 +133,13 @@ class OneDnnLinear(torch.autograd.Function):
         return dx, dw, db
 
 
-def patch_projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+def patch_projection(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p: int,
                      execution: Execution) -> torch.Tensor:
-    """A convolution whose stride is its kernel p, channels-last: (B, C, H, W) ->
-    (B, H/p, W/p, C_out) (H, W multiples of p), as one GEMM of the image's p x p patches where
-    ``execution.patch_gemm`` (one copy of the image, no channels-last copy of the output). In
-    bf16 inference it stays float32: cheap, and in bf16 the largest part of stage 1's error."""
-    p = weight.shape[-1]
+    """A convolution whose stride is its kernel p (an int: a traced graph's shapes are tensors),
+    channels-last: (B, C, H, W) -> (B, H/p, W/p, C_out) (H, W multiples of p), as one GEMM of
+    the image's p x p patches where ``execution.patch_gemm`` (one copy of the image, no
+    channels-last copy of the output). In bf16 inference it stays float32: cheap, and in bf16
+    the largest part of stage 1's error."""
     if not execution.patch_gemm:
         return F.conv2d(x, weight, bias, stride=p).permute(0, 2, 3, 1)
     B, C, H, W = x.shape

@@ -88,7 +88,8 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor, execution: Execution) -> torch.Tensor:
         """(B, C_in, H, W) -> (B, ceil(H/p), ceil(W/p), C)."""
         x = pad_to_multiple(x, self.patch_size, channels_last=False)
-        return self.norm(patch_projection(x, self.proj.weight, self.proj.bias, execution))
+        return self.norm(patch_projection(x, self.proj.weight, self.proj.bias, self.patch_size,
+                                          execution))
 
 
 class Mlp(nn.Module):
