@@ -41,6 +41,16 @@ FAMILIES = [
 ]
 
 
+def _without(module: str) -> str:
+    """Code for ``python -c CODE TOOL ARGS...``: runs TOOL as ``python TOOL ARGS...`` does (its
+    folder first on sys.path), with ``module`` made unimportable."""
+    return ("import os, runpy, sys\n"
+            f"sys.modules[{module!r}] = None\n"
+            "sys.argv = sys.argv[1:]\n"
+            "sys.path.insert(0, os.path.dirname(sys.argv[0]))\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     return make_shapes_dataset(tmp_path_factory.mktemp('shapes'), num_train=8, num_val=4,
@@ -161,11 +171,7 @@ def test_bad_configs_fail_before_training(tmp_path, data, override, message):
 def test_config_whose_host_is_missing_says_what_to_install(tmp_path, data, config, host):
     """train.py in an environment without the config's host (hidden from the import system,
     as if not installed) stops with the pip line that fixes it, before anything runs."""
-    boot = ("import os, runpy, sys\n"
-            f"sys.modules[{host!r}] = None\n"
-            f"sys.argv = sys.argv[1:]\n"
-            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    boot = _without(host)
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'train.py'), str(config),
                     '--work-dir', str(tmp_path / 'work'), *options(data, host, 2))
     assert code == 2, out[-2000:]
@@ -479,11 +485,7 @@ def test_demo_pictures_show_predicted_masks_on_shapes_of_their_own_colour():
 def test_demo_without_torchvision_finishes_with_its_picture_and_summary(tmp_path):
     """No extra installs torchvision: the demo (a few iterations) runs to its picture and
     summary with torchvision hidden from the import system, as if not installed."""
-    boot = ("import os, runpy, sys\n"
-            "sys.modules['torchvision'] = None\n"
-            "sys.argv = sys.argv[1:]\n"
-            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    boot = _without('torchvision')
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
                     str(tmp_path), '--det-iters', '2', '--seg-iters', '2', '--num-train', '4',
                     '--num-val', '2')
@@ -493,11 +495,7 @@ def test_demo_without_torchvision_finishes_with_its_picture_and_summary(tmp_path
 
 
 def test_demo_missing_a_host_says_so_before_it_starts(tmp_path):
-    boot = ("import os, runpy, sys\n"
-            "sys.modules['mmseg'] = None\n"
-            "sys.argv = sys.argv[1:]\n"
-            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    boot = _without('mmseg')
     code, out = run(sys.executable, '-c', boot, str(ROOT / 'tools' / 'demo.py'), '--out',
                     str(tmp_path / 'demo'))
     assert code == 2 and 'but mmseg does not import here' in out, out[-2000:]
@@ -566,11 +564,7 @@ def test_logs_leave_out_per_parameter_options_and_pkg_resources_warnings(tmp_pat
 def test_deploy_without_mmdeploy_gives_the_install_line_that_works(tmp_path):
     """mmdeploy hidden from the import system, as if not installed: the line printed installs
     it with aenum, which mmdeploy imports and --no-deps would leave out."""
-    boot = ("import os, runpy, sys\n"
-            "sys.modules['mmdeploy'] = None\n"
-            "sys.argv = sys.argv[1:]\n"
-            "sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python tools/x.py does\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    boot = _without('mmdeploy')
     checkpoint, image = tmp_path / 'w.pth', tmp_path / 'a.jpg'
     checkpoint.write_bytes(b'0')
     image.write_bytes(b'0')
