@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ['CLASSES', 'SEG_CLASSES', 'make_shapes_dataset', 'rgb2id', 'shapes_cfg_options']
+__all__ = ['CLASSES', 'SEG_CLASSES', 'make_large_shapes_set', 'make_shapes_dataset', 'rgb2id',
+           'shapes_cfg_options']
 
 CLASSES = ('circle', 'square', 'triangle')
 SEG_CLASSES = ('background', *CLASSES)
@@ -49,39 +50,76 @@ def rgb2id(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
 
 
-def _image(rng: np.random.Generator, size: int, max_objects: int):
+def _places(rng: np.random.Generator, size: int, max_objects: int,
+            radius: tuple[float, float] | None, grid: int | None):
+    """Centres and radii of non-overlapping shapes: drawn at random (``max_objects`` at most,
+    radii ``radius`` px or 9-20% of ``size``), or one shape in a share of the cells of a
+    ``grid``-px grid, jittered inside its cell (any number, in linear time)."""
+    lo, hi = radius or (size * 0.09, size * 0.2)
+    if grid:
+        cells = [(x, y) for y in range(0, size - grid + 1, grid)
+                 for x in range(0, size - grid + 1, grid)]
+        for x, y in cells:
+            if rng.random() < 0.6:
+                r = float(rng.uniform(lo, min(hi, grid / 2 - 2)))
+                cx, cy = rng.uniform(r + 1, grid - r - 1, 2) + (x, y)
+                yield cx, cy, r
+        return
+    placed = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _attempt in range(20):
+            r = float(rng.uniform(lo, hi))
+            cx, cy = rng.uniform(r + 1, size - r - 1, 2)
+            if all(math.hypot(cx - x, cy - y) > r + q + 3 for x, y, q in placed):
+                placed.append((cx, cy, r))
+                yield cx, cy, r
+                break
+
+
+def _image(rng: np.random.Generator, size: int, max_objects: int,
+           radius: tuple[float, float] | None = None, grid: int | None = None):
     """One image, its instances [(class, polygon)], its class-index map and its instance map
     (instance i is i + 1, background 0)."""
     bg = rng.integers(90, 170, 3)
     pixels = np.clip(bg + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(pixels)
     seg = Image.new('L', (size, size), 1)  # 1 = background on disk (0 is "unlabelled")
-    inst = Image.new('L', (size, size), 0)
+    inst = Image.new('I', (size, size), 0)
     draw, draw_seg, draw_inst = ImageDraw.Draw(img), ImageDraw.Draw(seg), ImageDraw.Draw(inst)
-    placed, instances = [], []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
-        for _attempt in range(20):
-            r = float(rng.uniform(size * 0.09, size * 0.2))
-            cx, cy = rng.uniform(r + 1, size - r - 1, 2)
-            if all(math.hypot(cx - x, cy - y) > r + q + 3 for x, y, q in placed):
-                break
-        else:
-            continue
+    instances = []
+    for cx, cy, r in _places(rng, size, max_objects, radius, grid):
         kind = int(rng.integers(0, len(CLASSES)))
         poly = _polygon(kind, cx, cy, r)
         jitter = rng.integers(-40, 40, 3)
         colour = tuple(int(c) for c in np.clip(BASE_COLOURS[kind] + jitter, 0, 255))
         draw.polygon(poly, fill=colour)
         draw_seg.polygon(poly, fill=kind + 2)
-        placed.append((cx, cy, r))
         instances.append((kind, poly))
         draw_inst.polygon(poly, fill=len(instances))
     return img, instances, seg, np.asarray(inst)
 
 
+def _coco_annotations(image_id: int, instances: list, first_id: int) -> list[dict]:
+    """COCO instance annotations (polygons) of one image's instances, ids from ``first_id``."""
+    annotations = []
+    for kind, poly in instances:
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        flat = [round(v, 2) for p in poly for v in p]
+        area = 0.5 * abs(sum(xs[j] * ys[j - 1] - xs[j - 1] * ys[j] for j in range(len(xs))))
+        annotations.append(dict(
+            id=first_id + len(annotations), image_id=image_id, category_id=kind + 1,
+            bbox=[round(v, 2) for v in box], area=round(area, 2), iscrowd=0,
+            segmentation=[flat]))
+    return annotations
+
+
 def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: int = 50,
-                        size: int = 128, max_objects: int = 3, seed: int = 0) -> Path:
-    """Write the dataset under ``root`` (created); return ``root``. Deterministic in ``seed``."""
+                        size: int = 128, max_objects: int = 3, seed: int = 0,
+                        radius: tuple[float, float] | None = None,
+                        grid: int | None = None) -> Path:
+    """Write the dataset under ``root`` (created); return ``root``. Deterministic in ``seed``.
+    ``radius`` (px) and ``grid`` place the shapes as :func:`_places` does."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split, ade_split, count in (('train', 'training', num_train),
@@ -98,7 +136,7 @@ def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: 
               for i, n in enumerate(CLASSES)),
             dict(id=BACKGROUND_ID, name='background', isthing=0, supercategory='background')])
         for i in range(count):
-            img, instances, seg, inst = _image(rng, size, max_objects)
+            img, instances, seg, inst = _image(rng, size, max_objects, radius, grid)
             name = f'{split}_{i:05d}'
             img.save(root / 'coco' / split / f'{name}.jpg', quality=95)
             img.save(root / 'ade' / 'images' / ade_split / f'{name}.jpg', quality=95)
@@ -109,16 +147,8 @@ def make_shapes_dataset(root: str | os.PathLike, num_train: int = 200, num_val: 
             Image.fromarray(classes).save(stuff_dir / f'{name}.png')
             panoptic['annotations'].append(_panoptic(i, name, inst, instances, panoptic_dir))
             coco['images'].append(dict(id=i, file_name=f'{name}.jpg', height=size, width=size))
-            for kind, poly in instances:
-                xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-                box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-                flat = [round(v, 2) for p in poly for v in p]
-                area = 0.5 * abs(sum(xs[j] * ys[j - 1] - xs[j - 1] * ys[j]
-                                     for j in range(len(xs))))
-                coco['annotations'].append(dict(
-                    id=len(coco['annotations']) + 1, image_id=i, category_id=kind + 1,
-                    bbox=[round(v, 2) for v in box], area=round(area, 2), iscrowd=0,
-                    segmentation=[flat]))
+            coco['annotations'] += _coco_annotations(i, instances,
+                                                     len(coco['annotations']) + 1)
         (root / 'coco' / 'annotations' / f'instances_{split}.json').write_text(json.dumps(coco))
         (root / 'coco' / 'annotations' / f'panoptic_{split}.json').write_text(
             json.dumps(panoptic))
@@ -145,6 +175,29 @@ def _panoptic(image_id: int, name: str, inst: np.ndarray, instances: list,
             bbox=[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                   int(ys.max() - ys.min() + 1)]))
     return dict(image_id=image_id, file_name=f'{name}.png', segments_info=segments)
+
+
+def make_large_shapes_set(root: str | os.PathLike, sizes: tuple[int, ...] = (2048, 2048, 4096),
+                          radius: tuple[float, float] = (10, 24), grid: int = 64,
+                          seed: int = 1) -> Path:
+    """Large images full of small shapes, for sliced against whole-image inference: one
+    shape in 60% of the cells of a ``grid``-px grid, radii ``radius`` px, so that many are cut
+    by any tiling. Writes ``root/images/large_{i}.png`` and ``root/instances.json`` (COCO);
+    returns ``root``. The training crops for it: :func:`make_shapes_dataset` with the same
+    ``radius`` and ``grid``."""
+    root = Path(root)
+    (root / 'images').mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    coco = dict(images=[], annotations=[],
+                categories=[dict(id=i + 1, name=n) for i, n in enumerate(CLASSES)])
+    for i, size in enumerate(sizes):
+        img, instances, _seg, _inst = _image(rng, size, 0, radius, grid)
+        name = f'large_{i}.png'
+        img.save(root / 'images' / name)
+        coco['images'].append(dict(id=i, file_name=name, height=size, width=size))
+        coco['annotations'] += _coco_annotations(i, instances, len(coco['annotations']) + 1)
+    (root / 'instances.json').write_text(json.dumps(coco))
+    return root
 
 
 def shapes_cfg_options(root: str | os.PathLike, host: str) -> dict:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
-EXTRAS = 'mmdet,mmseg,tests,export,hub'
+EXTRAS = 'mmdet,mmseg,tests,export,hub,large'
 # mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.apps.deploy, tests/test_deploy.py) pins
 # protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
 # protobuf and onnx, so it goes in without its dependencies, with the one it imports that
