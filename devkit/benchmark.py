@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from swinv2_backbone.apps.large import peak_memory
 from .testing import trained_biases_
 
 __all__ = ['COCO_SIZES', 'FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build',
@@ -473,20 +474,12 @@ def cuda_step_peak_mb(name: str, size: tuple[int, int], window: int, mode: str, 
     return peak
 
 
-def _status_mb(field: str) -> float:
-    with open('/proc/self/status') as f:
-        line = next(ln for ln in f if ln.startswith(field + ':'))
-    return int(line.split()[1]) / 1024
-
-
 def _step_peak_mb(model: nn.Module, x: torch.Tensor, mode: str) -> float:
     """Peak resident memory added by the first step: Linux's high-water mark, reset just
     before. (After a warm-up step the allocator's cache hides most of it.)"""
-    base = _status_mb('VmRSS')
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets VmHWM to the current RSS
-    _step(model, x, mode, None)
-    return _status_mb('VmHWM') - base
+    with peak_memory(trim=False) as m:
+        _step(model, x, mode, None)
+    return m.added / 2**20
 
 
 def measure_memory(name: str, size: tuple[int, int], window: int, mode: str,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from devkit.synthetic import _image
 from swinv2_backbone.apps.large import (Detection, LargeImage, LargeImageInferencer,
@@ -92,6 +92,21 @@ def test_neighbours_of_one_class_in_the_overlap_stay_apart():
     seen = _seen_by_tiles([(0, a), (0, b)], tiles, with_masks=True)
     merged = merge_detections(seen, tiles)
     assert sorted(tuple(d.box) for d in merged) == [tuple(_bbox(a)), tuple(_bbox(b))]
+
+
+@pytest.mark.parametrize('with_masks', [True, False], ids=['masks', 'boxes'])
+def test_a_lower_scoring_part_of_a_detection_in_its_tile_is_dropped(with_masks):
+    # NMS keeps a half-object box inside a whole one (IoU 0.5): the merge does not
+    whole, part, other = (np.zeros((100, 200), bool) for _ in range(3))
+    whole[20:60, 20:60] = True
+    part[20:60, 20:40] = True
+    other[20:60, 62:102] = True  # a neighbour of the same class, touching the whole's box
+    dets = []
+    for mask, score in ((whole, 0.9), (part, 0.6), (other, 0.8)):
+        crop, origin = _tight_mask(mask, 0, 0)
+        dets.append(Detection(_bbox(mask), score, 1, crop if with_masks else None, origin, 0))
+    merged = merge_detections(dets, [(0, 0, 100, 200)])
+    assert sorted(d.score for d in merged) == [0.8, 0.9]
 
 
 def test_rle_of_a_mask_crop_is_pycocotools_rle_of_the_whole_mask():

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--checkpoint', help='skip training: evaluate this checkpoint')
     parser.add_argument('--tile', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--overlap', type=float, default=0.2)
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help="every method's score threshold (default 0.3, SAHI's: lower, its "
+                        'mmdet wrapper fails on the tiny masks of low-scoring detections)')
     parser.add_argument('--no-sahi', action='store_true', help='leave SAHI out')
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     tile, images = tuple(args.tile), eval_root / 'images'
     rows = []
     model, host, classes = load_model(CONFIG, checkpoint)
-    sliced = LargeImageInferencer(model, host, tile, args.overlap, max_memory=0)
+    sliced = LargeImageInferencer(model, host, tile, args.overlap, max_memory=0,
+                                  score_thr=args.score_thr)
     print('[large] ours, sliced')
     rows.append(('ours, sliced', *run_ours(sliced, gt, images)))
     result = sliced(images / gt['images'][0]['file_name'])
@@ -77,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     whole_model, _, _ = load_model(CONFIG, checkpoint, cfg_options=WHOLE_CAPS)
     print('[large] ours, whole image')
     rows.append(('ours, whole image', *run_ours(
-        LargeImageInferencer(whole_model, host, tile, args.overlap, max_memory=None), gt,
-        images)))
+        LargeImageInferencer(whole_model, host, tile, args.overlap, max_memory=None,
+                             score_thr=args.score_thr), gt, images)))
     if not args.no_sahi:
         for standard in (False, True):
             name = 'SAHI' + (' + its whole-image pass (default)' if standard else '')
             print(f'[large] {name}')
             rows.append((name, *run_sahi(str(CONFIG), checkpoint, gt, images, tile,
-                                         args.overlap, 0.05, standard)))
+                                         args.overlap, args.score_thr, standard)))
 
     print(f'\n[large] {len(gt["images"])} images of 2048x2048, '
           f'{len(gt["annotations"])} objects; tiles {tile[0]}x{tile[1]}, overlap '
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
               f'{peak:.2f} |', flush=True)
 
     big = gt_all['images'][4]
-    auto = LargeImageInferencer(model, host, tile, args.overlap, max_memory=16)
+    auto = LargeImageInferencer(model, host, tile, args.overlap, max_memory=16,
+                                score_thr=args.score_thr)
     r = auto(images / big['file_name'])
     print(f'\n[large] {big["width"]}x{big["height"]} with --max-memory 16: whole forward '
           f'estimated {r.estimate_gib:.2f} GiB -> {r.mode}, {len(r.detections)} detections, '

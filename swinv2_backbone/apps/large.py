@@ -204,10 +204,16 @@ def merge_detections(detections: list[Detection], tiles: list[tuple[int, int, in
     """One detection per object from the detections of overlapping tiles.
 
     Two detections from different tiles are one object when they have the same label and
-    agree (:func:`_agree` >= ``iou``) where both tiles look: there both saw the same pixels, whether the
-    object was whole in one tile and cut in the other, or cut in both. Each group of such
-    detections becomes one with the union of their boxes and masks and the highest score, so
-    an object cut by a tile border is reported once, whole."""
+    agree (:func:`_agree` >= ``iou``) where both tiles look: there both saw the same pixels,
+    whether the object was whole in one tile and cut in the other, or cut in both. Each group
+    of such detections becomes one with the union of their boxes and masks and the highest
+    score, so an object cut by a tile border is reported once, whole.
+
+    First, within each tile, a detection lying mostly (the share ``iou`` of its own mask, or
+    box) inside a higher-scoring one of its class is taken for a part of it and dropped: the
+    model saw both with the same pixels around them, and NMS, which compares with the union,
+    keeps a half-object box inside a whole one."""
+    detections = _drop_parts(detections, iou)
     by_tile: dict[int, list[int]] = {}
     for i, det in enumerate(detections):
         by_tile.setdefault(det.tile, []).append(i)
@@ -236,6 +242,43 @@ def merge_detections(detections: list[Detection], tiles: list[tuple[int, int, in
     for i, det in enumerate(detections):
         groups.setdefault(root(i), []).append(det)
     return [_union(group) for group in groups.values()]
+
+
+def _inside_share(a: Detection, b: Detection) -> float:
+    """How much of the smaller of two detections lies inside the other: of its mask where
+    both have one, else of its box."""
+    w = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    h = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    if a.mask is not None and b.mask is not None:
+        y0, x0 = min(a.origin[0], b.origin[0]), min(a.origin[1], b.origin[1])
+        y1 = max(a.origin[0] + a.mask.shape[0], b.origin[0] + b.mask.shape[0])
+        x1 = max(a.origin[1] + a.mask.shape[1], b.origin[1] + b.mask.shape[1])
+        ma, mb = a.mask_in((y0, x0, y1, x1)), b.mask_in((y0, x0, y1, x1))
+        smaller = min(np.count_nonzero(ma), np.count_nonzero(mb))
+        return np.count_nonzero(ma & mb) / smaller if smaller else 0.0
+    areas = [(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]) for d in (a, b)]
+    return float(w * h / min(areas)) if min(areas) > 0 else 0.0
+
+
+def _drop_parts(detections: list[Detection], share: float) -> list[Detection]:
+    """Per tile, drop each detection that lies ``share`` or more inside a higher-scoring one
+    of its class (:func:`_inside_share`)."""
+    by_tile: dict[int, list[int]] = {}
+    for i, det in enumerate(detections):
+        by_tile.setdefault(det.tile, []).append(i)
+    dropped = set()
+    for members in by_tile.values():
+        members.sort(key=lambda i: -detections[i].score)
+        for n, a in enumerate(members):
+            if a in dropped:
+                continue
+            for b in members[n + 1:]:
+                if b not in dropped and detections[a].label == detections[b].label and \
+                        _inside_share(detections[a], detections[b]) >= share:
+                    dropped.add(b)
+    return [d for i, d in enumerate(detections) if i not in dropped]
 
 
 def _union(group: list[Detection]) -> Detection:
@@ -325,10 +368,13 @@ def _status_bytes(field_: str) -> int:
 class peak_memory:
     """Measures the peak bytes a block of code adds: ``with peak_memory(device) as m: ...``,
     then ``m.peak`` (the process's or the CUDA allocator's high-water mark during the block)
-    and ``m.added`` (that peak less what was in use when it began)."""
+    and ``m.added`` (that peak less what was in use when it began). On CPU, ``trim`` first
+    hands the memory glibc keeps free back to the system, so that the start is what is in
+    use."""
 
-    def __init__(self, device: str | torch.device = 'cpu') -> None:
+    def __init__(self, device: str | torch.device = 'cpu', trim: bool = True) -> None:
         self.device = torch.device(device)
+        self.trim = trim
         self.peak = self.added = 0
 
     def __enter__(self) -> 'peak_memory':
@@ -337,7 +383,8 @@ class peak_memory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
         else:
-            _libc_trim()  # give back what glibc kept, so the start is what is in use
+            if self.trim:
+                _libc_trim()
             Path('/proc/self/clear_refs').write_text('5')  # resets VmHWM to VmRSS
             self._start = _status_bytes('VmRSS')
         return self
