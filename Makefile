@@ -4,7 +4,7 @@ PYTHON ?= python3
 # tests and tools use both cores; CI sees the same 2-core machine
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup setup-oldest test test-oldest demo demo-dino lint gpu-wheels clean
+.PHONY: setup setup-oldest test test-oldest demo demo-dino demo-large lint gpu-wheels clean
 
 setup:
 	@$(PYTHON) tools/setup_env.py --env latest
@@ -25,6 +25,11 @@ demo: setup
 # a query-based detector: SwinV2 DINO from scratch, about 10 minutes on 2 cores
 demo-dino: setup
 	.venv/bin/python tools/demo_dino.py
+
+# large images: a small-object Mask R-CNN trained on crops, then whole, sliced and SAHI
+# inference on 2048x2048 images (SAHI: pip install sahi), about 20 minutes
+demo-large: setup
+	.venv/bin/python tools/demo_large.py
 
 lint: setup
 	.venv/bin/python -m flake8 swinv2_backbone devkit tools tests configs

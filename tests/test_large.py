@@ -16,7 +16,8 @@ from PIL import Image
 from devkit.synthetic import _image
 from swinv2_backbone.apps.large import (Detection, LargeImage, LargeImageInferencer,
                                         _tight_mask, blend_weights, detections_to_coco,
-                                        load_model, merge_detections, tile_grid)
+                                        merge_detections, tile_grid)
+from swinv2_backbone.hosts.runner import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

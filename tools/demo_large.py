@@ -11,7 +11,8 @@ images whole, sliced, and with SAHI, scored alike.
    the same checkpoint and tiles; COCO bbox/segm mAP, duplicates at tile borders, time and
    peak memory per image (devkit/large_eval.py);
 4. the 4096x4096 image with ``--max-memory 16``: whole or sliced, as the estimate decides;
-   ``OUT/large_vis.jpg`` shows the sliced predictions on a 2048x2048 image.
+   ``OUT/large_vis.jpg`` shows the sliced predictions on a 2048x2048 image, with the tiles'
+   borders dotted, and ``OUT/large_vis_detail.jpg`` an 800x600 part of it.
 
     python tools/demo_large.py [--out demo_out/large] [--iters 800] [--checkpoint PTH]
                                [--tile 512 512] [--overlap 0.2] [--no-sahi]
@@ -28,7 +29,8 @@ from devkit.demo import train_and_evaluate, train_options
 from devkit.large_eval import DUPLICATE_SCORE, coco_scores, duplicates, load_gt, run_ours, \
     run_sahi
 from devkit.synthetic import make_large_shapes_set, make_shapes_dataset
-from swinv2_backbone.apps.large import (LargeImageInferencer, load_model, write_result)
+from swinv2_backbone.apps.large import LargeImage, LargeImageInferencer, draw
+from swinv2_backbone.hosts.runner import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / 'configs' / 'demo' / 'mask-rcnn_swinv2-nano_large-shapes.py'
@@ -76,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     print('[large] ours, sliced')
     rows.append(('ours, sliced', *run_ours(sliced, gt, images)))
     result = sliced(images / gt['images'][0]['file_name'])
-    vis = write_result(result, out / 'vis', classes, vis=True)[-1]
-    vis.replace(out / 'large_vis.jpg')
+    picture = draw(result, LargeImage(result.path))
+    picture.save(out / 'large_vis.jpg', quality=90)
+    picture.crop((200, 200, 1000, 800)).save(out / 'large_vis_detail.jpg', quality=90)
     whole_model, _, _ = load_model(CONFIG, checkpoint, cfg_options=WHOLE_CAPS)
     print('[large] ours, whole image')
     rows.append(('ours, whole image', *run_ours(

@@ -25,7 +25,8 @@ import sys
 from mmengine.config import DictAction
 
 from swinv2_backbone.apps.extract import find_images
-from swinv2_backbone.apps.large import LargeImageInferencer, load_model, write_result
+from swinv2_backbone.apps.large import LargeImageInferencer, write_result
+from swinv2_backbone.hosts.runner import load_model
 
 
 def main(argv: list[str] | None = None) -> int:

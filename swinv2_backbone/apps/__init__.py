@@ -1,2 +1,3 @@
 """Applications of a trained backbone: feature extraction (``extract``), ONNX export
-(``export``) and mmdeploy's whole-model deployment with its rewrites (``deploy``)."""
+(``export``), mmdeploy's whole-model deployment with its rewrites (``deploy``), and any mmdet or
+mmseg model on large images (``large``)."""

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 __all__ = ['Detection', 'LargeImage', 'LargeImageInferencer', 'LargeResult', 'blend_weights',
-           'detections_to_coco', 'draw', 'load_model', 'merge_detections', 'peak_memory',
+           'detections_to_coco', 'draw', 'merge_detections', 'peak_memory',
            'tile_grid', 'write_result']
 
 GIB = 2**30
@@ -403,7 +403,8 @@ class peak_memory:
 class LargeResult:
     """What :meth:`LargeImageInferencer.__call__` returns for one image. ``mode`` is 'whole' or
     'sliced'; ``detections`` (mmdet) or ``labels`` ((H, W) int class map, mmseg);
-    ``estimate_gib`` the whole forward's fitted peak, ``peak_gib`` the measured one."""
+    ``estimate_gib`` the whole forward's fitted peak, ``peak_gib`` the measured one;
+    ``tile_boxes`` the (y, x, h, w) of each forward's crop."""
     path: Path
     height: int
     width: int
@@ -414,14 +415,14 @@ class LargeResult:
     estimate_gib: float = 0.0
     peak_gib: float = 0.0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    tile_boxes: list = field(default_factory=list)
 
 
 class LargeImageInferencer:
     """Runs an mmdet or mmseg model on images of any size, whole or in tiles.
 
     Args:
-        model: the host's model (``hosts.runner.build_model`` + a checkpoint), in eval mode.
+        model: the host's model (``hosts.runner.load_model``), in eval mode.
         host: 'mmdet' or 'mmseg'.
         tile: (h, w) of a tile, at the image's own scale (no resizing).
         overlap: neighbouring tiles' overlap, a fraction of a tile.
@@ -503,7 +504,7 @@ class LargeImageInferencer:
             else:
                 tiles = tile_grid(H, W, self.tile, self.overlap)
             result = LargeResult(Path(path), H, W, 'whole' if whole else 'sliced', len(tiles),
-                                 estimate_gib=estimate)
+                                 estimate_gib=estimate, tile_boxes=tiles)
             if self.host == 'mmdet':
                 result.detections = self._detect(image, tiles)
             else:
@@ -562,40 +563,14 @@ class LargeImageInferencer:
 
 
 # --------------------------------------------------------------------------- model and outputs
-def load_model(config: str | os.PathLike, checkpoint: str | os.PathLike | None,
-               device: str = 'cpu', cfg_options: dict | None = None):
-    """The config's model with the checkpoint's weights, in eval mode on ``device``; its host
-    ('mmdet' or 'mmseg') and class names (the checkpoint's ``dataset_meta``, else the config's
-    test dataset's ``metainfo``, else None)."""
-    from mmengine.runner import load_checkpoint
-
-    from ..hosts.runner import build_model, host_of, load_config
-    cfg = load_config(config, cfg_options)
-    host = host_of(cfg)
-    if host not in ('mmdet', 'mmseg'):
-        raise ValueError(f'{config} is an {host} config; large-image inference runs mmdet '
-                         'detectors and mmseg segmentors')
-    model = build_model(cfg)
-    classes = None
-    if checkpoint is not None:
-        if Path(checkpoint).suffix.lower() in ('.onnx', '.xml', '.engine'):
-            raise ValueError(f'{checkpoint} is an exported model; give the PyTorch checkpoint '
-                             '(.pth) it was exported from')
-        meta = load_checkpoint(model, str(checkpoint), map_location='cpu').get('meta', {})
-        classes = (meta.get('dataset_meta') or {}).get('classes')
-    if classes is None:
-        metainfo = cfg.get('test_dataloader', {}).get('dataset', {}).get('metainfo') or {}
-        classes = metainfo.get('classes')
-    return model.to(device).eval(), host, list(classes) if classes else None
-
-
 PALETTE = np.array([(230, 80, 60), (60, 190, 90), (70, 110, 240), (240, 200, 40),
                     (170, 70, 200), (40, 200, 210), (250, 140, 30), (140, 140, 140)], np.uint8)
 
 
 def draw(result: LargeResult, image: LargeImage, longest: int = 2048) -> Image.Image:
-    """The image scaled to ``longest`` pixels with the predictions drawn: detections as mask
-    outlines and boxes in their class colours, a segmentation as its classes blended in."""
+    """The image scaled to ``longest`` pixels with the predictions drawn: detections as masks
+    hatched in white, outlined, and boxes, in their class colours darkened; a segmentation as
+    its classes blended in. The tiles' borders are dotted in yellow."""
     from PIL import ImageDraw
     thumb = image.thumbnail(longest)
     sy, sx = thumb.height / result.height, thumb.width / result.width
@@ -603,26 +578,53 @@ def draw(result: LargeResult, image: LargeImage, longest: int = 2048) -> Image.I
         small = np.asarray(Image.fromarray(result.labels.astype(np.int32)).resize(
             thumb.size, Image.NEAREST))
         colours = PALETTE[small % len(PALETTE)]
-        return Image.fromarray((0.5 * np.asarray(thumb) + 0.5 * colours).astype(np.uint8))
+        out = Image.fromarray((0.5 * np.asarray(thumb) + 0.5 * colours).astype(np.uint8))
+    else:
+        out = _draw_detections(thumb, result.detections, sy, sx)
+    pen = ImageDraw.Draw(out)
+    if len(result.tile_boxes) > 1:
+        for y, x, h, w in result.tile_boxes:
+            for edge in ([(x, y), (x + w, y)], [(x, y + h), (x + w, y + h)],
+                         [(x, y), (x, y + h)], [(x + w, y), (x + w, y + h)]):
+                (x0, y0), (x1, y1) = ((px * sx, py * sy) for px, py in edge)
+                steps = int(max(abs(x1 - x0), abs(y1 - y0)) // 6)
+                for k in range(0, steps, 2):  # dotted: every other 6 px
+                    t0, t1 = k / max(steps, 1), (k + 1) / max(steps, 1)
+                    pen.line([(x0 + (x1 - x0) * t0, y0 + (y1 - y0) * t0),
+                              (x0 + (x1 - x0) * t1, y0 + (y1 - y0) * t1)],
+                             fill=(250, 220, 40))
+    return out
+
+
+def _draw_detections(thumb: Image.Image, detections: list[Detection], sy: float,
+                     sx: float) -> Image.Image:
+    from PIL import ImageDraw
     canvas = np.asarray(thumb).copy()
-    for det in result.detections:
+    for det in detections:
         if det.mask is None or not det.mask.size:
             continue
         y0, x0 = det.origin
         h, w = det.mask.shape
-        rows = (np.arange(int(y0 * sy), int(np.ceil((y0 + h) * sy))) / sy).astype(int) - y0
-        cols = (np.arange(int(x0 * sx), int(np.ceil((x0 + w) * sx))) / sx).astype(int) - x0
-        rows, cols = rows[(rows >= 0) & (rows < h)], cols[(cols >= 0) & (cols < w)]
-        small = det.mask[np.ix_(rows, cols)]
         ty, tx = int(y0 * sy), int(x0 * sx)
+        rows = (np.arange(ty, int(np.ceil((y0 + h) * sy))) / sy).astype(int) - y0
+        cols = (np.arange(tx, int(np.ceil((x0 + w) * sx))) / sx).astype(int) - x0
+        small = det.mask[np.ix_(rows.clip(0, h - 1), cols.clip(0, w - 1))]
         region = canvas[ty:ty + small.shape[0], tx:tx + small.shape[1]]
         small = small[:region.shape[0], :region.shape[1]]
-        region[small] = (0.5 * region[small] + 0.5 * PALETTE[det.label % len(PALETTE)])
+        inner = small.copy()  # the mask less its 1-pixel rim
+        inner[1:] &= small[:-1]
+        inner[:-1] &= small[1:]
+        inner[:, 1:] &= small[:, :-1]
+        inner[:, :-1] &= small[:, 1:]
+        rr, cc = np.indices(small.shape)
+        stripes = inner & ((rr + cc + ty + tx) // 3 % 2 == 0)
+        region[stripes] = (0.4 * region[stripes] + 0.6 * 255).astype(np.uint8)
+        region[small & ~inner] = PALETTE[det.label % len(PALETTE)] // 2
     out = Image.fromarray(canvas)
     pen = ImageDraw.Draw(out)
-    for det in result.detections:
+    for det in detections:
         x1, y1, x2, y2 = det.box
-        pen.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy],
+        pen.rectangle([x1 * sx - 2, y1 * sy - 2, x2 * sx + 2, y2 * sy + 2],
                       outline=tuple(int(c) for c in PALETTE[det.label % len(PALETTE)] // 2))
     return out
 

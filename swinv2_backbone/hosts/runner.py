@@ -26,8 +26,8 @@ from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner, Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
-           'finish_distributed', 'host_of', 'load_config', 'preflight', 'require_host',
-           'strategy_to_cpu']
+           'finish_distributed', 'host_of', 'load_config', 'load_model', 'preflight',
+           'require_host', 'strategy_to_cpu']
 
 HOSTS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -307,6 +307,30 @@ def build_model(cfg: Config) -> torch.nn.Module:
     adapt_to_cpu(cfg)
     init_default_scope(host)
     return importlib.import_module(f'{host}.registry').MODELS.build(cfg.model)
+
+
+def load_model(config: str | os.PathLike, checkpoint: str | os.PathLike | None,
+               device: str = 'cpu', cfg_options: dict | None = None):
+    """An mmdet or mmseg config's model with the checkpoint's weights, in eval mode on
+    ``device``; its host ('mmdet' or 'mmseg') and class names (the checkpoint's
+    ``dataset_meta``, else the config's test dataset's ``metainfo``, else None)."""
+    from mmengine.runner import load_checkpoint
+    cfg = load_config(config, cfg_options)
+    host = host_of(cfg)
+    if host not in ('mmdet', 'mmseg'):
+        raise ValueError(f'{config} is an {host} config; expected an mmdet or mmseg one')
+    model = build_model(cfg)
+    classes = None
+    if checkpoint is not None:
+        if Path(checkpoint).suffix.lower() in ('.onnx', '.xml', '.engine'):
+            raise ValueError(f'{checkpoint} is an exported model; give the PyTorch checkpoint '
+                             '(.pth) it was exported from')
+        meta = load_checkpoint(model, str(checkpoint), map_location='cpu').get('meta', {})
+        classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes is None:
+        metainfo = cfg.get('test_dataloader', {}).get('dataset', {}).get('metainfo') or {}
+        classes = metainfo.get('classes')
+    return model.to(device).eval(), host, list(classes) if classes else None
 
 
 def _init_cpu_distributed(launcher: str) -> None:
