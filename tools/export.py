@@ -7,6 +7,8 @@
         [--stages stem stage1 stage2 stage3 stage4]
         [--exporter dynamo|torchscript] [--opset N] [--half] [--static H W] [--check]
     python tools/export.py --out features.onnx --config CFG --neck [--checkpoint PATH] [--check]
+    python tools/export.py --out swinv2.onnx --config CFG [--neck] [--checkpoint PATH] --int8
+        --calib IMAGES [--calib-count 32] [--int8-backend openvino|onnxruntime]
 
 The model is built as tools/extract_features.py builds it (a config's backbone, a preset, or
 the architecture read from a checkpoint). ``--check`` runs the file once in onnxruntime (CPU)
@@ -14,6 +16,10 @@ against PyTorch at a few sizes and prints the error, max |onnx - torch| over eac
 ``--neck`` exports the config's backbone with its neck (or a Mask2Former head's pixel decoder)
 instead, the whole model's weights from ``--checkpoint`` (a training checkpoint), with the
 TorchScript exporter (``swinv2_backbone.apps.export.export_backbone_neck``).
+``--int8`` then writes an int8 copy beside it (``NAME_int8.xml`` by NNCF on OpenVINO, or
+``NAME_int8.onnx`` by onnxruntime's QDQ static quantization), calibrated on ``--calib`` images
+through the config's test pipeline and data preprocessor, and prints each output's error
+against the float32 file on those inputs (``swinv2_backbone.apps.quantize``).
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ from swinv2_backbone.apps.export import (DEFAULT_EXPORTER, EXPORTERS, BackboneNe
                                          read_metadata)
 from swinv2_backbone.apps.extract import add_backbone_arguments, backbone_from_arguments
 
+# an int8 output this far (rms over the float32 output's std) from float32 is reported
+INT8_RMS_WARNING = 0.25
 # what --check runs: the example's size, odd sizes, a map smaller than a window, a batch of 3
 CHECK_SIZES = [(2, 64, 96), (1, 97, 131), (1, 24, 40), (3, 224, 160)]
 
@@ -47,11 +55,22 @@ def main(argv: list[str] | None = None) -> int:
                         help='run the file in onnxruntime against PyTorch and print the error')
     parser.add_argument('--neck', action='store_true',
                         help="the config's backbone and neck (or pixel decoder) in one file")
+    parser.add_argument('--int8', action='store_true',
+                        help='also an int8 copy, calibrated on --calib images (needs --config)')
+    parser.add_argument('--calib', nargs='+', metavar='IMAGES',
+                        help='calibration images: files, folders or glob patterns')
+    parser.add_argument('--calib-count', type=int, default=32,
+                        help='calibration images used, at most (default 32)')
+    parser.add_argument('--int8-backend', choices=['openvino', 'onnxruntime'], default='openvino',
+                        help="'openvino' (NNCF, an .xml) or 'onnxruntime' (QDQ, an .onnx)")
     args = parser.parse_args(argv)
+    if args.int8 and not (args.config and args.calib):
+        parser.error('--int8 needs --config (its test pipeline) and --calib images')
     if args.neck:
         if not args.config:
             parser.error('--neck exports a model built from --config')
-        return _export_neck(args)
+        code = _export_neck(args)
+        return _int8(args) if code == 0 and args.int8 else code
     try:
         model = backbone_from_arguments(args, device='cpu')
         example = None
@@ -71,6 +90,38 @@ def main(argv: list[str] | None = None) -> int:
         for row in check_onnx(model, path, sizes):
             errs = ', '.join(f'{n} {e:.1e}' for n, e in row['rel_err'].items())
             print(f'check {"x".join(map(str, row["size"]))}: max |onnx - torch| / std: {errs}')
+    return _int8(args) if args.int8 else 0
+
+
+def _int8(args) -> int:
+    from pathlib import Path
+
+    from swinv2_backbone.apps.extract import find_images
+    from swinv2_backbone.apps.quantize import file_errors, open_runtime, quantize
+    from swinv2_backbone.hosts.exported import calibration_inputs
+    out = Path(args.out)
+    target = out.with_name(out.stem + ('_int8.xml' if args.int8_backend == 'openvino'
+                                       else '_int8.onnx'))
+    try:
+        inputs = calibration_inputs(args.config, find_images(args.calib), args.calib_count)
+        start = time.time()
+        quantize(out, target, inputs, args.int8_backend)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'wrote {target} ({args.int8_backend}, {len(inputs)} calibration images, '
+          f'{time.time() - start:.1f} s)')
+    reference = open_runtime(out, args.int8_backend, 'f32', torch.get_num_threads())
+    errors = file_errors(reference, open_runtime(target, args.int8_backend, 'f32',
+                                                 torch.get_num_threads()), inputs)
+    names = read_metadata(out).get('out_features') or read_metadata(out).get('outputs')
+    print('int8 against float32 on the calibration inputs, |int8 - f32| / std: ' + ', '.join(
+        f'{n} max {e["max"]:.2f} rms {e["rms"]:.3f}' for n, e in zip(names, errors)))
+    far = [n for n, e in zip(names, errors) if e['rms'] > INT8_RMS_WARNING]
+    if far:
+        print(f'warning: {", ".join(far)} deviate from float32 by more than '
+              f'{INT8_RMS_WARNING} std (rms): check the task metric before using this file, '
+              'or quantize with the other --int8-backend', file=sys.stderr)
     return 0
 
 

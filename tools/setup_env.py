@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = {'latest': ROOT / '.venv', 'oldest': ROOT / '.venv-oldest'}
 EXTRAS = 'mmdet,mmseg,tests,export,hub,large'
+# nncf 3.x needs torch >= 2.3: the int8 extra goes to the latest environment only
+ENV_EXTRAS = {'latest': ',int8', 'oldest': ''}
 # mmdeploy 1.3.1 (whole models through ONNX: swinv2_backbone.apps.deploy, tests/test_deploy.py) pins
 # protobuf <= 3.20.2, which the onnx the export extra needs refuses; it runs beside the pinned
 # protobuf and onnx, so it goes in without its dependencies, with the one it imports that
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if not install_mmcv(venv):
         log('mmcv was installed but its compiled ops do not load')
         return 1
-    log(f'installing swinv2_backbone (editable) with extras {EXTRAS}')
-    venv.pip('install', '-e', f'{ROOT}[{EXTRAS}]')
+    extras = EXTRAS + ENV_EXTRAS[args.env]
+    log(f'installing swinv2_backbone (editable) with extras {extras}')
+    venv.pip('install', '-e', f'{ROOT}[{extras}]')
     log(f'installing {", ".join(DEPLOY)} without dependencies')
     venv.pip('install', '--no-deps', *DEPLOY)
     stamp.write_text(fp)

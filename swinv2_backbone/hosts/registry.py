@@ -1,4 +1,5 @@
-"""Registers :class:`SwinV2Backbone` with every OpenMMLab model registry that is installed.
+"""Registers :class:`SwinV2Backbone` (and :class:`SwinV2Exported`, an exported file run as a
+backbone) with every OpenMMLab model registry that is installed.
 
 mmengine's root registry always gets it; mmdet's, mmseg's and mmpretrain's get it when those
 packages are installed, so ``type='SwinV2Backbone'`` builds under any ``default_scope``; when
@@ -15,6 +16,7 @@ import warnings
 from mmengine.registry import MODELS
 
 from ..model.backbone import SwinV2Backbone
+from .exported import SwinV2Exported
 
 __all__ = ['register_all']
 
@@ -47,5 +49,6 @@ def register_all() -> list[str]:
     for registry in registries:
         # force: re-importing (e.g. importlib.reload in a notebook) must not raise
         registry.register_module('SwinV2Backbone', module=SwinV2Backbone, force=True)
+        registry.register_module('SwinV2Exported', module=SwinV2Exported, force=True)
         scopes.append(registry.scope)
     return scopes
