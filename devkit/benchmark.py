@@ -106,10 +106,11 @@ class _Exported(nn.Module):
     and width. ``static``: each fixed at the benchmark's input instead (ours ``dynamic=False``,
     timm as built at that size), so that the runtime folds windows, masks and position bias."""
 
-    def __init__(self, model: nn.Module, runtime: str, hint: str, static: bool) -> None:
+    def __init__(self, model: nn.Module, runtime: str, hint: str, static: bool,
+                 int8: bool = False) -> None:
         super().__init__()
         import tempfile
-        self.runtime, self.hint, self.static = runtime, hint, static
+        self.runtime, self.hint, self.static, self.int8 = runtime, hint, static, int8
         self.example_model = model.eval()
         self._run = None
         self._dir = tempfile.TemporaryDirectory(prefix='swinv2-bench-')
@@ -127,6 +128,12 @@ class _Exported(nn.Module):
             with torch.no_grad(), torch.autocast('cpu', enabled=False):
                 torch.onnx.export(model, (x,), str(self.path), input_names=['image'],
                                   opset_version=17, dynamic_axes=axes, **TORCHSCRIPT_EXPORT)
+        if self.int8:  # calibrated on random inputs: for speed, not accuracy
+            from swinv2_backbone.apps.quantize import quantize
+            calibration = [torch.randn_like(x).numpy() for _ in range(4)]
+            suffix = '.xml' if self.runtime == 'openvino' else '.onnx'
+            self.path = quantize(self.path, self.path.with_name('int8' + suffix), calibration,
+                                 self.runtime)
         threads = torch.get_num_threads()
         if self.runtime == 'onnxruntime':
             import onnxruntime as ort
@@ -150,11 +157,14 @@ class _Exported(nn.Module):
         return tuple(torch.from_numpy(o) for o in self._run(x.numpy()))
 
 
-# runtime rows: name suffix -> (runtime, OpenVINO precision hint, static file)
+# runtime rows: name suffix -> (runtime, OpenVINO precision hint, static file, int8)
 RUNTIMES = {f' ({runtime}{" " + hint if hint != "f32" else ""}{", static" if static else ""})':
-            (runtime, hint, static)
+            (runtime, hint, static, False)
             for runtime, hint in (('onnxruntime', 'f32'), ('openvino', 'f32'), ('openvino', 'bf16'))
             for static in (False, True)}
+# int8 files (apps.quantize) for any size, ours only
+INT8_RUNTIMES = {f' ({runtime} int8)': (runtime, 'f32', False, True)
+                 for runtime in ('onnxruntime', 'openvino')}
 
 
 def _ours(size, window, **kw):
@@ -193,9 +203,10 @@ def _mmpretrain(size, window):
                              out_indices=(0, 1, 2, 3), drop_path_rate=0.0, norm_cfg=None)
 
 
-def _exported(build_: Callable, runtime: str, hint: str, static: bool, size, window):
+def _exported(build_: Callable, runtime: str, hint: str, static: bool, int8: bool, size,
+              window):
     kw = {} if build_ is _ours or static else dict(dynamic=True)
-    return _Exported(build_(size, window, **kw), runtime, hint, static)
+    return _Exported(build_(size, window, **kw), runtime, hint, static, int8)
 
 
 IMPLEMENTATIONS: dict[str, Callable] = {
@@ -223,6 +234,8 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     **{f'{peer}{suffix}': partial(_exported, build_, *RUNTIMES[suffix])
        for peer, build_ in (('swinv2_backbone', _ours), ('timm', _timm))
        for suffix in RUNTIMES},
+    **{f'swinv2_backbone{suffix}': partial(_exported, _ours, *runtime)
+       for suffix, runtime in INT8_RUNTIMES.items()},
 }
 
 
@@ -236,7 +249,7 @@ FP32 = ' (fp32)'
 def is_exported(name: str) -> bool:
     """Whether row ``name`` runs an exported file on a runtime (a suffix of :data:`RUNTIMES`).
     """
-    return any(name.endswith(suffix) for suffix in RUNTIMES)
+    return any(name.endswith(suffix) for suffix in (*RUNTIMES, *INT8_RUNTIMES))
 
 
 def takes_any_size(name: str) -> bool:
