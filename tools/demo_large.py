@@ -43,10 +43,12 @@ WHOLE_CAPS = {'model.test_cfg.rpn.nms_pre': 4000, 'model.test_cfg.rpn.max_per_im
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--out', default='demo_out/large', help='output directory')
-    parser.add_argument('--iters', type=int, default=800)
+    parser.add_argument('--iters', type=int, default=800, help='training iterations')
     parser.add_argument('--checkpoint', help='skip training: evaluate this checkpoint')
-    parser.add_argument('--tile', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
-    parser.add_argument('--overlap', type=float, default=0.2)
+    parser.add_argument('--tile', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'),
+                        help='tile size of the sliced methods, ours and SAHI (default 512 512)')
+    parser.add_argument('--overlap', type=float, default=0.2,
+                        help="tiles' overlap, a fraction of a tile (default 0.2)")
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help="every method's score threshold (default 0.3, SAHI's: lower, its "
                         'mmdet wrapper fails on the tiny masks of low-scoring detections)')

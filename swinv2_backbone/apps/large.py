@@ -432,6 +432,8 @@ class LargeImageInferencer:
         score_thr: detections scoring below it are dropped before merging.
         merge_iou: :func:`merge_detections`' agreement threshold.
         progress: called with (done, total) tiles.
+
+    An mmseg model's ``test_cfg.mode`` is set to 'whole': the crops are this class's.
     """
 
     def __init__(self, model: torch.nn.Module, host: str, tile: tuple[int, int] = (512, 512),
