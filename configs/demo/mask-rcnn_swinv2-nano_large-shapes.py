@@ -1,7 +1,7 @@
 # Demo: the small SwinV2 Mask R-CNN of mask-rcnn_swinv2-nano_shapes.py for large images full of
 # small shapes (devkit/synthetic.py: make_large_shapes_set), trained on 256x256 crops of the same
 # kind (make_shapes_dataset with radius=(10, 24), grid=64) and run on large images by
-# tools/infer_large.py, whole or in 512x512 tiles.
+# tools/infer_large.py, whole or in 512x512 tiles. No pretrained weights.
 # Changes from that demo: 256x256 training images with up to 16 shapes of 20-48 px, anchors
 # of 16 px on the stride-4 level, caps on proposals and detections for a 512x512 tile.
 _base_ = ['./mask-rcnn_swinv2-nano_shapes.py']
