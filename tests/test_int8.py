@@ -50,8 +50,8 @@ def detector(tmp_path_factory):
 @pytest.fixture(scope='module')
 def files(detector, data, tmp_path_factory):
     """The backbone and the backbone + neck in float32; the backbone in int8 by each backend,
-    the backbone + neck by onnxruntime (OpenVINO 2026.4's CPU plugin runs NNCF's int8 of it
-    wrong: the FPN's pooled level comes out scaled by about 1e-4)."""
+    the backbone + neck by onnxruntime (with these random weights, OpenVINO 2026.4's CPU plugin
+    runs NNCF's int8 of it wrong: the FPN's pooled level comes out scaled by about 1e-4)."""
     model, _ = detector
     out = tmp_path_factory.mktemp('files')
     images = sorted((data / 'coco' / 'val').glob('*.jpg'))

@@ -114,7 +114,8 @@ def _int8(args) -> int:
     reference = open_runtime(out, args.int8_backend, 'f32', torch.get_num_threads())
     errors = file_errors(reference, open_runtime(target, args.int8_backend, 'f32',
                                                  torch.get_num_threads()), inputs)
-    names = read_metadata(out).get('out_features') or read_metadata(out).get('outputs')
+    meta = read_metadata(out)
+    names = meta.get('outputs') or meta['out_features']  # a backbone + neck file: the neck's
     print('int8 against float32 on the calibration inputs, |int8 - f32| / std: ' + ', '.join(
         f'{n} max {e["max"]:.2f} rms {e["rms"]:.3f}' for n, e in zip(names, errors)))
     far = [n for n, e in zip(names, errors) if e['rms'] > INT8_RMS_WARNING]

@@ -67,13 +67,12 @@ class SwinV2Exported(BaseModule):
         self.metadata = read_file_metadata(file)
         if backbone is not None:
             self._check(backbone)
-        self.out_features = self.metadata.get('out_features') or self.metadata.get('outputs')
+        # a backbone + neck file's outputs are the neck's; its out_features, the backbone's
+        self.out_features = self.metadata.get('outputs') or self.metadata.get('out_features')
         self.threads = threads
         self._run = None
 
     def _check(self, backbone: dict) -> None:
-        if 'outputs' in self.metadata and 'out_features' not in self.metadata:
-            return  # a backbone + neck file: its outputs are the neck's
         want = _expected(backbone)
         wrong = [f'{k}: the config gives {want[k]}, the file {self.metadata.get(k)}'
                  for k in CHECKED if self.metadata.get(k) != want[k]]
