@@ -1,6 +1,7 @@
 """Large-image inference (swinv2_backbone.apps.large, tools/infer_large.py): tiles, the merge
 of detections across tile borders, RLE masks, blended segmentation, every configured family
-whole and sliced, and the tool's command line."""
+whole and sliced, and the tool's command line. The oldest environment runs the pure parts (tiles,
+merging, RLE, blend weights, reading); the models and the tool run in the latest (CI time)."""
 from __future__ import annotations
 
 import json
@@ -215,6 +216,7 @@ def _local_segmentor():
         test_cfg=dict(mode='whole'))).eval()
 
 
+@pytest.mark.latest_only
 def test_sliced_segmentation_equals_whole_where_crops_cover_the_receptive_field(scene):
     from devkit.testing import randomize_
     model = randomize_(_local_segmentor())
@@ -226,6 +228,7 @@ def test_sliced_segmentation_equals_whole_where_crops_cover_the_receptive_field(
     assert agree >= 0.999, agree  # the few pixels apart lie on crop borders
 
 
+@pytest.mark.latest_only
 def test_tool_writes_results_and_explains_bad_input(tmp_path, scene):
     from swinv2_backbone.hosts.runner import build_model, load_config
     config = ROOT / FAMILIES['mask-rcnn'][0]
