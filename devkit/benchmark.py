@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from swinv2_backbone.apps.large import peak_memory
+from swinv2_backbone.apps.quantize import open_runtime
 from .testing import trained_biases_
 
 __all__ = ['COCO_SIZES', 'FP32', 'IMPLEMENTATIONS', 'RUNTIMES', 'bf16_error', 'build',
@@ -134,20 +135,7 @@ class _Exported(nn.Module):
             suffix = '.xml' if self.runtime == 'openvino' else '.onnx'
             self.path = quantize(self.path, self.path.with_name('int8' + suffix), calibration,
                                  self.runtime)
-        threads = torch.get_num_threads()
-        if self.runtime == 'onnxruntime':
-            import onnxruntime as ort
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            session = ort.InferenceSession(str(self.path), options,
-                                           providers=['CPUExecutionProvider'])
-            self._run = lambda a: session.run(None, {'image': a})
-        else:
-            import openvino as ov
-            compiled = ov.Core().compile_model(str(self.path), 'CPU', {
-                'INFERENCE_PRECISION_HINT': self.hint, 'INFERENCE_NUM_THREADS': threads})
-            request = compiled.create_infer_request()
-            self._run = lambda a: list(request.infer({0: a}).values())
+        self._run = open_runtime(self.path, self.runtime, self.hint, torch.get_num_threads())
 
     def forward(self, x: torch.Tensor):
         if x.device.type != 'cpu':

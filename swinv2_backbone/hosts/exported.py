@@ -21,8 +21,7 @@ import torch
 from mmengine.model import BaseModule
 
 from ..apps.quantize import open_runtime, read_file_metadata
-from ..model.backbone import SwinV2Backbone
-from .runner import host_of, load_config
+from .runner import host_of, load_config, meta_backbone
 
 __all__ = ['SwinV2Exported', 'calibration_inputs']
 
@@ -32,9 +31,7 @@ CHECKED = ('embed_dim', 'depths', 'num_heads', 'window_sizes', 'out_features', '
 
 
 def _expected(backbone: dict) -> dict:
-    kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
-    with torch.device('meta'):
-        model = SwinV2Backbone(**kwargs)
+    model = meta_backbone(backbone)
     return {'embed_dim': model.num_features[0], 'depths': list(model.depths),
             'num_heads': list(model.num_heads), 'window_sizes': list(model.window_sizes),
             'out_features': list(model.out_features), 'out_channels': list(model.out_channels),

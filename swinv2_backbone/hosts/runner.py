@@ -26,8 +26,8 @@ from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner, Runner
 
 __all__ = ['adapt_to_cpu', 'add_runner_args', 'build_model', 'build_runner', 'check_channels',
-           'finish_distributed', 'host_of', 'load_config', 'load_model', 'preflight',
-           'require_host', 'strategy_to_cpu']
+           'finish_distributed', 'host_of', 'load_config', 'load_model', 'meta_backbone',
+           'preflight', 'require_host', 'strategy_to_cpu']
 
 HOSTS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -105,7 +105,9 @@ def require_host(host: str) -> None:
                           ) from e
 
 
-def _backbone_channels(backbone: dict) -> tuple[int, ...]:
+def meta_backbone(backbone: dict):
+    """The ``SwinV2Backbone`` of a config's backbone dict on the meta device (its contract
+    without any weights); an argument it does not take is named with the closest one."""
     from ..model.backbone import SwinV2Backbone
     kwargs = {k: v for k, v in backbone.items() if k not in ('type', 'init_cfg', '_delete_')}
     accepted = inspect.signature(SwinV2Backbone).parameters
@@ -115,7 +117,11 @@ def _backbone_channels(backbone: dict) -> tuple[int, ...]:
             hint = f"; did you mean '{close[0]}'?" if close else ''
             raise ValueError(f"model.backbone: SwinV2Backbone has no argument '{key}'{hint}")
     with torch.device('meta'):  # the contract without allocating any weights
-        return SwinV2Backbone(**kwargs).out_channels
+        return SwinV2Backbone(**kwargs)
+
+
+def _backbone_channels(backbone: dict) -> tuple[int, ...]:
+    return meta_backbone(backbone).out_channels
 
 
 def check_channels(cfg: Config) -> None:
