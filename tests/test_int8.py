@@ -95,6 +95,20 @@ def test_int8_files_keep_the_metadata_and_stay_near_float32(files, name, backend
         assert 0 < e['rms'] < 0.25, errors
 
 
+def test_one_call_of_an_openvino_file_is_one_inference(files, monkeypatch):
+    import openvino as ov
+    paths, inputs = files
+    calls = []
+    infer = ov.InferRequest.infer
+    monkeypatch.setattr(ov.InferRequest, 'infer',
+                        lambda self, *a, **k: calls.append(1) or infer(self, *a, **k))
+    outputs = open_runtime(paths['neck'], 'openvino')(inputs[0])
+    assert len(outputs) == 5 and len(calls) == 1
+    reference = open_runtime(paths['neck'], 'onnxruntime')(inputs[0])
+    for got, want in zip(outputs, reference):  # each output in its own place
+        np.testing.assert_allclose(got, want, atol=1e-3 * float(np.abs(want).max()))
+
+
 def test_an_exported_backbone_runs_inside_the_detector_like_pytorch(detector, files, data):
     from mmdet.structures import DetDataSample
     model, _ = detector

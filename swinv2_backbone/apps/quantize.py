@@ -143,7 +143,11 @@ def open_runtime(file: str | os.PathLike, runtime: str = 'openvino', hint: str =
     compiled = ov.Core().compile_model(str(file), 'CPU', {
         'INFERENCE_PRECISION_HINT': hint, 'INFERENCE_NUM_THREADS': threads})
     request = compiled.create_infer_request()
-    return lambda a: [request.infer({0: a})[o] for o in compiled.outputs]
+
+    def run(a: np.ndarray) -> list[np.ndarray]:
+        results = request.infer({0: a})  # one inference for all outputs
+        return [results[o] for o in compiled.outputs]
+    return run
 
 
 def file_errors(reference, other, inputs: list[np.ndarray]) -> list[dict]:
