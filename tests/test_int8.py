@@ -161,3 +161,17 @@ def test_tools_test_evaluates_a_detector_whose_backbone_and_neck_run_int8(
                          cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "'coco/bbox_mAP'" in run.stdout and "'coco/segm_mAP'" in run.stdout
+
+
+@pytest.mark.skipif(not HAS_NNCF, reason='nncf is not installed (the int8 extra, torch >= 2.3)')
+def test_nncf_smooth_quant_is_applied_unless_turned_off(detector, data, tmp_path):
+    model, _ = detector
+    onnx_file = export_onnx(model.backbone, tmp_path / 'backbone.onnx')
+    images = sorted((data / 'coco' / 'val').glob('*.jpg'))
+    inputs = calibration_inputs(CONFIG, images)
+    counts = {}
+    for smooth_quant in (True, False):
+        out = quantize(onnx_file, tmp_path / f'sq_{smooth_quant}.xml', inputs, 'openvino',
+                       smooth_quant=smooth_quant)
+        counts[smooth_quant] = out.read_text().count('/nncf_smooth_quant"')
+    assert counts[True] > 0 and counts[False] == 0, counts

@@ -9,6 +9,7 @@
     python tools/export.py --out features.onnx --config CFG --neck [--checkpoint PATH] [--check]
     python tools/export.py --out swinv2.onnx --config CFG [--neck] [--checkpoint PATH] --int8
         --calib IMAGES [--calib-count 32] [--int8-backend openvino|onnxruntime]
+        [--no-smooth-quant]
 
 The model is built as tools/extract_features.py builds it (a config's backbone, a preset, or
 the architecture read from a checkpoint). ``--check`` runs the file once in onnxruntime (CPU)
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='calibration images used, at most (default 32)')
     parser.add_argument('--int8-backend', choices=['openvino', 'onnxruntime'], default='openvino',
                         help="'openvino' (NNCF, an .xml) or 'onnxruntime' (QDQ, an .onnx)")
+    parser.add_argument('--smooth-quant', action=argparse.BooleanOptionalAction, default=True,
+                        help="NNCF's SmoothQuant (openvino backend; default on)")
     args = parser.parse_args(argv)
     if args.int8 and not (args.config and args.calib):
         parser.error('--int8 needs --config (its test pipeline) and --calib images')
@@ -105,7 +108,7 @@ def _int8(args) -> int:
     try:
         inputs = calibration_inputs(args.config, find_images(args.calib), args.calib_count)
         start = time.time()
-        quantize(out, target, inputs, args.int8_backend)
+        quantize(out, target, inputs, args.int8_backend, args.smooth_quant)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

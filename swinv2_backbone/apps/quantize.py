@@ -115,10 +115,12 @@ def quantize_onnxruntime(onnx_file: str | os.PathLike, out: str | os.PathLike,
 
 
 def quantize(onnx_file: str | os.PathLike, out: str | os.PathLike,
-             calibration: list[np.ndarray], backend: str = 'openvino') -> Path:
-    """:func:`quantize_openvino` or :func:`quantize_onnxruntime`, by ``backend``."""
+             calibration: list[np.ndarray], backend: str = 'openvino',
+             smooth_quant: bool = True) -> Path:
+    """:func:`quantize_openvino` (``smooth_quant`` its SmoothQuant) or
+    :func:`quantize_onnxruntime`, by ``backend``."""
     if backend == 'openvino':
-        return quantize_openvino(onnx_file, out, calibration)
+        return quantize_openvino(onnx_file, out, calibration, smooth_quant)
     if backend == 'onnxruntime':
         return quantize_onnxruntime(onnx_file, out, calibration)
     raise ValueError(f"backend must be 'openvino' or 'onnxruntime', got {backend!r}")
