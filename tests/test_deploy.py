@@ -196,13 +196,22 @@ def test_deploy_tool_exports_and_checks_a_segmenter(tmp_path, images):
     tool = [sys.executable, str(ROOT / 'tools' / 'deploy.py'),
             str(DEPLOY / 'segmentation_onnxruntime_dynamic.py'), str(config)]
     proc = subprocess.run([*tool, str(tmp_path / 'model.pth'), files[0],
-                           '--out', str(tmp_path / 'upernet.onnx'), '--check', *files],
-                          capture_output=True, text=True)
+                           '--out', str(tmp_path / 'upernet.onnx'), '--check', *files,
+                           '--int8', '--calib', *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f'wrote {tmp_path / "upernet.onnx"}' in proc.stdout
+    assert f'wrote {tmp_path / "upernet_int8.onnx"} (onnxruntime QDQ' in proc.stdout
     checks = [line for line in proc.stdout.splitlines() if line.startswith('check ')]
-    assert [c.split(':')[0] for c in checks] == [f'check {f}' for f in files]
-    assert all(float(c.split('pixels_equal ')[1]) >= 0.999 for c in checks), checks
+    print(checks)  # pytest -rP shows the measured agreement
+    assert [c.split(':')[0] for c in checks] == [
+        *(f'check {f}' for f in files), *(f'check {f} (int8)' for f in files)]
+    equal = [float(c.split('pixels_equal ')[1]) for c in checks]
+    # random weights: close classes flip under int8 (0.94-0.97 here; the demo's trained
+    # UperNet keeps at least 0.998, BENCHMARKS.md)
+    assert min(equal[:len(files)]) >= 0.999 and min(equal[len(files):]) >= 0.9, checks
+    from onnx import load
+    nodes = [n.op_type for n in load(str(tmp_path / 'upernet_int8.onnx')).graph.node]
+    assert nodes.count('DequantizeLinear') > 50  # quantized, not a copy
     proc = subprocess.run([*tool, str(tmp_path / 'missing.pth'), files[0], '--out',
                            str(tmp_path / 'x.onnx')], capture_output=True, text=True)
     assert proc.returncode == 2

@@ -34,6 +34,7 @@ from swinv2_backbone.apps.export import (DEFAULT_EXPORTER, EXPORTERS, BackboneNe
                                          check_onnx, export_backbone_neck, export_onnx,
                                          read_metadata)
 from swinv2_backbone.apps.extract import add_backbone_arguments, backbone_from_arguments
+from swinv2_backbone.hosts.exported import add_calibration_args
 
 # an int8 output this far (rms over the float32 output's std) from float32 is reported
 INT8_RMS_WARNING = 0.25
@@ -58,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the config's backbone and neck (or pixel decoder) in one file")
     parser.add_argument('--int8', action='store_true',
                         help='also an int8 copy, calibrated on --calib images (needs --config)')
-    parser.add_argument('--calib', nargs='+', metavar='IMAGES',
-                        help='calibration images: files, folders or glob patterns')
-    parser.add_argument('--calib-count', type=int, default=32,
-                        help='calibration images used, at most (default 32)')
+    add_calibration_args(parser)
     parser.add_argument('--int8-backend', choices=['openvino', 'onnxruntime'], default='openvino',
                         help="'openvino' (NNCF, an .xml) or 'onnxruntime' (QDQ, an .onnx)")
     parser.add_argument('--smooth-quant', action=argparse.BooleanOptionalAction, default=True,

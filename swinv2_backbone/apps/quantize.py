@@ -80,15 +80,20 @@ def quantize_openvino(onnx_file: str | os.PathLike, out: str | os.PathLike,
 
 def quantize_onnxruntime(onnx_file: str | os.PathLike, out: str | os.PathLike,
                          calibration: list[np.ndarray]) -> Path:
-    """int8 ONNX (QDQ: int8 weights per channel, uint8 activations) of ``onnx_file`` by
-    onnxruntime's static quantization of its MatMul, Gemm and Conv ops, calibrated on
-    ``calibration`` (min-max). Returns ``out``."""
+    """int8 ONNX (QDQ: int8 weights per channel, uint8 activations) of ``onnx_file`` (ours,
+    or a whole model mmdeploy exported) by onnxruntime's static quantization of its MatMul,
+    Gemm and Conv ops, calibrated on ``calibration`` (min-max). Returns ``out``."""
+    import onnx
     import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
     from ..files import atomic_write
-    from .export import INPUT_NAME, _add_metadata
+    from .export import _add_metadata
+
+    graph = onnx.load(str(onnx_file), load_external_data=False)
+    input_name = graph.graph.input[0].name  # ours is 'image'; mmdeploy's whole models 'input'
+    opset = max(o.version for o in graph.opset_import if o.domain in ('', 'ai.onnx'))
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -96,16 +101,25 @@ def quantize_onnxruntime(onnx_file: str | os.PathLike, out: str | os.PathLike,
 
         def get_next(self):
             x = next(self.items, None)
-            return None if x is None else {INPUT_NAME: x}
+            return None if x is None else {input_name: x}
 
     out = Path(out)
     metadata = read_file_metadata(onnx_file)
 
     def write(tmp: str) -> None:
-        quantize_static(str(onnx_file), tmp, Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=['MatMul', 'Gemm', 'Conv'])
+        source = str(onnx_file)
+        if opset < 13:  # per-channel QDQ needs opset 13; mmdeploy exports opset 11
+            from onnx.version_converter import convert_version
+            source = f'{tmp}.opset13.onnx'
+            onnx.save(convert_version(onnx.load(str(onnx_file)), 13), source)
+        try:
+            quantize_static(source, tmp, Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, weight_type=QuantType.QInt8,
+                            activation_type=QuantType.QUInt8,
+                            op_types_to_quantize=['MatMul', 'Gemm', 'Conv'])
+        finally:
+            if source != str(onnx_file):
+                os.unlink(source)
         _add_metadata(Path(tmp), {**metadata,
                                   'int8': f'onnxruntime {onnxruntime.__version__}, QDQ'})
 

@@ -23,7 +23,7 @@ from mmengine.model import BaseModule
 from ..apps.quantize import open_runtime, read_file_metadata
 from .runner import host_of, load_config, meta_backbone
 
-__all__ = ['SwinV2Exported', 'calibration_inputs']
+__all__ = ['SwinV2Exported', 'add_calibration_args', 'calibration_inputs']
 
 # the metadata a backbone dict determines, checked against the file's
 CHECKED = ('embed_dim', 'depths', 'num_heads', 'window_sizes', 'out_features', 'out_channels',
@@ -121,3 +121,11 @@ def calibration_inputs(config, images: Iterable[str | os.PathLike],
     if not inputs:
         raise ValueError('no calibration image')
     return inputs
+
+
+def add_calibration_args(parser) -> None:
+    """``--calib IMAGES`` and ``--calib-count N``: the images :func:`calibration_inputs` reads."""
+    parser.add_argument('--calib', nargs='+', metavar='IMAGES',
+                        help='calibration images: files, folders or glob patterns')
+    parser.add_argument('--calib-count', type=int, default=32,
+                        help='calibration images used, at most (default 32)')
