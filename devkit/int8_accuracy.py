@@ -104,17 +104,19 @@ def evaluate(base: Path, checkpoint: Path, folder: Path, row: tuple, neck: bool,
 
 def errors(folder: Path, inputs: list, prefix: str) -> dict:
     """Per int8 file: each output's max and rms |int8 - f32| / std on ``inputs``."""
-    from swinv2_backbone.apps.quantize import file_errors, open_runtime, read_file_metadata
+    from swinv2_backbone.apps.quantize import (file_errors, open_runtime, output_names,
+                                               read_file_metadata)
     threads = torch.get_num_threads()
-    meta = read_file_metadata(folder / f'{prefix}f32.onnx')
-    names = meta.get('outputs') or meta['out_features']
-    out = {}
+    names = output_names(read_file_metadata(folder / f'{prefix}f32.onnx'))
+    out, references = {}, {}  # the float32 file, compiled once per runtime
     for name, (file, runtime, _) in ROWS.items():
         if file is None or 'int8' not in file:
             continue
-        reference = open_runtime(folder / f'{prefix}f32.onnx', runtime, 'f32', threads)
+        if runtime not in references:
+            references[runtime] = open_runtime(folder / f'{prefix}f32.onnx', runtime, 'f32',
+                                               threads)
         other = open_runtime(folder / f'{prefix}{file}', runtime, 'f32', threads)
-        out[name] = dict(zip(names, file_errors(reference, other, inputs)))
+        out[name] = dict(zip(names, file_errors(references[runtime], other, inputs)))
     return out
 
 

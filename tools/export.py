@@ -98,7 +98,7 @@ def _int8(args) -> int:
     from pathlib import Path
 
     from swinv2_backbone.apps.extract import find_images
-    from swinv2_backbone.apps.quantize import file_errors, open_runtime, quantize
+    from swinv2_backbone.apps.quantize import file_errors, open_runtime, output_names, quantize
     from swinv2_backbone.hosts.exported import calibration_inputs
     out = Path(args.out)
     target = out.with_name(out.stem + ('_int8.xml' if args.int8_backend == 'openvino'
@@ -115,8 +115,7 @@ def _int8(args) -> int:
     reference = open_runtime(out, args.int8_backend, 'f32', torch.get_num_threads())
     errors = file_errors(reference, open_runtime(target, args.int8_backend, 'f32',
                                                  torch.get_num_threads()), inputs)
-    meta = read_metadata(out)
-    names = meta.get('outputs') or meta['out_features']  # a backbone + neck file: the neck's
+    names = output_names(read_metadata(out))
     print('int8 against float32 on the calibration inputs, |int8 - f32| / std: ' + ', '.join(
         f'{n} max {e["max"]:.2f} rms {e["rms"]:.3f}' for n, e in zip(names, errors)))
     far = [n for n, e in zip(names, errors) if e['rms'] > INT8_RMS_WARNING]

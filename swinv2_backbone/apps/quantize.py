@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 import numpy as np
 
-__all__ = ['file_errors', 'open_runtime', 'quantize', 'quantize_onnxruntime', 'quantize_openvino',
-           'read_file_metadata']
+__all__ = ['file_errors', 'open_runtime', 'output_names', 'quantize', 'quantize_onnxruntime',
+           'quantize_openvino', 'read_file_metadata']
 
 RT_KEY = 'swinv2_backbone'  # the OpenVINO rt_info section the metadata is written under
 
@@ -38,6 +38,13 @@ def read_file_metadata(path: str | os.PathLike) -> dict:
         section = model.get_rt_info([RT_KEY]).astype(dict)
         return {k: json.loads(v.astype(str)) for k, v in section.items()}
     raise ValueError(f'{path}: expected an .onnx file or an OpenVINO .xml')
+
+
+def output_names(metadata: dict) -> list[str] | None:
+    """The output names of a file with this export metadata: a backbone + neck file's are the
+    neck's (``outputs``; its ``out_features`` are the backbone's), a backbone file's its
+    ``out_features``."""
+    return metadata.get('outputs') or metadata.get('out_features')
 
 
 def _write_atomically_ov(model, out: Path) -> None:

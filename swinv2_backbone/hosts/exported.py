@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from mmengine.model import BaseModule
 
-from ..apps.quantize import open_runtime, read_file_metadata
+from ..apps.quantize import open_runtime, output_names, read_file_metadata
 from .runner import host_of, load_config, meta_backbone
 
 __all__ = ['SwinV2Exported', 'add_calibration_args', 'calibration_inputs']
@@ -64,8 +64,7 @@ class SwinV2Exported(BaseModule):
         self.metadata = read_file_metadata(file)
         if backbone is not None:
             self._check(backbone)
-        # a backbone + neck file's outputs are the neck's; its out_features, the backbone's
-        self.out_features = self.metadata.get('outputs') or self.metadata.get('out_features')
+        self.out_features = output_names(self.metadata)
         self.threads = threads
         self._run = None
 
