@@ -171,3 +171,21 @@ def test_nncf_smooth_quant_is_applied_unless_turned_off(files, tmp_path):
     counts = [path.read_text().count('/nncf_smooth_quant"')
               for path in (paths['backbone openvino'], off)]
     assert counts[0] > 0 and counts[1] == 0, counts
+
+
+def test_export_tool_writes_an_int8_copy_and_prints_each_outputs_error(detector, data,
+                                                                       tmp_path):
+    _, checkpoint = detector
+    out = tmp_path / 'neck.onnx'
+    run = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), '--config',
+                          str(CONFIG), '--checkpoint', str(checkpoint), '--neck', '--out',
+                          str(out), '--int8', '--calib', str(data / 'coco' / 'val'),
+                          '--calib-count', '3', '--int8-backend', 'onnxruntime'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f'wrote {tmp_path / "neck_int8.onnx"} (onnxruntime, 3 calibration images' in run.stdout
+    errors = next(line for line in run.stdout.splitlines() if line.startswith('int8 against'))
+    assert [part.split()[0] for part in errors.split(': ', 1)[1].split(', ')] == [
+        f'neck{i}' for i in range(5)]  # the neck's outputs, not the backbone's stages
+    assert read_file_metadata(tmp_path / 'neck_int8.onnx')['outputs'] == [
+        f'neck{i}' for i in range(5)]
